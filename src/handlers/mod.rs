@@ -1,0 +1,105 @@
+//! Request handling: unwrap the envelope, run the gates, call the feature handler, wrap the answer.
+//!
+//! Handlers never touch a socket. They return a body or a [`Reject`]; the connection writes it.
+
+pub mod basic;
+pub mod conversation;
+pub mod reject;
+
+use reject::Reject;
+
+use crate::context::Ctx;
+use crate::session::Session;
+use crate::session::gate::{self, RequestKind};
+use crate::wire::ps::{self, conversation_request, conversation_response, request, single_request};
+use crate::wire::{is_valid_version, response};
+
+/// What the connection does with a handled request.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Send this response and go on.
+    Reply(ps::Message),
+    /// Send this response, then close the connection.
+    ReplyAndClose(ps::Message),
+}
+
+/// A successful conversation answer and the server's signature over it (empty when none).
+#[derive(Debug)]
+pub struct ConversationBody {
+    /// `ConversationResponse.signature`.
+    pub signature: Vec<u8>,
+    /// The response body.
+    pub body: conversation_response::ResponseType,
+}
+
+impl ConversationBody {
+    /// A body the server does not sign.
+    pub fn unsigned(body: conversation_response::ResponseType) -> ConversationBody {
+        ConversationBody {
+            signature: Vec::new(),
+            body,
+        }
+    }
+}
+
+/// Handles one request from the client and returns the response for message `id`.
+pub fn handle(ctx: &Ctx, session: &mut Session, id: u32, request: ps::Request) -> Outcome {
+    let result = match request.conversation_type {
+        Some(request::ConversationType::SingleRequest(single)) => {
+            single_request(ctx, session, id, single)
+        }
+        Some(request::ConversationType::ConversationRequest(conversation)) => {
+            conversation_request(ctx, session, conversation)
+                .map(|answer| response::conversation(id, answer.signature, answer.body))
+        }
+        None => Err(Reject::violation("")),
+    };
+    match result {
+        Ok(message) => Outcome::Reply(message),
+        Err(reject) if reject.closes_connection() => Outcome::ReplyAndClose(reject.to_message(id)),
+        Err(reject) => Outcome::Reply(reject.to_message(id)),
+    }
+}
+
+fn single_request(
+    ctx: &Ctx,
+    session: &mut Session,
+    id: u32,
+    single: ps::SingleRequest,
+) -> Result<ps::Message, Reject> {
+    use single_request::RequestType as R;
+    if !is_valid_version(&single.version) {
+        return Err(Reject::violation("version"));
+    }
+    let body = single.request_type.ok_or(Reject::violation(""))?;
+    admit(RequestKind::of_single(&body), session)?;
+    let answer = match body {
+        R::Ping(request) => basic::ping(request),
+        R::ListRoles(_) => basic::list_roles(ctx),
+        _ => Err(Reject::not_implemented()),
+    }?;
+    Ok(response::single(id, single.version, answer))
+}
+
+fn conversation_request(
+    ctx: &Ctx,
+    session: &mut Session,
+    conversation: ps::ConversationRequest,
+) -> Result<ConversationBody, Reject> {
+    use conversation_request::RequestType as R;
+    let body = conversation.request_type.ok_or(Reject::violation(""))?;
+    admit(RequestKind::of_conversation(&body), session)?;
+    match body {
+        R::Start(request) => conversation::start(ctx, session, request),
+        R::VerifyIdentity(request) => {
+            conversation::verify_identity(session, &conversation.signature, &request)
+        }
+        _ => Err(Reject::not_implemented()),
+    }
+}
+
+/// Runs the gates; a request only the server may send is a protocol violation (spec §1.4).
+fn admit(kind: Option<RequestKind>, session: &Session) -> Result<(), Reject> {
+    let kind = kind.ok_or(Reject::violation(""))?;
+    gate::admit(kind, session).map_err(|refusal| Reject::status(refusal.0))
+}

@@ -1,0 +1,66 @@
+//! A protocol answer that is not a success: the status and `details` that go on the wire.
+
+use std::borrow::Cow;
+
+use crate::store::StoreError;
+use crate::wire::{Status, ps, response};
+
+/// An error response. Internal causes are logged where they are mapped, never sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Status code on the wire.
+    pub status: Status,
+    /// `Response.details`, e.g. the camelCase path of an invalid field.
+    pub details: Cow<'static, str>,
+}
+
+impl Reject {
+    /// A rejection with no details.
+    pub fn status(status: Status) -> Reject {
+        Reject {
+            status,
+            details: Cow::Borrowed(""),
+        }
+    }
+
+    /// ERROR_INVALID_VALUE naming the offending field.
+    pub fn invalid(field: impl Into<Cow<'static, str>>) -> Reject {
+        Reject {
+            status: Status::ErrorInvalidValue,
+            details: field.into(),
+        }
+    }
+
+    /// ERROR_PROTOCOL_VIOLATION with details; the connection will be closed.
+    pub fn violation(details: &'static str) -> Reject {
+        Reject {
+            status: Status::ErrorProtocolViolation,
+            details: Cow::Borrowed(details),
+        }
+    }
+
+    /// A request this build does not serve yet.
+    pub fn not_implemented() -> Reject {
+        Reject {
+            status: Status::ErrorUnsupported,
+            details: Cow::Borrowed("not implemented"),
+        }
+    }
+
+    /// Whether answering this must end the connection (spec §1.4).
+    pub fn closes_connection(&self) -> bool {
+        self.status == Status::ErrorProtocolViolation
+    }
+
+    /// The error response for request `id`.
+    pub fn to_message(&self, id: u32) -> ps::Message {
+        response::error(id, self.status, &self.details)
+    }
+}
+
+impl From<StoreError> for Reject {
+    fn from(error: StoreError) -> Reject {
+        tracing::error!(%error, "storage failure while handling a request");
+        Reject::status(Status::ErrorInternal)
+    }
+}

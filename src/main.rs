@@ -1,0 +1,133 @@
+//! Command line: `run`, `check-config`, `init`. Exit code 2 for any configuration, data-directory
+//! or port problem, with a one-line message naming the key or path.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use iop_profile_server::config::{Config, Problem};
+use iop_profile_server::runtime::{self, logging, shutdown};
+
+#[derive(Parser)]
+#[command(version, about = "IoP Profile Server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file; without it the built-in defaults apply (data in ./iop-data).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and print every problem.
+    CheckConfig {
+        /// Configuration file to check.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create the data directory, identity and TLS certificate; print the network id.
+    Init {
+        /// Configuration file; without it the built-in defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("{}: {problem}", config.display());
+                }
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Init { config } => {
+            let Some(config) = load(config.as_ref()) else {
+                return ExitCode::from(EXIT_USAGE);
+            };
+            match runtime::prepare_data_dir(&config) {
+                Ok((key, _)) => {
+                    println!("{}", key.network_id());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: data_dir: {error}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Run { config } => {
+            let Some(config) = load(config.as_ref()) else {
+                return ExitCode::from(EXIT_USAGE);
+            };
+            run(config)
+        }
+    }
+}
+
+/// Loads the file or the built-in defaults; prints the first problem on one line.
+fn load(path: Option<&PathBuf>) -> Option<Config> {
+    let loaded = path.map_or_else(Config::builtin, |p| Config::load(p));
+    match loaded {
+        Ok(config) => Some(config),
+        Err(problems) => {
+            let first = problems
+                .first()
+                .map_or_else(String::new, Problem::to_string);
+            let more = problems.len().saturating_sub(1);
+            let hint = if more > 0 {
+                format!(" (and {more} more; see check-config)")
+            } else {
+                String::new()
+            };
+            eprintln!("error: config: {first}{hint}");
+            None
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    logging::init();
+    let built = if config.runtime.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(config.runtime.worker_threads))
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: runtime.worker_threads: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    runtime.block_on(async {
+        let server = match runtime::start(config).await {
+            Ok(server) => server,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        tokio::spawn(shutdown::on_signal(server.shutdown_token()));
+        server.wait().await;
+        ExitCode::SUCCESS
+    })
+}

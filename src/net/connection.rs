@@ -1,0 +1,321 @@
+//! One client connection: read frames, dispatch requests, write answers, enforce deadlines.
+//!
+//! A single task per connection selects over the socket, its [`Outbox`] queue, its deadline and
+//! the server shutdown. Reads are cancel-safe ([`FrameReader`]); writes happen outside the
+//! select, each under the write timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::frame_reader::{Frame, FrameReader, ReadError, Step};
+use crate::context::Ctx;
+use crate::handlers::{self, Outcome};
+use crate::outbox::{Command, Outbox};
+use crate::role::RoleSet;
+use crate::session::Session;
+use crate::session::pending::{Matched, Pending};
+use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
+
+/// After a protocol violation, how long unread input is drained so the error reply is not lost
+/// to a TCP reset (PS00010 note).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes drained during [`CLOSE_GRACE`].
+const CLOSE_DRAIN_LIMIT: usize = 2 * frame::MAX_FRAME_LEN;
+
+/// Why a connection ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// No complete message within the idle timeout.
+    Idle,
+    /// `session_max_secs` reached.
+    SessionLimit,
+    /// The server is shutting down.
+    Shutdown,
+    /// A protocol violation was answered.
+    Violation,
+    /// Another task asked to close it (e.g. a newer check-in).
+    Replaced,
+    /// Reading or writing failed or timed out.
+    Io,
+}
+
+/// The connection's fixed parameters.
+pub struct Setup {
+    /// Roles served on the port.
+    pub roles: RoleSet,
+    /// Idle timeout of the port.
+    pub idle: Duration,
+    /// When the connection must end at the latest.
+    pub session_end: Instant,
+}
+
+/// Serves one connection until it ends; returns why it ended.
+pub async fn serve<S>(stream: S, ctx: Arc<Ctx>, setup: Setup, shutdown: CancellationToken) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(32);
+    let (outbox, commands) = Outbox::channel(capacity);
+    let mut connection = Connection {
+        stream,
+        session: Session::new(setup.roles),
+        pending: Pending::new(first_server_request_id(setup.roles)),
+        write_timeout: ctx.config.timeouts.write,
+        ctx,
+        _outbox: outbox,
+    };
+    let end = connection.run(setup, commands, &shutdown).await;
+    if end == End::Violation {
+        connection.close_gracefully().await;
+    } else {
+        let _ = timeout(connection.write_timeout, connection.stream.shutdown()).await;
+    }
+    end
+}
+
+/// Spec §1.4: server-initiated request ids start at `(role bitmask << 24) + 1`.
+fn first_server_request_id(roles: RoleSet) -> u32 {
+    const CSHARP_BITS: [(crate::role::Role, u32); 5] = [
+        (crate::role::Role::Primary, 1),
+        (crate::role::Role::SrNeighbor, 4),
+        (crate::role::Role::ClCustomer, 16),
+        (crate::role::Role::ClNonCustomer, 32),
+        (crate::role::Role::ClAppService, 128),
+    ];
+    let mask = CSHARP_BITS
+        .iter()
+        .filter(|(role, _)| roles.contains(*role))
+        .map(|(_, b)| b)
+        .sum::<u32>();
+    (mask << 24) + 1
+}
+
+/// What woke the connection task.
+enum Event {
+    Shutdown,
+    Command(Option<Command>),
+    Deadline,
+    Read(Result<Step, ReadError>),
+}
+
+struct Connection<S> {
+    stream: S,
+    session: Session,
+    pending: Pending,
+    write_timeout: Duration,
+    ctx: Arc<Ctx>,
+    /// Kept so the queue stays open while the connection lives; handed out to registries later.
+    _outbox: Outbox,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn run(
+        &mut self,
+        setup: Setup,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        let mut reader = FrameReader::default();
+        let mut idle_deadline = Instant::now() + setup.idle;
+        loop {
+            let deadline = idle_deadline.min(setup.session_end);
+            let event = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Event::Shutdown,
+                command = commands.recv() => Event::Command(command),
+                () = sleep_until(deadline) => Event::Deadline,
+                step = reader.step(&mut self.stream) => Event::Read(step),
+            };
+            let step = match event {
+                Event::Shutdown => return End::Shutdown,
+                Event::Command(None) => return End::Replaced,
+                Event::Command(Some(command)) => match self.command(command).await {
+                    Some(end) => return end,
+                    None => continue,
+                },
+                Event::Deadline if deadline == setup.session_end => return End::SessionLimit,
+                Event::Deadline => return End::Idle,
+                Event::Read(step) => step,
+            };
+            let frame = match step {
+                Ok(Step::Progress) => continue,
+                Ok(Step::Eof) => return End::PeerClosed,
+                Ok(Step::Header(len)) => match self.admit_body(&mut reader, len, deadline).await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(end) => return end,
+                },
+                Ok(Step::Frame(frame)) => frame,
+                Err(error) => return self.read_failed(&error).await,
+            };
+            idle_deadline = Instant::now() + setup.idle;
+            if let Some(end) = self.frame(&frame).await {
+                return end;
+            }
+        }
+    }
+
+    /// Waits for in-flight budget for a body of `len` bytes, no longer than the idle deadline.
+    async fn admit_body(
+        &mut self,
+        reader: &mut FrameReader,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<Option<Frame>, End> {
+        // `len` is at most MAX_BODY_LEN, far below u32::MAX.
+        let permits = u32::try_from(len).unwrap_or(u32::MAX);
+        let budget = Arc::clone(&self.ctx.inflight_bytes);
+        match timeout_at(deadline, budget.acquire_many_owned(permits)).await {
+            Ok(Ok(permit)) => Ok(reader.begin_body(len, permit)),
+            Ok(Err(_)) => Err(End::Shutdown),
+            Err(_) => Err(End::Idle),
+        }
+    }
+
+    async fn read_failed(&mut self, error: &ReadError) -> End {
+        match error {
+            ReadError::Frame(cause) => {
+                tracing::debug!(%cause, "framing violation");
+                self.violation(UNKNOWN_MESSAGE_ID, "").await
+            }
+            ReadError::Io(cause) => {
+                tracing::debug!(%cause, "read failed");
+                End::Io
+            }
+        }
+    }
+
+    /// Handles one complete frame; `Some` ends the connection.
+    async fn frame(&mut self, frame: &Frame) -> Option<End> {
+        let message = match frame::decode_body::<ps::Message>(&frame.body) {
+            Ok(message) => message,
+            Err(cause) => {
+                tracing::debug!(%cause, "unparsable message");
+                return Some(self.violation(UNKNOWN_MESSAGE_ID, "").await);
+            }
+        };
+        match message.message_type {
+            Some(ps::message::MessageType::Request(request)) => {
+                match handlers::handle(&self.ctx, &mut self.session, message.id, request) {
+                    Outcome::Reply(answer) => self.send(&answer).await.err(),
+                    Outcome::ReplyAndClose(answer) => {
+                        Some(self.send(&answer).await.err().unwrap_or(End::Violation))
+                    }
+                }
+            }
+            Some(ps::message::MessageType::Response(answer)) => {
+                match self.pending.answer(message.id, answer) {
+                    Matched::Delivered => None,
+                    Matched::Violation => {
+                        tracing::debug!(id = message.id, "response to no pending request");
+                        Some(End::Io)
+                    }
+                }
+            }
+            None => Some(self.violation(message.id, "").await),
+        }
+    }
+
+    /// Carries out a command from another task; `Some` ends the connection.
+    async fn command(&mut self, command: Command) -> Option<End> {
+        match command {
+            Command::Send(bytes) => self.write(&bytes).await.err(),
+            Command::Request {
+                kind,
+                mut message,
+                reply,
+            } => {
+                let Ok(id) = self
+                    .pending
+                    .register(kind, std::time::Instant::now(), reply)
+                else {
+                    // The requester sees its reply sender dropped: the request could not be sent.
+                    return None;
+                };
+                message.id = id;
+                self.send(&message).await.err()
+            }
+            Command::Close => Some(End::Replaced),
+        }
+    }
+
+    async fn violation(&mut self, id: u32, details: &str) -> End {
+        let answer = response::error(id, Status::ErrorProtocolViolation, details);
+        self.send(&answer).await.err().unwrap_or(End::Violation)
+    }
+
+    async fn send(&mut self, message: &ps::Message) -> Result<(), End> {
+        self.write(&frame::encode(message)).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(cause)) => {
+                tracing::debug!(%cause, "write failed");
+                Err(End::Io)
+            }
+            Err(_) => {
+                tracing::debug!("write timed out: peer does not read");
+                Err(End::Io)
+            }
+        }
+    }
+
+    /// Ends the sending side, then discards input for a short while so the peer reads our last
+    /// answer before the socket is reset.
+    async fn close_gracefully(&mut self) {
+        if timeout(self.write_timeout, self.stream.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0;
+        let drain = async {
+            while drained < CLOSE_DRAIN_LIMIT {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = timeout(CLOSE_GRACE, drain).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::role::Role;
+
+    #[test]
+    fn server_request_ids_follow_the_reference_bitmask() {
+        assert_eq!(
+            first_server_request_id(RoleSet::of(&[Role::ClCustomer])),
+            (16 << 24) + 1
+        );
+        let shared = RoleSet::of(&[
+            Role::SrNeighbor,
+            Role::ClNonCustomer,
+            Role::ClCustomer,
+            Role::ClAppService,
+        ]);
+        assert_eq!(
+            first_server_request_id(shared),
+            ((4 + 16 + 32 + 128) << 24) + 1
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Log output: the systemd journal (with structured fields) when systemd started us, stderr
+//! otherwise. The level comes from `RUST_LOG` (default `info`).
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Installs the global subscriber. Safe to call once; later calls do nothing.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // systemd sets JOURNAL_STREAM for services whose output goes to the journal.
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| {
+            layer
+                .with_syslog_identifier("iop-profile-server".to_owned())
+                .boxed()
+        });
+    let stderr = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(journald)
+        .with(stderr)
+        .try_init();
+}

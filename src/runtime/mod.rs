@@ -1,0 +1,184 @@
+//! Wires the server together: binds ports, opens the data directory, starts the listeners,
+//! and tears everything down in order on shutdown.
+
+pub mod logging;
+pub mod shutdown;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::crypto::{NetworkId, ServerKey};
+use crate::net::listener::{self, Port};
+use crate::net::tls;
+use crate::role::Role;
+use crate::store::keys::{self, TlsMaterial};
+use crate::store::{Store, StoreError};
+
+/// Longest wait for connections to finish after shutdown was requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server could not start. Each names the config key or path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind its port.
+    #[error("{key}: cannot listen on {address}: {source}")]
+    Bind {
+        /// The listener's config key.
+        key: String,
+        /// The address tried.
+        address: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The data directory, a key file or the database is unusable.
+    #[error("data_dir: {0}")]
+    Store(#[from] StoreError),
+    /// The TLS certificate in the data directory is unusable.
+    #[error("data_dir: TLS certificate: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Creates the data directory, the server identity and the TLS certificate when missing.
+pub fn prepare_data_dir(config: &Config) -> Result<(ServerKey, TlsMaterial), StoreError> {
+    keys::ensure_dir(&config.data_dir)?;
+    let key = keys::load_or_create_identity(&config.data_dir)?;
+    let tls = keys::load_or_create_tls(&config.data_dir)?;
+    Ok((key, tls))
+}
+
+/// A started server.
+pub struct RunningServer {
+    network_id: NetworkId,
+    role_ports: Vec<(Role, u16)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    ctx: Arc<Ctx>,
+}
+
+impl fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("network_id", &self.network_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// The server's network id.
+    pub fn network_id(&self) -> NetworkId {
+        self.network_id
+    }
+
+    /// The bound port serving `role`.
+    pub fn port_of(&self, role: Role) -> Option<u16> {
+        self.role_ports
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, p)| *p)
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown is requested, then stops: no new connections, open ones closed,
+    /// tasks awaited, database closed last.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections did not finish in time; closing the database anyway");
+        }
+        drop(self.ctx);
+        tracing::info!("stopped");
+    }
+
+    /// Requests shutdown and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Binds every listener, prepares the data directory and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let bound = bind_all(&config).await?;
+    let (key, tls_material) = prepare_data_dir(&config)?;
+    let acceptor = TlsAcceptor::from(tls::server_config(&tls_material)?);
+    let dir = config.data_dir.clone();
+    let cache = config.storage.cache_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, cache))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+
+    let mut role_ports = Vec::new();
+    let mut ports = Vec::new();
+    for (listener, roles) in bound {
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        role_ports.extend(roles.iter().map(|role| (role, port)));
+        let tls = roles.is_tls().then(|| acceptor.clone());
+        ports.push(Port {
+            listener,
+            roles,
+            tls,
+        });
+    }
+    let limits = &config.limits;
+    let ctx = Arc::new(Ctx {
+        connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+        inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
+        key,
+        store,
+        role_ports: role_ports.clone(),
+        config,
+    });
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    for port in ports {
+        tasks.spawn(listener::accept_loop(
+            port,
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+    }
+    let network_id = ctx.key.network_id();
+    tracing::info!(%network_id, ports = ?role_ports, "serving");
+    Ok(RunningServer {
+        network_id,
+        role_ports,
+        shutdown,
+        tasks,
+        ctx,
+    })
+}
+
+async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, crate::role::RoleSet)>, StartError> {
+    let mut bound = Vec::new();
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let address = SocketAddr::new(config.bind_address, listener.port);
+        let socket = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: format!("listener[{index}].port"),
+                address,
+                source,
+            })?;
+        bound.push((socket, listener.roles));
+    }
+    Ok(bound)
+}

@@ -1,0 +1,127 @@
+//! Per-connection protocol state: which roles the port serves and where the conversation stands.
+//!
+//! Sync and clock-free: handlers mutate a [`Session`] in place, the connection task owns it. Nothing
+//! here touches sockets or storage.
+
+pub mod gate;
+pub mod pending;
+
+use crate::crypto::NetworkId;
+use crate::role::RoleSet;
+
+/// The state of one connection's conversation (spec §3.1).
+///
+/// Each variant holds only what is valid in that state: the challenge exists only once started,
+/// and a proven identity only after VerifyIdentity or CheckIn.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Conversation {
+    /// Nothing exchanged yet.
+    #[default]
+    None,
+    /// Versions and keys exchanged; the peer has not proved its key yet.
+    Started {
+        /// The peer's claimed identity.
+        peer: Peer,
+        /// The challenge the server sent, which the peer must sign back.
+        challenge: [u8; 32],
+    },
+    /// A non-customer proved ownership of its key.
+    Verified(Peer),
+    /// A hosted customer checked in.
+    Authenticated(Peer),
+}
+
+/// The identity on the other end of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Raw public key as sent in StartConversation (1..=128 bytes).
+    pub public_key: Vec<u8>,
+    /// SHA-256 of the public key.
+    pub id: NetworkId,
+}
+
+impl Peer {
+    /// The peer owning `public_key`.
+    pub fn new(public_key: Vec<u8>) -> Peer {
+        let id = NetworkId::of_key(&public_key);
+        Peer { public_key, id }
+    }
+}
+
+impl Conversation {
+    /// The peer of a started, verified or authenticated conversation.
+    pub fn peer(&self) -> Option<&Peer> {
+        match self {
+            Conversation::None => None,
+            Conversation::Started { peer, .. }
+            | Conversation::Verified(peer)
+            | Conversation::Authenticated(peer) => Some(peer),
+        }
+    }
+
+    /// Moves a started conversation to Verified; any other state is left alone.
+    pub fn verify(&mut self) {
+        *self = match std::mem::take(self) {
+            Conversation::Started { peer, .. } => Conversation::Verified(peer),
+            other => other,
+        };
+    }
+
+    /// Moves a started conversation to Authenticated; any other state is left alone.
+    pub fn authenticate(&mut self) {
+        *self = match std::mem::take(self) {
+            Conversation::Started { peer, .. } => Conversation::Authenticated(peer),
+            other => other,
+        };
+    }
+}
+
+/// Everything the server remembers about one connection.
+#[derive(Debug)]
+pub struct Session {
+    /// Roles served on the port the connection arrived at.
+    pub roles: RoleSet,
+    /// The conversation state.
+    pub conversation: Conversation,
+}
+
+impl Session {
+    /// A fresh session on a port serving `roles`.
+    pub fn new(roles: RoleSet) -> Session {
+        Session {
+            roles,
+            conversation: Conversation::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::role::Role;
+
+    #[test]
+    fn transitions_only_from_started() {
+        let mut conversation = Conversation::None;
+        conversation.verify();
+        assert_eq!(conversation, Conversation::None);
+
+        let peer = Peer::new(vec![1; 32]);
+        conversation = Conversation::Started {
+            peer: peer.clone(),
+            challenge: [0; 32],
+        };
+        conversation.verify();
+        assert_eq!(conversation, Conversation::Verified(peer.clone()));
+        conversation.authenticate();
+        assert_eq!(conversation, Conversation::Verified(peer.clone()));
+        assert_eq!(conversation.peer(), Some(&peer));
+    }
+
+    #[test]
+    fn new_session_has_no_conversation() {
+        let session = Session::new(RoleSet::of(&[Role::Primary]));
+        assert_eq!(session.conversation, Conversation::None);
+        assert_eq!(session.conversation.peer(), None);
+    }
+}

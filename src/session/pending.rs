@@ -1,0 +1,286 @@
+//! Requests the server sent to a client and still awaits answers for (spec §1.4).
+//!
+//! At most [`MAX_PENDING`] per connection; answers are matched by message id. A response with an
+//! unknown id, or an OK response of the wrong type, means the connection must be closed.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::wire::ps;
+
+/// Spec §1.4: at most 20 unfinished server→client requests per connection.
+pub const MAX_PENDING: usize = 20;
+
+/// How long an entry is kept after its requester stopped waiting, so a late answer is still
+/// recognised instead of closing the connection.
+const LATE_ANSWER_GRACE: Duration = Duration::from_secs(60);
+
+/// The type of a server-initiated request, used to check the answer's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerRequestKind {
+    /// IncomingCallNotificationRequest (conversation).
+    IncomingCallNotification,
+    /// ApplicationServiceReceiveMessageNotificationRequest (single).
+    ReceiveMessageNotification,
+    /// NeighborhoodSharedProfileUpdateRequest (conversation).
+    NeighborhoodSharedProfileUpdate,
+    /// FinishNeighborhoodInitializationRequest (conversation).
+    FinishNeighborhoodInitialization,
+}
+
+/// Why a server-initiated request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PendingError {
+    /// Twenty requests are already unanswered on the connection.
+    #[error("too many unanswered requests on the connection")]
+    Full,
+}
+
+/// What the connection must do with an incoming response.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// Delivered (or dropped because the requester gave up).
+    Delivered,
+    /// Unknown id or wrong type: close the connection without replying.
+    Violation,
+}
+
+struct Entry {
+    id: u32,
+    kind: ServerRequestKind,
+    sent: Instant,
+    reply: oneshot::Sender<ps::Response>,
+}
+
+/// The pending server→client requests of one connection.
+pub struct Pending {
+    entries: heapless::Vec<Entry, MAX_PENDING>,
+    next_id: u32,
+}
+
+impl Pending {
+    /// An empty table whose ids start at `first_id` (spec §1.4 uses `(role mask << 24) + 1`).
+    pub fn new(first_id: u32) -> Pending {
+        Pending {
+            entries: heapless::Vec::new(),
+            next_id: first_id,
+        }
+    }
+
+    /// Reserves an id for a new request, or fails when 20 are already pending.
+    pub fn register(
+        &mut self,
+        kind: ServerRequestKind,
+        now: Instant,
+        reply: oneshot::Sender<ps::Response>,
+    ) -> Result<u32, (PendingError, oneshot::Sender<ps::Response>)> {
+        self.expire(now);
+        let id = self.next_id;
+        match self.entries.push(Entry {
+            id,
+            kind,
+            sent: now,
+            reply,
+        }) {
+            Ok(()) => {
+                self.next_id = self.next_id.wrapping_add(1);
+                Ok(id)
+            }
+            Err(entry) => Err((PendingError::Full, entry.reply)),
+        }
+    }
+
+    /// Matches an incoming response by id and hands it to whoever waits for it.
+    pub fn answer(&mut self, id: u32, response: ps::Response) -> Matched {
+        let Some(index) = self.entries.iter().position(|entry| entry.id == id) else {
+            return Matched::Violation;
+        };
+        let entry = self.entries.swap_remove(index);
+        if response.status == 0 && !kind_matches(entry.kind, &response) {
+            return Matched::Violation;
+        }
+        // The requester may have stopped waiting; that is not the client's fault.
+        let _ = entry.reply.send(response);
+        Matched::Delivered
+    }
+
+    /// Number of unanswered requests.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no request is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Drops entries whose requester gave up more than the grace period ago.
+    fn expire(&mut self, now: Instant) {
+        self.entries.retain(|entry| {
+            !(entry.reply.is_closed() && now.duration_since(entry.sent) > LATE_ANSWER_GRACE)
+        });
+    }
+}
+
+fn kind_matches(kind: ServerRequestKind, response: &ps::Response) -> bool {
+    use ps::conversation_response::ResponseType as C;
+    use ps::response::ConversationType;
+    use ps::single_response::ResponseType as S;
+    match &response.conversation_type {
+        Some(ConversationType::SingleResponse(single)) => matches!(
+            (kind, &single.response_type),
+            (
+                ServerRequestKind::ReceiveMessageNotification,
+                Some(S::ApplicationServiceReceiveMessageNotification(_))
+            )
+        ),
+        Some(ConversationType::ConversationResponse(conversation)) => matches!(
+            (kind, &conversation.response_type),
+            (
+                ServerRequestKind::IncomingCallNotification,
+                Some(C::IncomingCallNotification(_))
+            ) | (
+                ServerRequestKind::NeighborhoodSharedProfileUpdate,
+                Some(C::NeighborhoodSharedProfileUpdate(_))
+            ) | (
+                ServerRequestKind::FinishNeighborhoodInitialization,
+                Some(C::FinishNeighborhoodInitialization(_))
+            )
+        ),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Status, response};
+
+    fn ok_receive_notification() -> ps::Response {
+        let message = response::single(
+            1,
+            vec![1, 0, 0],
+            ps::single_response::ResponseType::ApplicationServiceReceiveMessageNotification(
+                ps::ApplicationServiceReceiveMessageNotificationResponse {},
+            ),
+        );
+        match message.message_type {
+            Some(ps::message::MessageType::Response(r)) => r,
+            _ => unreachable!("built as a response"),
+        }
+    }
+
+    #[test]
+    fn answers_are_matched_by_id() {
+        let mut pending = Pending::new((16 << 24) + 1);
+        let (tx, mut rx) = oneshot::channel();
+        let id = pending
+            .register(
+                ServerRequestKind::ReceiveMessageNotification,
+                Instant::now(),
+                tx,
+            )
+            .expect("room");
+        assert_eq!(id, (16 << 24) + 1);
+        assert_eq!(
+            pending.answer(id + 1, ok_receive_notification()),
+            Matched::Violation
+        );
+        assert_eq!(
+            pending.answer(id, ok_receive_notification()),
+            Matched::Delivered
+        );
+        assert!(rx.try_recv().is_ok());
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn ok_answer_of_the_wrong_type_is_a_violation() {
+        let mut pending = Pending::new(1);
+        let (tx, _rx) = oneshot::channel();
+        let id = pending
+            .register(
+                ServerRequestKind::IncomingCallNotification,
+                Instant::now(),
+                tx,
+            )
+            .expect("room");
+        assert_eq!(
+            pending.answer(id, ok_receive_notification()),
+            Matched::Violation
+        );
+    }
+
+    #[test]
+    fn error_answer_of_any_type_is_delivered() {
+        let mut pending = Pending::new(1);
+        let (tx, mut rx) = oneshot::channel();
+        let id = pending
+            .register(
+                ServerRequestKind::IncomingCallNotification,
+                Instant::now(),
+                tx,
+            )
+            .expect("room");
+        let rejected = ps::Response {
+            status: Status::ErrorRejected as i32,
+            ..Default::default()
+        };
+        assert_eq!(pending.answer(id, rejected), Matched::Delivered);
+        assert_eq!(
+            rx.try_recv().map(|r| r.status),
+            Ok(Status::ErrorRejected as i32)
+        );
+    }
+
+    #[test]
+    fn the_twenty_first_request_is_refused() {
+        let mut pending = Pending::new(1);
+        let mut receivers = Vec::new();
+        for _ in 0..MAX_PENDING {
+            let (tx, rx) = oneshot::channel();
+            receivers.push(rx);
+            assert!(
+                pending
+                    .register(
+                        ServerRequestKind::FinishNeighborhoodInitialization,
+                        Instant::now(),
+                        tx
+                    )
+                    .is_ok()
+            );
+        }
+        let (tx, _rx) = oneshot::channel();
+        let refused = pending.register(
+            ServerRequestKind::FinishNeighborhoodInitialization,
+            Instant::now(),
+            tx,
+        );
+        assert!(matches!(refused, Err((PendingError::Full, _))));
+        assert_eq!(pending.len(), MAX_PENDING);
+    }
+
+    #[test]
+    fn abandoned_entries_expire_after_the_grace_period() {
+        let mut pending = Pending::new(1);
+        let start = Instant::now();
+        for _ in 0..MAX_PENDING {
+            let (tx, rx) = oneshot::channel();
+            drop(rx);
+            assert!(
+                pending
+                    .register(ServerRequestKind::IncomingCallNotification, start, tx)
+                    .is_ok()
+            );
+        }
+        let (tx, _rx) = oneshot::channel();
+        let later = start + LATE_ANSWER_GRACE + Duration::from_secs(1);
+        assert!(
+            pending
+                .register(ServerRequestKind::IncomingCallNotification, later, tx)
+                .is_ok()
+        );
+        assert_eq!(pending.len(), 1);
+    }
+}

@@ -1,0 +1,225 @@
+//! The only code that touches the data directory: the redb database, key files and images.
+//!
+//! All redb work runs on tokio's blocking pool ([`Store::read`], [`Store::write`]), never on the
+//! I/O thread. Nothing here knows about sessions or the wire protocol.
+
+pub mod keys;
+pub mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SETTINGS};
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "profile-server.redb";
+
+/// Storage failures. None of them is the client's fault: they map to ERROR_INTERNAL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory or a file in it could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// redb failed.
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// The database was written by a newer, incompatible version.
+    #[error("database schema version {found} is not supported (this build uses {SCHEMA_VERSION})")]
+    Schema {
+        /// Version found on disk.
+        found: u32,
+    },
+    /// A background task running a transaction died.
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// A key file holds something else than expected.
+    #[error("{path}: {reason}")]
+    Corrupt {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+macro_rules! redb_errors {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(error: $ty) -> StoreError {
+                StoreError::Database(error.into())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_bytes`, creates
+    /// missing tables and checks the schema version. Blocking: call before the runtime serves.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let path = dir.join(DATABASE_FILE);
+        let cache = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
+        let db = Database::builder().set_cache_size(cache).create(&path)?;
+        let txn = db.begin_write()?;
+        tables::create_all(&txn)?;
+        check_schema(&txn)?;
+        txn.commit()?;
+        Ok(Store {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `work` in a read transaction on the blocking pool.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_read()?;
+            work(&txn)
+        })
+        .await
+    }
+
+    /// Runs `work` in a write transaction on the blocking pool and commits it durably before
+    /// returning: an acknowledged write survives a crash.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_write()?;
+            let value = work(&txn)?;
+            txn.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Records the schema version in a new database, or checks the one already there.
+fn check_schema(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut settings = txn.open_table(SETTINGS)?;
+    let found = settings.get(SCHEMA_VERSION_KEY)?.map(|value| {
+        let bytes: [u8; 4] = value.value().try_into().unwrap_or([0xff; 4]);
+        u32::from_le_bytes(bytes)
+    });
+    match found {
+        None => {
+            settings.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+            Ok(())
+        }
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::Schema { found }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn schema_version_is_recorded_and_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        let version = store
+            .read(|txn| {
+                let settings = txn.open_table(SETTINGS)?;
+                let value = settings
+                    .get(SCHEMA_VERSION_KEY)?
+                    .map(|v| v.value().to_vec());
+                Ok(value)
+            })
+            .await
+            .expect("read");
+        assert_eq!(version, Some(SCHEMA_VERSION.to_le_bytes().to_vec()));
+        store
+            .write(|txn| {
+                txn.open_table(SETTINGS)?
+                    .insert(SCHEMA_VERSION_KEY, 99u32.to_le_bytes().as_slice())?;
+                Ok(())
+            })
+            .await
+            .expect("write");
+        drop(store);
+        assert!(matches!(
+            Store::open(dir.path(), 1 << 20),
+            Err(StoreError::Schema { found: 99 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn committed_writes_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        store
+            .write(|txn| {
+                txn.open_table(tables::IMAGES)?.insert([7; 32], 3)?;
+                Ok(())
+            })
+            .await
+            .expect("write");
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).expect("reopen");
+        let count = store
+            .read(|txn| {
+                Ok(txn
+                    .open_table(tables::IMAGES)?
+                    .get([7; 32])?
+                    .map(|v| v.value()))
+            })
+            .await
+            .expect("read");
+        assert_eq!(count, Some(3));
+    }
+}

@@ -1,0 +1,47 @@
+//! The protocol's bytes: generated protobuf types, framing and message builders.
+//!
+//! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
+
+pub mod frame;
+pub mod request;
+pub mod response;
+
+/// Types generated from `proto/` at build time.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    /// The `iop.*` protobuf packages.
+    pub mod iop {
+        /// Types shared by the IoP protocols.
+        pub mod shared {
+            include!(concat!(env!("OUT_DIR"), "/iop.shared.rs"));
+        }
+        /// CAN (IPFS fork) objects.
+        pub mod can {
+            include!(concat!(env!("OUT_DIR"), "/iop.can.rs"));
+        }
+        /// The profile-server protocol.
+        pub mod profileserver {
+            include!(concat!(env!("OUT_DIR"), "/iop.profileserver.rs"));
+        }
+        /// The LOC local-service protocol.
+        pub mod locnet {
+            include!(concat!(env!("OUT_DIR"), "/iop.locnet.rs"));
+        }
+    }
+}
+
+pub use proto::iop::can;
+pub use proto::iop::locnet as loc;
+pub use proto::iop::profileserver as ps;
+pub use proto::iop::shared::Status;
+
+/// The only protocol version, 1.0.0 (spec §0).
+pub const VERSION_1_0_0: [u8; 3] = [1, 0, 0];
+
+/// Message id used when a frame could not be parsed and its id is unknown (spec §1.1).
+pub const UNKNOWN_MESSAGE_ID: u32 = 0x0BAD_C0DE;
+
+/// Whether bytes form a valid VersionType: exactly 3 bytes, not 0.0.0 (spec §1.3).
+pub fn is_valid_version(version: &[u8]) -> bool {
+    version.len() == 3 && version != [0, 0, 0]
+}
