@@ -1,0 +1,7 @@
+//! Test kit shared by every integration test: an in-process server and a protocol client.
+
+pub mod client;
+pub mod server;
+
+pub use client::*;
+pub use server::*;

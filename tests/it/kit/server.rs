@@ -1,0 +1,167 @@
+//! Starts the real server in-process on ephemeral loopback ports with a temporary data directory
+//! and short timeouts.
+
+use std::time::Duration;
+
+use iop_profile_server::config::Config;
+use iop_profile_server::role::Role;
+use iop_profile_server::runtime::{self, RunningServer};
+use tempfile::TempDir;
+
+/// How roles are spread over ports (PS02 conventions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `primary` alone; every TLS role on one shared port (the operator default).
+    Shared,
+    /// `primary` alone; each TLS role on a port of its own.
+    Split,
+    /// `primary`, `sr_neighbor`, and the three client roles together (PS00006).
+    ClientsApart,
+}
+
+/// Knobs a test may turn; everything else is the documented default.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Port layout.
+    pub layout: Layout,
+    /// `timeouts.client_idle_secs`.
+    pub client_idle_secs: u64,
+    /// `timeouts.server_idle_secs`.
+    pub server_idle_secs: u64,
+    /// Extra TOML appended to `[limits]`.
+    pub limits: String,
+    /// Extra TOML appended to `[timeouts]`.
+    pub timeouts: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            layout: Layout::Shared,
+            client_idle_secs: 60,
+            server_idle_secs: 300,
+            limits: String::new(),
+            timeouts: String::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Default options with `layout`.
+    pub fn layout(layout: Layout) -> Options {
+        Options {
+            layout,
+            ..Options::default()
+        }
+    }
+
+    /// Short idle timeouts for the PS00 idle tests (client 2 s, server 3 s).
+    pub fn short_idle(layout: Layout) -> Options {
+        Options {
+            layout,
+            client_idle_secs: 2,
+            server_idle_secs: 3,
+            ..Options::default()
+        }
+    }
+}
+
+/// A running server and its data directory; stopping it keeps the directory.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    /// The temporary data directory, removed when the test ends.
+    pub dir: TempDir,
+    /// The configuration text it was started with.
+    pub config_text: String,
+}
+
+impl TestServer {
+    /// Starts a server with `options` on a fresh data directory.
+    pub async fn start(options: &Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_text = config_text(options, &dir);
+        let server = start_with(&config_text).await;
+        TestServer {
+            server: Some(server),
+            dir,
+            config_text,
+        }
+    }
+
+    /// Stops the server and starts it again on the same data directory and configuration.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.server = Some(start_with(&self.config_text).await);
+    }
+
+    /// Stops the server.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    /// The running server.
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// The port of `role`.
+    pub fn port(&self, role: Role) -> u16 {
+        self.running().port_of(role).expect("role is served")
+    }
+
+    /// The server's network id.
+    pub fn network_id(&self) -> [u8; 32] {
+        self.running().network_id().0
+    }
+}
+
+async fn start_with(text: &str) -> RunningServer {
+    let config = Config::parse(text).expect("test configuration is valid");
+    runtime::start(config).await.expect("server starts")
+}
+
+fn config_text(options: &Options, dir: &TempDir) -> String {
+    let listeners = match options.layout {
+        Layout::Shared => vec![
+            vec!["primary"],
+            vec![
+                "sr_neighbor",
+                "cl_non_customer",
+                "cl_customer",
+                "cl_app_service",
+            ],
+        ],
+        Layout::Split => vec![
+            vec!["primary"],
+            vec!["sr_neighbor"],
+            vec!["cl_non_customer"],
+            vec!["cl_customer"],
+            vec!["cl_app_service"],
+        ],
+        Layout::ClientsApart => vec![
+            vec!["primary"],
+            vec!["sr_neighbor"],
+            vec!["cl_non_customer", "cl_customer", "cl_app_service"],
+        ],
+    };
+    let mut text = format!(
+        "data_dir = {:?}\nbind_address = \"127.0.0.1\"\ntest_mode = true\n",
+        dir.path().display().to_string()
+    );
+    for roles in listeners {
+        let quoted: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+        text += &format!("[[listener]]\nport = 0\nroles = [{}]\n", quoted.join(", "));
+    }
+    text += &format!("[limits]\n{}\n", options.limits);
+    text += &format!(
+        "[timeouts]\nclient_idle_secs = {}\nserver_idle_secs = {}\ntls_handshake_secs = 5\n{}\n",
+        options.client_idle_secs, options.server_idle_secs, options.timeouts
+    );
+    text += "[storage]\ncache_bytes = 1048576\n";
+    text
+}
+
+/// Idle tests wait this long past the timeout before checking the connection is closed.
+pub const IDLE_MARGIN: Duration = Duration::from_secs(2);
