@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::frame_reader::{Frame, FrameReader, ReadError, Step};
@@ -147,11 +147,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let frame = match step {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Eof) => return End::PeerClosed,
-                Ok(Step::Header(len)) => match self.admit_body(&mut reader, len, deadline).await {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
-                    Err(end) => return end,
-                },
+                Ok(Step::Header(len)) => {
+                    match self.admit_body(&mut reader, len, setup.idle).await {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => continue,
+                        Err(end) => return end,
+                    }
+                }
                 Ok(Step::Frame(frame)) => frame,
                 Err(error) => return self.read_failed(&error).await,
             };
@@ -162,17 +164,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Waits for in-flight budget for a body of `len` bytes, no longer than the idle deadline.
+    /// Waits for in-flight budget for a body of `len` bytes. The wait is the server's doing, not
+    /// the peer's, so it gets a full idle period of its own.
     async fn admit_body(
         &mut self,
         reader: &mut FrameReader,
         len: usize,
-        deadline: Instant,
+        idle: Duration,
     ) -> Result<Option<Frame>, End> {
         // `len` is at most MAX_BODY_LEN, far below u32::MAX.
         let permits = u32::try_from(len).unwrap_or(u32::MAX);
         let budget = Arc::clone(&self.ctx.inflight_bytes);
-        match timeout_at(deadline, budget.acquire_many_owned(permits)).await {
+        match timeout(idle, budget.acquire_many_owned(permits)).await {
             Ok(Ok(permit)) => Ok(reader.begin_body(len, permit)),
             Ok(Err(_)) => Err(End::Shutdown),
             Err(_) => Err(End::Idle),

@@ -1,6 +1,8 @@
 //! Integration tests: the real server over real TCP and TLS sockets, one test binary.
 
+mod cli;
 mod kit;
 mod ps00;
 mod ps01;
 mod ps02;
+mod robustness;

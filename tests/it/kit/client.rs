@@ -90,6 +90,11 @@ impl Client {
         Client::over(Box::new(stream))
     }
 
+    /// Wraps an already connected TCP socket without TLS (for raw-socket tests).
+    pub fn over_tcp(tcp: TcpStream) -> Client {
+        Client::over(Box::new(tcp))
+    }
+
     fn over(stream: Box<dyn Stream>) -> Client {
         Client {
             stream,

@@ -1,6 +1,7 @@
 //! Starts the real server in-process on ephemeral loopback ports with a temporary data directory
 //! and short timeouts.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use iop_profile_server::config::Config;
@@ -69,8 +70,8 @@ impl Options {
 /// A running server and its data directory; stopping it keeps the directory.
 pub struct TestServer {
     server: Option<RunningServer>,
-    /// The temporary data directory, removed when the test ends.
-    pub dir: TempDir,
+    /// The temporary data directory, kept across restarts and removed when the test ends.
+    _dir: TempDir,
     /// The configuration text it was started with.
     pub config_text: String,
 }
@@ -83,7 +84,7 @@ impl TestServer {
         let server = start_with(&config_text).await;
         TestServer {
             server: Some(server),
-            dir,
+            _dir: dir,
             config_text,
         }
     }
@@ -152,11 +153,16 @@ fn config_text(options: &Options, dir: &TempDir) -> String {
     );
     for roles in listeners {
         let quoted: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
-        text += &format!("[[listener]]\nport = 0\nroles = [{}]\n", quoted.join(", "));
+        let _ = writeln!(
+            text,
+            "[[listener]]\nport = 0\nroles = [{}]",
+            quoted.join(", ")
+        );
     }
-    text += &format!("[limits]\n{}\n", options.limits);
-    text += &format!(
-        "[timeouts]\nclient_idle_secs = {}\nserver_idle_secs = {}\ntls_handshake_secs = 5\n{}\n",
+    let _ = writeln!(text, "[limits]\n{}", options.limits);
+    let _ = writeln!(
+        text,
+        "[timeouts]\nclient_idle_secs = {}\nserver_idle_secs = {}\ntls_handshake_secs = 5\n{}",
         options.client_idle_secs, options.server_idle_secs, options.timeouts
     );
     text += "[storage]\ncache_bytes = 1048576\n";

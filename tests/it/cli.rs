@@ -1,0 +1,151 @@
+//! The command line as operators and packagers use it: exit codes and one-line errors.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("binary runs")
+}
+
+fn write_config(dir: &Path, body: &str) -> String {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n{body}",
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn listeners(primary: u16, tls: u16) -> String {
+    format!(
+        "[[listener]]\nport = {primary}\nroles = [\"primary\"]\n[[listener]]\nport = {tls}\n\
+         roles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n"
+    )
+}
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &listeners(16987, 16988));
+    let out = cli(&["check-config", "--config", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_names_every_bad_key_and_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let body = "[[listener]]\nport = 1\nroles = [\"primary\", \"cl_customer\"]\n\
+                [limits]\nmax_hosted_identities = 50000\n";
+    let config = write_config(dir.path(), body);
+    let out = cli(&["check-config", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listener[0].roles"), "{stderr}");
+    assert!(stderr.contains("limits.max_hosted_identities"), "{stderr}");
+}
+
+#[test]
+fn run_with_a_bad_value_prints_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), "[timeouts]\nclient_idle_secs = \"soon\"\n");
+    let out = cli(&["run", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("client_idle_secs"), "{stderr}");
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn run_on_a_port_in_use_exits_2_naming_the_listener() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = write_config(dir.path(), &listeners(free_port(), port));
+    let out = cli(&["run", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listener[1].port"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing written");
+}
+
+#[test]
+fn init_creates_a_stable_identity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &listeners(16987, 16988));
+    let first = cli(&["init", "--config", &config]);
+    let second = cli(&["init", "--config", &config]);
+    assert!(first.status.success() && second.status.success());
+    let id = String::from_utf8_lossy(&first.stdout).trim().to_string();
+    assert_eq!(id.len(), 64);
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(first.stdout, second.stdout);
+    let mode = std::fs::metadata(dir.path().join("data/identity.key"))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn run_serves_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let primary = free_port();
+    let config = write_config(dir.path(), &listeners(primary, free_port()));
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", &config])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .take(50)
+        .map_while(Result::ok)
+        .any(|line| line.contains("serving"));
+    assert!(serving, "server logs that it is serving");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", primary)).is_ok());
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    // The database was closed cleanly and opens again.
+    assert!(dir.path().join("data/profile-server.redb").exists());
+}
