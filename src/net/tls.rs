@@ -102,3 +102,18 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chacha20_suites_come_first_for_both_versions() {
+        let names: Vec<String> =
+            provider().cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect();
+        let first_other = names.iter().position(|n| !n.contains("CHACHA20")).unwrap_or(names.len());
+        assert!(names[..first_other].iter().any(|n| n.starts_with("TLS13_")), "{names:?}");
+        assert!(names[..first_other].iter().any(|n| n.starts_with("TLS_ECDHE")), "{names:?}");
+        assert!(names[first_other..].iter().all(|n| !n.contains("CHACHA20")), "{names:?}");
+    }
+}

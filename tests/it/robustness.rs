@@ -236,3 +236,29 @@ async fn large_frames_wait_for_the_in_flight_budget() {
         "B waited for A's budget"
     );
 }
+
+#[tokio::test]
+async fn busy_connections_still_end_at_session_max() {
+    let mut options = Options::default();
+    options.timeouts = "session_max_secs = 2".into();
+    let server = TestServer::start(&options).await;
+    let mut client = Client::plain(server.port(Role::Primary)).await;
+    let started = Instant::now();
+    let mut id = 0;
+    // Keep the connection busy; it must still be closed after two seconds.
+    let closed = loop {
+        id += 1;
+        if client.send(&request::single(id, Single::Ping(ps::PingRequest::default()))).await.is_err() {
+            break true;
+        }
+        if client.receive_or_closed().await.is_none() {
+            break true;
+        }
+        sleep(Duration::from_millis(200)).await;
+        if started.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+    };
+    assert!(closed, "connection outlived session_max_secs");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}

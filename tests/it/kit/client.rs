@@ -123,6 +123,11 @@ impl Client {
             .expect("a well-formed message")
     }
 
+    /// Reads the next message, or `None` once the server closed the connection.
+    pub async fn receive_or_closed(&mut self) -> Option<ps::Message> {
+        timeout(ANSWER_TIMEOUT, self.read_message()).await.expect("message or close in time").ok()
+    }
+
     async fn read_message(&mut self) -> std::io::Result<ps::Message> {
         let mut header = [0u8; frame::HEADER_LEN];
         self.stream.read_exact(&mut header).await?;
