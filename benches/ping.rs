@@ -23,10 +23,16 @@ const IDLE_TLS_CONNECTIONS: usize = 1_000;
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument that is not ours means another bench.
-    if std::env::args().skip(1).any(|a| !a.starts_with("--") && a != "ping") {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && a != "ping")
+    {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(run());
 }
 
@@ -56,9 +62,15 @@ async fn run() {
 
     println!("ping round trips/s, one plain connection ({ROUND_TRIPS} sequential):");
     println!("  raw echo server (baseline): {echo:>10.0}");
-    println!("  iop-profile-server:         {ours:>10.0}   ratio {:.2}", ours / echo);
+    println!(
+        "  iop-profile-server:         {ours:>10.0}   ratio {:.2}",
+        ours / echo
+    );
     println!("resident memory of the server process:");
-    println!("  idle:                       {:>7.1} MiB", kib_to_mib(idle_rss));
+    println!(
+        "  idle:                       {:>7.1} MiB",
+        kib_to_mib(idle_rss)
+    );
     println!(
         "  {IDLE_TLS_CONNECTIONS} idle TLS connections:  {:>7.1} MiB   ({:.1} KiB per connection)",
         kib_to_mib(loaded_rss),
@@ -74,7 +86,11 @@ fn kib_to_mib(kib: u64) -> f64 {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn spawn_server(dir: &std::path::Path, primary: u16, tls_port: u16) -> Child {
@@ -97,7 +113,11 @@ fn spawn_server(dir: &std::path::Path, primary: u16, tls_port: u16) -> Child {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     assert!(
-        lines.by_ref().take(50).map_while(Result::ok).any(|l| l.contains("serving")),
+        lines
+            .by_ref()
+            .take(50)
+            .map_while(Result::ok)
+            .any(|l| l.contains("serving")),
         "server did not start"
     );
     // Keep draining the log so the server never blocks on a full pipe.
@@ -120,7 +140,10 @@ async fn spawn_echo_server() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         runtime.block_on(async move {
             listener.set_nonblocking(true).expect("nonblocking");
             let listener = TcpListener::from_std(listener).expect("listener");
@@ -129,7 +152,9 @@ async fn spawn_echo_server() -> u16 {
                 tokio::spawn(async move {
                     let mut header = [0u8; frame::HEADER_LEN];
                     while socket.read_exact(&mut header).await.is_ok() {
-                        let Ok(len) = frame::body_len(&header) else { return };
+                        let Ok(len) = frame::body_len(&header) else {
+                            return;
+                        };
                         let mut body = vec![0; len];
                         if socket.read_exact(&mut body).await.is_err() {
                             return;
@@ -148,12 +173,22 @@ async fn spawn_echo_server() -> u16 {
 }
 
 async fn ping_rate(port: u16, round_trips: u32) -> f64 {
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut socket = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     socket.set_nodelay(true).expect("nodelay");
     let started = Instant::now();
     for id in 0..round_trips {
-        let ping = request::single(id, RequestType::Ping(ps::PingRequest { payload: b"bench".to_vec() }));
-        socket.write_all(&frame::encode(&ping)).await.expect("write");
+        let ping = request::single(
+            id,
+            RequestType::Ping(ps::PingRequest {
+                payload: b"bench".to_vec(),
+            }),
+        );
+        socket
+            .write_all(&frame::encode(&ping))
+            .await
+            .expect("write");
         read_frame(&mut socket).await;
     }
     f64::from(round_trips) / started.elapsed().as_secs_f64()
@@ -171,10 +206,21 @@ async fn open_idle_tls(port: u16, count: usize) -> Vec<impl AsyncWrite> {
     let connector = TlsConnector::from(tls::client_config().expect("client config"));
     let mut connections = Vec::with_capacity(count);
     for id in 0..count {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let mut stream = connector.connect(tls::any_server_name(), tcp).await.expect("handshake");
-        let ping = request::single(u32::try_from(id).unwrap_or(0), RequestType::Ping(ps::PingRequest::default()));
-        stream.write_all(&frame::encode(&ping)).await.expect("write");
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut stream = connector
+            .connect(tls::any_server_name(), tcp)
+            .await
+            .expect("handshake");
+        let ping = request::single(
+            u32::try_from(id).unwrap_or(0),
+            RequestType::Ping(ps::PingRequest::default()),
+        );
+        stream
+            .write_all(&frame::encode(&ping))
+            .await
+            .expect("write");
         read_frame(&mut stream).await;
         connections.push(stream);
     }

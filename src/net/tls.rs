@@ -109,11 +109,28 @@ mod tests {
 
     #[test]
     fn chacha20_suites_come_first_for_both_versions() {
-        let names: Vec<String> =
-            provider().cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect();
-        let first_other = names.iter().position(|n| !n.contains("CHACHA20")).unwrap_or(names.len());
-        assert!(names[..first_other].iter().any(|n| n.starts_with("TLS13_")), "{names:?}");
-        assert!(names[..first_other].iter().any(|n| n.starts_with("TLS_ECDHE")), "{names:?}");
-        assert!(names[first_other..].iter().all(|n| !n.contains("CHACHA20")), "{names:?}");
+        let names: Vec<String> = provider()
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        let first_other = names
+            .iter()
+            .position(|n| !n.contains("CHACHA20"))
+            .unwrap_or(names.len());
+        assert!(
+            names[..first_other].iter().any(|n| n.starts_with("TLS13_")),
+            "{names:?}"
+        );
+        assert!(
+            names[..first_other]
+                .iter()
+                .any(|n| n.starts_with("TLS_ECDHE")),
+            "{names:?}"
+        );
+        assert!(
+            names[first_other..].iter().all(|n| !n.contains("CHACHA20")),
+            "{names:?}"
+        );
     }
 }

@@ -248,7 +248,14 @@ async fn busy_connections_still_end_at_session_max() {
     // Keep the connection busy; it must still be closed after two seconds.
     let closed = loop {
         id += 1;
-        if client.send(&request::single(id, Single::Ping(ps::PingRequest::default()))).await.is_err() {
+        if client
+            .send(&request::single(
+                id,
+                Single::Ping(ps::PingRequest::default()),
+            ))
+            .await
+            .is_err()
+        {
             break true;
         }
         if client.receive_or_closed().await.is_none() {

@@ -125,7 +125,10 @@ impl Client {
 
     /// Reads the next message, or `None` once the server closed the connection.
     pub async fn receive_or_closed(&mut self) -> Option<ps::Message> {
-        timeout(ANSWER_TIMEOUT, self.read_message()).await.expect("message or close in time").ok()
+        timeout(ANSWER_TIMEOUT, self.read_message())
+            .await
+            .expect("message or close in time")
+            .ok()
     }
 
     async fn read_message(&mut self) -> std::io::Result<ps::Message> {
