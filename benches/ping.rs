@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 
 const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
 const ROUND_TRIPS: u32 = 20_000;
-const IDLE_TLS_CONNECTIONS: usize = 1_000;
+const IDLE_TLS_CONNECTIONS: u32 = 1_000;
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument that is not ours means another bench.
@@ -44,7 +44,7 @@ async fn run() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
-    let echo_port = spawn_echo_server().await;
+    let echo_port = spawn_echo_server();
     // Warm both up, then measure each twice, interleaved, and keep the better run of each.
     let _ = ping_rate(echo_port, 2_000).await;
     let _ = ping_rate(primary, 2_000).await;
@@ -75,7 +75,7 @@ async fn run() {
         "  {IDLE_TLS_CONNECTIONS} idle TLS connections:  {:>7.1} MiB   ({:.1} KiB per connection)",
         kib_to_mib(loaded_rss),
         f64::from(u32::try_from(loaded_rss.saturating_sub(idle_rss)).unwrap_or(u32::MAX))
-            / IDLE_TLS_CONNECTIONS as f64
+            / f64::from(IDLE_TLS_CONNECTIONS)
     );
     let _ = server.kill();
     let _ = server.wait();
@@ -136,7 +136,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// A server that answers every frame with the same bytes: framing cost only.
-async fn spawn_echo_server() -> u16 {
+fn spawn_echo_server() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -202,9 +202,9 @@ async fn read_frame<S: AsyncRead + Unpin>(socket: &mut S) -> Vec<u8> {
     body
 }
 
-async fn open_idle_tls(port: u16, count: usize) -> Vec<impl AsyncWrite> {
+async fn open_idle_tls(port: u16, count: u32) -> Vec<impl AsyncWrite> {
     let connector = TlsConnector::from(tls::client_config().expect("client config"));
-    let mut connections = Vec::with_capacity(count);
+    let mut connections = Vec::new();
     for id in 0..count {
         let tcp = TcpStream::connect(("127.0.0.1", port))
             .await
@@ -213,10 +213,7 @@ async fn open_idle_tls(port: u16, count: usize) -> Vec<impl AsyncWrite> {
             .connect(tls::any_server_name(), tcp)
             .await
             .expect("handshake");
-        let ping = request::single(
-            u32::try_from(id).unwrap_or(0),
-            RequestType::Ping(ps::PingRequest::default()),
-        );
+        let ping = request::single(id, RequestType::Ping(ps::PingRequest::default()));
         stream
             .write_all(&frame::encode(&ping))
             .await

@@ -239,8 +239,10 @@ async fn large_frames_wait_for_the_in_flight_budget() {
 
 #[tokio::test]
 async fn busy_connections_still_end_at_session_max() {
-    let mut options = Options::default();
-    options.timeouts = "session_max_secs = 2".into();
+    let options = Options {
+        timeouts: "session_max_secs = 2".into(),
+        ..Options::default()
+    };
     let server = TestServer::start(&options).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
     let started = Instant::now();
