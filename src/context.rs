@@ -1,11 +1,13 @@
 //! What every handler may use: the server key, the store, the configuration and the port map.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::crypto::ServerKey;
+use crate::registry::Registry;
 use crate::role::Role;
 use crate::store::Store;
 
@@ -23,9 +25,18 @@ pub struct Ctx {
     pub connections: Arc<Semaphore>,
     /// Permits for incoming frame bytes held in memory (`limits.max_inflight_bytes`).
     pub inflight_bytes: Arc<Semaphore>,
+    /// Checked-in identities and their services.
+    pub registry: Registry,
+    /// Source of connection numbers.
+    pub next_connection: AtomicU64,
 }
 
 impl Ctx {
+    /// A number no other connection of this run has.
+    pub fn connection_number(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// The port serving `role`, if any.
     pub fn port_of(&self, role: Role) -> Option<u16> {
         self.role_ports

@@ -2,15 +2,19 @@
 //!
 //! Handlers never touch a socket. They return a body or a [`Reject`]; the connection writes it.
 
+pub mod app_service;
 pub mod basic;
 pub mod conversation;
+pub mod hosting;
+pub mod profile;
 pub mod reject;
 
 use reject::Reject;
 
 use crate::context::Ctx;
-use crate::session::Session;
 use crate::session::gate::{self, RequestKind};
+use crate::session::{Conversation, Peer, Session};
+use crate::wire::Status;
 use crate::wire::ps::{self, conversation_request, conversation_response, request, single_request};
 use crate::wire::{is_valid_version, response};
 
@@ -43,13 +47,14 @@ impl ConversationBody {
 }
 
 /// Handles one request from the client and returns the response for message `id`.
-pub fn handle(ctx: &Ctx, session: &mut Session, id: u32, request: ps::Request) -> Outcome {
+pub async fn handle(ctx: &Ctx, session: &mut Session, id: u32, request: ps::Request) -> Outcome {
     let result = match request.conversation_type {
         Some(request::ConversationType::SingleRequest(single)) => {
-            single_request(ctx, session, id, single)
+            single_request(ctx, session, id, single).await
         }
         Some(request::ConversationType::ConversationRequest(conversation)) => {
             conversation_request(ctx, session, conversation)
+                .await
                 .map(|answer| response::conversation(id, answer.signature, answer.body))
         }
         None => Err(Reject::violation("")),
@@ -61,7 +66,7 @@ pub fn handle(ctx: &Ctx, session: &mut Session, id: u32, request: ps::Request) -
     }
 }
 
-fn single_request(
+async fn single_request(
     ctx: &Ctx,
     session: &mut Session,
     id: u32,
@@ -76,12 +81,15 @@ fn single_request(
     let answer = match body {
         R::Ping(request) => basic::ping(request),
         R::ListRoles(_) => basic::list_roles(ctx),
+        R::ListHostingPlans(_) => hosting::list_hosting_plans(ctx).await,
+        R::GetProfileInformation(request) => profile::get_profile_information(ctx, request).await,
+        R::ProfileStats(_) => profile::profile_stats(ctx).await,
         _ => Err(Reject::not_implemented()),
     }?;
     Ok(response::single(id, single.version, answer))
 }
 
-fn conversation_request(
+async fn conversation_request(
     ctx: &Ctx,
     session: &mut Session,
     conversation: ps::ConversationRequest,
@@ -89,10 +97,25 @@ fn conversation_request(
     use conversation_request::RequestType as R;
     let body = conversation.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_conversation(&body), session)?;
+    let signature = conversation.signature.as_slice();
     match body {
         R::Start(request) => conversation::start(ctx, session, request),
-        R::VerifyIdentity(request) => {
-            conversation::verify_identity(session, &conversation.signature, &request)
+        R::VerifyIdentity(request) => conversation::verify_identity(session, signature, &request),
+        R::RegisterHosting(request) => {
+            hosting::register_hosting(ctx, session, signature, request).await
+        }
+        R::CheckIn(request) => hosting::check_in(ctx, session, signature, &request).await,
+        R::UpdateProfile(request) => {
+            profile::update_profile(ctx, session, signature, request).await
+        }
+        R::CancelHostingAgreement(request) => {
+            hosting::cancel_hosting_agreement(ctx, session, request).await
+        }
+        R::ApplicationServiceAdd(request) => {
+            app_service::application_service_add(ctx, session, &request)
+        }
+        R::ApplicationServiceRemove(request) => {
+            app_service::application_service_remove(ctx, session, &request)
         }
         _ => Err(Reject::not_implemented()),
     }
@@ -102,4 +125,12 @@ fn conversation_request(
 fn admit(kind: Option<RequestKind>, session: &Session) -> Result<(), Reject> {
     let kind = kind.ok_or(Reject::violation(""))?;
     gate::admit(kind, session).map_err(|refusal| Reject::status(refusal.0))
+}
+
+/// The checked-in identity of the session; the gate admits customer requests only then.
+pub fn authenticated_peer(session: &Session) -> Result<&Peer, Reject> {
+    match &session.conversation {
+        Conversation::Authenticated(peer) => Ok(peer),
+        _ => Err(Reject::status(Status::ErrorUnauthorized)),
+    }
 }

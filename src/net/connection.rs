@@ -16,9 +16,10 @@ use super::frame_reader::{Frame, FrameReader, ReadError, Step};
 use crate::context::Ctx;
 use crate::handlers::{self, Outcome};
 use crate::outbox::{Command, Outbox};
+use crate::registry::Link;
 use crate::role::RoleSet;
-use crate::session::Session;
 use crate::session::pending::{Matched, Pending};
+use crate::session::{Conversation, Session};
 use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
 
 /// After a protocol violation, how long unread input is drained so the error reply is not lost
@@ -63,15 +64,24 @@ where
 {
     let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(32);
     let (outbox, commands) = Outbox::channel(capacity);
+    let link = Link {
+        connection: ctx.connection_number(),
+        outbox,
+    };
     let mut connection = Connection {
         stream,
-        session: Session::new(setup.roles),
+        session: Session::new(setup.roles, link),
         pending: Pending::new(first_server_request_id(setup.roles)),
         write_timeout: ctx.config.timeouts.write,
         ctx,
-        _outbox: outbox,
     };
     let end = connection.run(setup, commands, &shutdown).await;
+    if let Conversation::Authenticated(peer) = &connection.session.conversation {
+        connection
+            .ctx
+            .registry
+            .leave(peer.id, connection.session.link.connection);
+    }
     if end == End::Violation {
         connection.close_gracefully().await;
     } else {
@@ -111,8 +121,6 @@ struct Connection<S> {
     pending: Pending,
     write_timeout: Duration,
     ctx: Arc<Ctx>,
-    /// Kept so the queue stays open while the connection lives; handed out to registries later.
-    _outbox: Outbox,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -206,7 +214,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         match message.message_type {
             Some(ps::message::MessageType::Request(request)) => {
-                match handlers::handle(&self.ctx, &mut self.session, message.id, request) {
+                let outcome =
+                    handlers::handle(&self.ctx, &mut self.session, message.id, request).await;
+                match outcome {
                     Outcome::Reply(answer) => self.send(&answer).await.err(),
                     Outcome::ReplyAndClose(answer) => {
                         Some(self.send(&answer).await.err().unwrap_or(End::Violation))

@@ -145,6 +145,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store,
         role_ports: role_ports.clone(),
         config,
+        registry: crate::registry::Registry::default(),
+        next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -156,6 +158,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tasks.clone(),
         ));
     }
+    tasks.spawn(crate::jobs::run(Arc::clone(&ctx), shutdown.clone()));
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {

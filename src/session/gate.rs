@@ -187,9 +187,15 @@ mod tests {
     use crate::session::Peer;
 
     fn session(roles: &[Role], conversation: Conversation) -> Session {
+        let (outbox, _rx) = crate::outbox::Outbox::channel(1);
+        let link = crate::registry::Link {
+            connection: 0,
+            outbox,
+        };
         Session {
             roles: RoleSet::of(roles),
             conversation,
+            link,
         }
     }
 

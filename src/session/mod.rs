@@ -7,6 +7,7 @@ pub mod gate;
 pub mod pending;
 
 use crate::crypto::NetworkId;
+use crate::registry::Link;
 use crate::role::RoleSet;
 
 /// The state of one connection's conversation (spec §3.1).
@@ -83,14 +84,17 @@ pub struct Session {
     pub roles: RoleSet,
     /// The conversation state.
     pub conversation: Conversation,
+    /// How other tasks reach this connection.
+    pub link: Link,
 }
 
 impl Session {
-    /// A fresh session on a port serving `roles`.
-    pub fn new(roles: RoleSet) -> Session {
+    /// A fresh session on a port serving `roles`, reachable through `link`.
+    pub fn new(roles: RoleSet, link: Link) -> Session {
         Session {
             roles,
             conversation: Conversation::None,
+            link,
         }
     }
 }
@@ -120,7 +124,14 @@ mod tests {
 
     #[test]
     fn new_session_has_no_conversation() {
-        let session = Session::new(RoleSet::of(&[Role::Primary]));
+        let (outbox, _rx) = crate::outbox::Outbox::channel(1);
+        let session = Session::new(
+            RoleSet::of(&[Role::Primary]),
+            Link {
+                connection: 1,
+                outbox,
+            },
+        );
         assert_eq!(session.conversation, Conversation::None);
         assert_eq!(session.conversation.peer(), None);
     }

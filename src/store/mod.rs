@@ -3,11 +3,17 @@
 //! All redb work runs on tokio's blocking pool ([`Store::read`], [`Store::write`]), never on the
 //! I/O thread. Nothing here knows about sessions or the wire protocol.
 
+pub mod actions;
+pub mod identities;
+pub mod images;
 pub mod keys;
 pub mod tables;
 
+/// The records stored in the tables (protobuf, generated from `proto/store.proto`).
+pub use crate::wire::proto::iop::store as records;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -39,6 +45,9 @@ pub enum StoreError {
     /// A background task running a transaction died.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A stored record does not decode.
+    #[error("stored {0} record is corrupt")]
+    Record(&'static str),
     /// A key file holds something else than expected.
     #[error("{path}: {reason}")]
     Corrupt {
@@ -81,6 +90,8 @@ redb_errors!(
 pub struct Store {
     db: Arc<Database>,
     dir: PathBuf,
+    /// Serialises image reference changes with their file writes and deletions.
+    images_lock: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -97,12 +108,20 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
+            images_lock: Arc::default(),
         })
     }
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the image lock; a panic elsewhere while holding it does not make it unusable.
+    fn lock_images(&self) -> MutexGuard<'_, ()> {
+        self.images_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `work` in a read transaction on the blocking pool.

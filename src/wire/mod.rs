@@ -23,6 +23,10 @@ pub mod proto {
         pub mod profileserver {
             include!(concat!(env!("OUT_DIR"), "/iop.profileserver.rs"));
         }
+        /// Records kept in the database (not on the wire).
+        pub mod store {
+            include!(concat!(env!("OUT_DIR"), "/iop.store.rs"));
+        }
         /// The LOC local-service protocol.
         pub mod locnet {
             include!(concat!(env!("OUT_DIR"), "/iop.locnet.rs"));

@@ -1,0 +1,160 @@
+//! The hosting agreement: ListHostingPlans, RegisterHosting, CheckIn, CancelHostingAgreement
+//! (spec §4.3, §4.5, §3.4, §4.9).
+
+use prost::Message as _;
+
+use super::conversation::check_challenge_signature;
+use super::reject::Reject;
+use super::{ConversationBody, authenticated_peer};
+use crate::context::Ctx;
+use crate::crypto::{NetworkId, sha256, verify};
+use crate::handlers::basic::now_ms;
+use crate::session::{Conversation, Session};
+use crate::store::identities::RegisterOutcome;
+use crate::store::records::HostedIdentity;
+use crate::wire::Status;
+use crate::wire::ps::{self, conversation_response::ResponseType, single_response};
+
+/// Spec §1.3 / C# DateTime: timestamps must lie within years 1..=9999.
+const MIN_TIMESTAMP_MS: i64 = -62_135_596_800_000;
+const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+/// Spec §4.5: a contract may start at most one hour in the past.
+const START_TIME_TOLERANCE_MS: i64 = 3_600_000;
+/// Spec §4.5: hosting contracts run for 10 years (a placeholder until plans are billed).
+const CONTRACT_LENGTH_MS: i64 = 10 * 365 * 24 * 3_600_000;
+/// Spec §4.5: identity types are 1..=64 bytes.
+pub const MAX_TYPE_LEN: usize = 64;
+
+/// Whether `ms` is a representable timestamp (spec §1.3).
+pub fn is_valid_timestamp(ms: i64) -> bool {
+    (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms)
+}
+
+/// ListHostingPlansRequest: the one free plan for any identity type, while slots are free.
+pub async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
+    if ctx.store.hosted_count().await? >= u64::from(ctx.config.limits.max_hosted_identities) {
+        return Err(Reject::status(Status::ErrorQuotaExceeded));
+    }
+    let mut plan = ps::HostingPlan {
+        plan_id: vec![0; 32],
+        server_network_id: ctx.key.network_id().0.to_vec(),
+        identity_type: "*".into(),
+        ..Default::default()
+    };
+    // Spec §3.3: plan id = SHA-256 of the plan with a zeroed id.
+    plan.plan_id = sha256(&plan.encode_to_vec()).to_vec();
+    Ok(single_response::ResponseType::ListHostingPlans(
+        ps::ListHostingPlansResponse { plans: vec![plan] },
+    ))
+}
+
+/// RegisterHostingRequest: checks the signed contract, then stores the agreement (spec §4.5).
+pub async fn register_hosting(
+    ctx: &Ctx,
+    session: &Session,
+    signature: &[u8],
+    request: ps::RegisterHostingRequest,
+) -> Result<ConversationBody, Reject> {
+    let Conversation::Started { peer, .. } = &session.conversation else {
+        return Err(Reject::status(Status::ErrorBadConversationStatus));
+    };
+    let contract = request.contract.unwrap_or_default();
+    let contract_bytes = contract.encode_to_vec();
+    if !verify(&peer.public_key, &contract_bytes, signature) {
+        return Err(Reject::status(Status::ErrorInvalidSignature));
+    }
+    if contract.identity_public_key != peer.public_key {
+        return Err(Reject::invalid("contract.identityPublicKey"));
+    }
+    let now = now_ms();
+    if !is_valid_timestamp(contract.start_time)
+        || contract.start_time < now - START_TIME_TOLERANCE_MS
+    {
+        return Err(Reject::invalid("contract.startTime"));
+    }
+    let identity_type = &contract.identity_type;
+    if identity_type.is_empty() || identity_type.len() > MAX_TYPE_LEN || identity_type.contains('*')
+    {
+        return Err(Reject::invalid("contract.identityType"));
+    }
+    let record = HostedIdentity {
+        public_key: peer.public_key.clone(),
+        identity_type: identity_type.clone(),
+        expires_at_ms: now.saturating_add(CONTRACT_LENGTH_MS),
+        contract: contract_bytes.clone(),
+        registered_at_ms: now,
+        ..Default::default()
+    };
+    let max = ctx.config.limits.max_hosted_identities;
+    match ctx.store.register_hosting(peer.id, record, max).await? {
+        RegisterOutcome::Registered => Ok(ConversationBody {
+            signature: ctx.key.sign(&contract_bytes),
+            body: ResponseType::RegisterHosting(ps::RegisterHostingResponse {
+                contract: Some(contract),
+            }),
+        }),
+        RegisterOutcome::QuotaExceeded => Err(Reject::status(Status::ErrorQuotaExceeded)),
+        RegisterOutcome::AlreadyExists => Err(Reject::status(Status::ErrorAlreadyExists)),
+    }
+}
+
+/// CheckInRequest: challenge, signature, hosted check; the session becomes Authenticated and
+/// replaces any older connection of the identity (spec §3.4).
+pub async fn check_in(
+    ctx: &Ctx,
+    session: &mut Session,
+    signature: &[u8],
+    request: &ps::CheckInRequest,
+) -> Result<ConversationBody, Reject> {
+    check_challenge_signature(
+        session,
+        signature,
+        &request.challenge,
+        &request.encode_to_vec(),
+    )?;
+    let id = session
+        .conversation
+        .peer()
+        .map(|p| p.id)
+        .ok_or(Reject::status(Status::ErrorInternal))?;
+    if !is_hosted(ctx, id).await? {
+        return Err(Reject::status(Status::ErrorNotFound));
+    }
+    ctx.registry.check_in(id, session.link.clone());
+    session.conversation.authenticate();
+    tracing::Span::current().record("identity", tracing::field::display(id));
+    Ok(ConversationBody::unsigned(ResponseType::CheckIn(
+        ps::CheckInResponse {},
+    )))
+}
+
+/// Whether the identity is hosted here and has not cancelled.
+pub async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
+    Ok(ctx
+        .store
+        .hosted_identity(id)
+        .await?
+        .is_some_and(|r| !r.cancelled))
+}
+
+/// CancelHostingAgreementRequest: ends hosting, optionally naming the new server (spec §4.9).
+pub async fn cancel_hosting_agreement(
+    ctx: &Ctx,
+    session: &Session,
+    request: ps::CancelHostingAgreementRequest,
+) -> Result<ConversationBody, Reject> {
+    let id = authenticated_peer(session)?.id;
+    let redirect = if request.redirect_to_new_profile_server {
+        let target = <[u8; 32]>::try_from(request.new_profile_server_network_id.as_slice())
+            .map_err(|_| Reject::invalid("newProfileServerNetworkId"))?;
+        Some(target)
+    } else {
+        None
+    };
+    if !ctx.store.cancel_hosting(id, redirect, now_ms()).await? {
+        return Err(Reject::status(Status::ErrorNotFound));
+    }
+    Ok(ConversationBody::unsigned(
+        ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),
+    ))
+}
