@@ -5,4 +5,6 @@ mod kit;
 mod ps00;
 mod ps01;
 mod ps02;
+mod ps03;
+mod ps04;
 mod robustness;

@@ -247,3 +247,84 @@ async fn server_identity_survives_restart() {
         before
     );
 }
+
+#[tokio::test]
+async fn ps02005_register_hosting_succeeds() {
+    for layout in LAYOUTS {
+        let (_server, mut client) = non_customer(layout).await;
+        client.start_conversation(1).await;
+        assert_status(&client.register_hosting(2).await, Status::Ok);
+    }
+}
+
+#[tokio::test]
+async fn ps02007_register_hosting_quota() {
+    for layout in LAYOUTS {
+        let options = Options {
+            limits: "max_hosted_identities = 1".into(),
+            ..Options::layout(layout)
+        };
+        let server = TestServer::start(&options).await;
+        register(&server, &Identity::random(), "Test Type").await;
+        let mut second = Client::tls(server.port(Role::ClNonCustomer)).await;
+        second.start_conversation(1).await;
+        assert_status(
+            &second.register_hosting(2).await,
+            Status::ErrorQuotaExceeded,
+        );
+    }
+}
+
+#[tokio::test]
+async fn ps02015_profile_of_uninitialised_identity() {
+    for layout in LAYOUTS {
+        let (_server, mut client) = non_customer(layout).await;
+        client.start_conversation(1).await;
+        assert_status(&client.register_hosting(2).await, Status::Ok);
+        let id = client.identity.network_id();
+        let answer = client.profile_information(3, id, false, false).await;
+        assert_status(&answer, Status::ErrorUninitialized);
+    }
+}
+
+#[tokio::test]
+async fn ps02016_profile_of_unknown_identity() {
+    for layout in LAYOUTS {
+        let (_server, mut client) = non_customer(layout).await;
+        let answer = client
+            .profile_information(1, sha256_test(), false, false)
+            .await;
+        assert_status(&answer, Status::ErrorNotFound);
+    }
+}
+
+#[tokio::test]
+async fn ps02017_update_profile_on_non_customer_port_is_bad_role() {
+    let (_server, mut client) = non_customer(Layout::Split).await;
+    client.start_conversation(1).await;
+    assert_status(&client.register_hosting(2).await, Status::Ok);
+    assert_status(&client.verify_identity(3).await, Status::Ok);
+    let mut update = Update::new(&client.identity);
+    update.profile.name = "Test Identity".into();
+    update.profile.latitude = 0;
+    update.profile.longitude = 0;
+    assert_status(
+        &client.update_profile(4, &update).await,
+        Status::ErrorBadRole,
+    );
+}
+
+#[tokio::test]
+async fn ps02024_profile_stats_on_empty_server() {
+    for layout in LAYOUTS {
+        let (_server, mut client) = non_customer(layout).await;
+        let answer = client
+            .single(1, Single::ProfileStats(ps::ProfileStatsRequest {}))
+            .await;
+        assert_status(&answer, Status::Ok);
+        let ResponseType::ProfileStats(stats) = single_body(answer) else {
+            panic!("not stats")
+        };
+        assert!(stats.stats.is_empty());
+    }
+}

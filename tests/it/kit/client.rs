@@ -229,18 +229,7 @@ impl Client {
 
     /// REG(n): RegisterHosting for the identity with type "Test Type", start time now.
     pub async fn register_hosting(&mut self, id: u32) -> ps::Response {
-        let contract = ps::HostingPlanContract {
-            plan_id: Vec::new(),
-            identity_public_key: self.identity.public_key(),
-            start_time: now_ms(),
-            identity_type: "Test Type".into(),
-        };
-        let signature = self.identity.sign(&contract.encode_to_vec());
-        let request = ps::RegisterHostingRequest {
-            contract: Some(contract),
-        };
-        self.conversation(id, signature, ConvReq::RegisterHosting(request))
-            .await
+        self.register_hosting_as(id, "Test Type").await
     }
 
     /// Waits up to `within` for the server to close the connection. Fails the test if a message

@@ -1,7 +1,9 @@
 //! Test kit shared by every integration test: an in-process server and a protocol client.
 
 pub mod client;
+pub mod customer;
 pub mod server;
 
 pub use client::*;
+pub use customer::*;
 pub use server::*;
