@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real TCP and TLS sockets, one test binary.
 
 mod cli;
+mod hosting;
 mod kit;
 mod ps00;
 mod ps01;

@@ -162,6 +162,7 @@ fn no_change(_: &mut Update, _: &Fixtures) {}
 
 #[expect(clippy::too_many_lines, reason = "the table of PS04007 is one list")]
 fn ps04007_rows() -> Vec<Row> {
+    use Expected::Invalid;
     let row = |id, change, expected| Row {
         id,
         change,
@@ -174,7 +175,6 @@ fn ps04007_rows() -> Vec<Row> {
         bad_signature: Some(bad),
         expected: Expected::Signature,
     };
-    use Expected::Invalid;
     vec![
         sig(3, xor_first),
         sig(4, |_| vec![1, 2, 3]),

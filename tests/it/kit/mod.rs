@@ -2,8 +2,10 @@
 
 pub mod client;
 pub mod customer;
+pub mod process;
 pub mod server;
 
 pub use client::*;
 pub use customer::*;
+pub use process::*;
 pub use server::*;

@@ -71,7 +71,7 @@ impl Options {
 pub struct TestServer {
     server: Option<RunningServer>,
     /// The temporary data directory, kept across restarts and removed when the test ends.
-    _dir: TempDir,
+    pub dir: TempDir,
     /// The configuration text it was started with.
     pub config_text: String,
 }
@@ -84,7 +84,7 @@ impl TestServer {
         let server = start_with(&config_text).await;
         TestServer {
             server: Some(server),
-            _dir: dir,
+            dir,
             config_text,
         }
     }

@@ -1,0 +1,384 @@
+//! Hosting behaviour beyond the public conformance tests: every RegisterHosting rule, the
+//! single authenticated connection, services, plans, images on disk, restart and crash safety.
+
+use std::time::Duration;
+
+use iop_profile_server::role::Role;
+use iop_profile_server::wire::Status;
+use iop_profile_server::wire::ps::{
+    self, conversation_request::RequestType as Conv, single_request::RequestType as Single,
+    single_response::ResponseType,
+};
+use prost::Message as _;
+
+use crate::kit::*;
+
+async fn started_non_customer(server: &TestServer) -> Client {
+    let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;
+    client.start_conversation(1).await;
+    client
+}
+
+fn contract(client: &Client, start_time: i64, identity_type: &str) -> ps::HostingPlanContract {
+    ps::HostingPlanContract {
+        plan_id: Vec::new(),
+        identity_public_key: client.identity.public_key(),
+        start_time,
+        identity_type: identity_type.into(),
+    }
+}
+
+#[tokio::test]
+async fn register_hosting_rules_in_order() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut client = started_non_customer(&server).await;
+    let good = contract(&client, now_ms(), "Test Type");
+
+    let signature = Identity::random().sign(&good.encode_to_vec());
+    let request = ps::RegisterHostingRequest {
+        contract: Some(good.clone()),
+    };
+    let answer = client
+        .conversation(2, signature, Conv::RegisterHosting(request))
+        .await;
+    assert_status(&answer, Status::ErrorInvalidSignature);
+
+    let mut other_key = good.clone();
+    other_key.identity_public_key = Identity::random().public_key();
+    assert_invalid(
+        &client.register_contract(3, other_key).await,
+        "contract.identityPublicKey",
+    );
+
+    for start in [1_234_567_890_123_456_789, now_ms() - 2 * 3_600_000] {
+        let answer = client
+            .register_contract(4, contract(&client, start, "Test Type"))
+            .await;
+        assert_invalid(&answer, "contract.startTime");
+    }
+    for bad_type in [String::new(), "a".repeat(100), "ɐ".repeat(50)] {
+        let answer = client
+            .register_contract(5, contract(&client, now_ms(), &bad_type))
+            .await;
+        assert_invalid(&answer, "contract.identityType");
+    }
+    // 32 two-byte characters are exactly 64 bytes: allowed.
+    assert_status(
+        &client
+            .register_contract(6, contract(&client, now_ms(), &"ɐ".repeat(32)))
+            .await,
+        Status::Ok,
+    );
+    assert_status(
+        &client.register_contract(7, good).await,
+        Status::ErrorAlreadyExists,
+    );
+}
+
+#[tokio::test]
+async fn cancelled_identity_can_register_again_but_not_check_in() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    let cancel = Conv::CancelHostingAgreement(ps::CancelHostingAgreementRequest::default());
+    assert_status(
+        &customer.conversation(3, Vec::new(), cancel.clone()).await,
+        Status::Ok,
+    );
+    // Later customer requests on the still open connection get NOT_FOUND.
+    let update = Update::new(&customer.identity);
+    assert_status(
+        &customer.update_profile(4, &update).await,
+        Status::ErrorNotFound,
+    );
+    assert_status(
+        &customer.conversation(5, Vec::new(), cancel).await,
+        Status::ErrorNotFound,
+    );
+    // Without a redirect the target server is not known.
+    let id = customer.identity.network_id();
+    let info = profile_information(customer.profile_information(6, id, false, false).await);
+    assert!(!info.is_hosted && !info.is_target_profile_server_known);
+
+    let mut again = Client::tls(server.port(Role::ClCustomer)).await;
+    again.identity = customer.identity.clone();
+    again.start_conversation(1).await;
+    assert_status(&again.check_in(2).await, Status::ErrorNotFound);
+    register(&server, &customer.identity, "Test Type").await;
+    check_in(&server, &customer.identity).await;
+}
+
+#[tokio::test]
+async fn a_new_check_in_closes_the_older_connection() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut first = new_customer(&server).await;
+    let mut second = check_in(&server, &first.identity).await;
+    assert!(
+        first.is_closed_within(ANSWER_TIMEOUT).await,
+        "older connection is closed"
+    );
+    assert_status(&second.ping(9, b"still here").await, Status::Ok);
+}
+
+#[tokio::test]
+async fn application_services_are_per_session_and_limited_to_fifty() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    let id = customer.identity.network_id();
+    let mut update = Update::new(&customer.identity);
+    update.profile.name = "Services".into();
+    assert_status(&customer.update_profile(3, &update).await, Status::Ok);
+    let add = |names: Vec<String>| {
+        Conv::ApplicationServiceAdd(ps::ApplicationServiceAddRequest {
+            service_names: names,
+        })
+    };
+    let names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+
+    assert_status(
+        &customer
+            .conversation(4, Vec::new(), add(names("a", 24)))
+            .await,
+        Status::Ok,
+    );
+    assert_status(
+        &customer
+            .conversation(5, Vec::new(), add(names("b", 30)))
+            .await,
+        Status::ErrorQuotaExceeded,
+    );
+    assert_status(
+        &customer
+            .conversation(6, Vec::new(), add(names("b", 26)))
+            .await,
+        Status::Ok,
+    );
+    let invalid = vec!["fine".to_owned(), "ɐ".repeat(17)];
+    assert_invalid(
+        &customer.conversation(7, Vec::new(), add(invalid)).await,
+        "serviceNames[1]",
+    );
+    let remove = |name: &str| {
+        Conv::ApplicationServiceRemove(ps::ApplicationServiceRemoveRequest {
+            service_name: name.into(),
+        })
+    };
+    assert_status(
+        &customer.conversation(8, Vec::new(), remove("a0")).await,
+        Status::Ok,
+    );
+    assert_status(
+        &customer.conversation(9, Vec::new(), remove("a0")).await,
+        Status::ErrorNotFound,
+    );
+
+    let mut observer = Client::tls(server.port(Role::ClNonCustomer)).await;
+    let info = profile_information(
+        observer
+            .profile_information(1, id.clone(), false, true)
+            .await,
+    );
+    assert!(info.is_online);
+    assert_eq!(info.application_services.len(), 49);
+    assert!(info.application_services.contains(&"b25".to_owned()));
+    drop(customer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = profile_information(observer.profile_information(2, id, false, true).await);
+    assert!(!info.is_online && info.application_services.is_empty());
+}
+
+#[tokio::test]
+async fn list_hosting_plans_offers_one_free_plan_until_full() {
+    let options = Options {
+        limits: "max_hosted_identities = 1".into(),
+        ..Options::default()
+    };
+    let server = TestServer::start(&options).await;
+    let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;
+    let request = || {
+        Single::ListHostingPlans(ps::ListHostingPlansRequest {
+            identity_type: "Test Type".into(),
+        })
+    };
+    let answer = client.single(1, request()).await;
+    assert_status(&answer, Status::Ok);
+    let ResponseType::ListHostingPlans(list) = single_body(answer) else {
+        panic!("not plans")
+    };
+    assert_eq!(list.plans.len(), 1);
+    let plan = &list.plans[0];
+    assert_eq!(plan.server_network_id, server.network_id());
+    let mut zeroed = plan.clone();
+    zeroed.plan_id = vec![0; 32];
+    assert_eq!(
+        plan.plan_id,
+        iop_profile_server::crypto::sha256(&zeroed.encode_to_vec())
+    );
+    register(&server, &Identity::random(), "Test Type").await;
+    assert_status(
+        &client.single(2, request()).await,
+        Status::ErrorQuotaExceeded,
+    );
+}
+
+fn image_files(server: &TestServer) -> Vec<std::path::PathBuf> {
+    let root = server.dir.path().join("images");
+    let Ok(prefixes) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    prefixes
+        .flatten()
+        .flat_map(|p| std::fs::read_dir(p.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .collect()
+}
+
+#[tokio::test]
+async fn images_are_shared_by_content_and_deleted_when_unused() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut alice = new_customer(&server).await;
+    let mut bob = new_customer(&server).await;
+    let image = fixture("profile.jpg");
+    let png = fixture("thumbnail.png");
+    let alice_update = Update::new(&alice.identity)
+        .with_profile_image(image.clone())
+        .with_thumbnail(png);
+    assert_status(&alice.update_profile(3, &alice_update).await, Status::Ok);
+    let bob_update = Update::new(&bob.identity).with_profile_image(image);
+    assert_status(&bob.update_profile(3, &bob_update).await, Status::Ok);
+    assert_eq!(image_files(&server).len(), 2, "one file per distinct image");
+
+    // Alice drops both images: the shared one stays for Bob, the PNG goes.
+    assert_status(
+        &alice.update_profile(4, &Update::new(&alice.identity)).await,
+        Status::Ok,
+    );
+    assert_eq!(image_files(&server).len(), 1);
+    // Bob cancels: nothing references the JPEG any more.
+    let cancel = Conv::CancelHostingAgreement(ps::CancelHostingAgreementRequest::default());
+    assert_status(&bob.conversation(4, Vec::new(), cancel).await, Status::Ok);
+    assert!(image_files(&server).is_empty());
+}
+
+#[tokio::test]
+async fn truncated_and_mislabelled_images_are_rejected() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    let image = fixture("profile.jpg");
+    let truncated = image[..image.len() - 1].to_vec();
+    let update = Update::new(&customer.identity).with_profile_image(truncated);
+    assert_invalid(&customer.update_profile(3, &update).await, "profileImage");
+    let mut oversized = fixture("big.jpg");
+    oversized.truncate(20_481);
+    let update = Update::new(&customer.identity).with_profile_image(oversized);
+    assert_invalid(&customer.update_profile(4, &update).await, "profileImage");
+    let update = Update::new(&customer.identity).with_thumbnail(image);
+    assert_invalid(&customer.update_profile(5, &update).await, "thumbnailImage");
+}
+
+#[tokio::test]
+async fn no_propagation_is_allowed_after_the_first_update() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    assert_status(
+        &customer
+            .update_profile(3, &Update::new(&customer.identity))
+            .await,
+        Status::Ok,
+    );
+    let mut quiet = Update::new(&customer.identity);
+    quiet.no_propagation = true;
+    quiet.profile.extra_data = "k=v".into();
+    assert_status(&customer.update_profile(4, &quiet).await, Status::Ok);
+}
+
+#[tokio::test]
+async fn profile_with_images_survives_a_restart() {
+    let mut server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    let id = customer.identity.network_id();
+    let update = Update::new(&customer.identity)
+        .with_profile_image(fixture("profile.jpg"))
+        .with_thumbnail(fixture("thumbnail.jpg"));
+    assert_status(&customer.update_profile(3, &update).await, Status::Ok);
+    let add = Conv::ApplicationServiceAdd(ps::ApplicationServiceAddRequest {
+        service_names: vec!["chat".into()],
+    });
+    assert_status(&customer.conversation(4, Vec::new(), add).await, Status::Ok);
+    let before = profile_information(
+        customer
+            .profile_information(5, id.clone(), true, false)
+            .await,
+    );
+    drop(customer);
+
+    server.restart().await;
+    let mut observer = Client::tls(server.port(Role::ClNonCustomer)).await;
+    let after = profile_information(observer.profile_information(1, id, true, true).await);
+    assert_eq!(after.signed_profile, before.signed_profile);
+    assert_eq!(after.profile_image, fixture("profile.jpg"));
+    assert_eq!(after.thumbnail_image, fixture("thumbnail.jpg"));
+    assert!(
+        !after.is_online && after.application_services.is_empty(),
+        "services die with the session"
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_updates_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path());
+    let identity = Identity::random();
+    let mut client = Client::tls(server.tls).await;
+    client.identity = identity.clone();
+    client.start_conversation(1).await;
+    assert_status(&client.register_hosting(2).await, Status::Ok);
+    assert_status(&client.check_in(3).await, Status::Ok);
+
+    // Stream updates without waiting, then kill the server while answers are still coming.
+    let updates: Vec<Update> = (0..200)
+        .map(|i| {
+            let mut update = Update::new(&identity);
+            update.profile.name = format!("name {i}");
+            update
+        })
+        .collect();
+    let mut batch = Vec::new();
+    for (i, update) in (10u32..).zip(&updates) {
+        let (signature, body) = update.signed(&identity);
+        let message = iop_profile_server::wire::request::conversation(i, signature, body);
+        batch.extend(iop_profile_server::wire::frame::encode(&message));
+    }
+    client.send_raw(&batch).await.expect("send updates");
+    let mut acknowledged = None;
+    for i in 0..updates.len() {
+        let answer = into_response(client.receive().await);
+        assert_status(&answer, Status::Ok);
+        acknowledged = Some(i);
+        if i == 40 {
+            break;
+        }
+    }
+    server.kill_hard();
+    let last_ok = acknowledged.expect("some updates were acknowledged");
+
+    let server = ServerProcess::start(dir.path());
+    let mut observer = Client::tls(server.tls).await;
+    let info = profile_information(
+        observer
+            .profile_information(1, identity.network_id(), false, false)
+            .await,
+    );
+    let name = info
+        .signed_profile
+        .and_then(|s| s.profile)
+        .map(|p| p.name)
+        .expect("profile");
+    let stored: usize = name
+        .trim_start_matches("name ")
+        .parse()
+        .expect("one of ours");
+    assert!(
+        stored >= last_ok,
+        "update {last_ok} was acknowledged but {stored} is stored"
+    );
+}

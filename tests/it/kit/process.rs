@@ -1,0 +1,74 @@
+//! The server as a separate process, for tests that kill it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The release or debug binary Cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+
+/// A free loopback port (taken and released at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A server process with fixed ports on a data directory that outlives it.
+pub struct ServerProcess {
+    child: Child,
+    /// The port of every TLS role.
+    pub tls: u16,
+}
+
+impl ServerProcess {
+    /// Writes a configuration into `dir` and starts the binary on it; waits until it serves.
+    pub fn start(dir: &Path) -> ServerProcess {
+        let (primary, tls) = (free_port(), free_port());
+        let config = config_file(dir, primary, tls);
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let serving = lines
+            .by_ref()
+            .take(50)
+            .map_while(Result::ok)
+            .any(|l| l.contains("serving"));
+        assert!(serving, "server process did not start");
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess { child, tls }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_file(dir: &Path, primary: u16, tls: u16) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n\
+         [[listener]]\nport = {primary}\nroles = [\"primary\"]\n\
+         [[listener]]\nport = {tls}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n",
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
