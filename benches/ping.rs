@@ -6,18 +6,16 @@
 //!   and writes the same 5-byte framing without any protocol work;
 //! - resident memory of the idle server, and with 1,000 idle TLS connections.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iop_profile_server::net::tls;
 use iop_profile_server::wire::ps::{self, single_request::RequestType};
 use iop_profile_server::wire::{frame, request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
 
-const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+mod common;
+use common::{connect_tls, read_frame, rss_kib, spawn_server};
+
 const ROUND_TRIPS: u32 = 20_000;
 const IDLE_TLS_CONNECTIONS: u32 = 1_000;
 
@@ -38,9 +36,9 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (primary, tls_port) = (free_port(), free_port());
-    let mut server = spawn_server(dir.path(), primary, tls_port);
-    let pid = server.id();
+    let server = spawn_server(dir.path(), "[limits]\nmax_connections = 1100");
+    let (primary, tls_port) = (server.primary, server.tls);
+    let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
@@ -77,62 +75,10 @@ async fn run() {
         f64::from(u32::try_from(loaded_rss.saturating_sub(idle_rss)).unwrap_or(u32::MAX))
             / f64::from(IDLE_TLS_CONNECTIONS)
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
     f64::from(u32::try_from(kib).unwrap_or(u32::MAX)) / 1024.0
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn spawn_server(dir: &std::path::Path, primary: u16, tls_port: u16) -> Child {
-    let config = dir.join("bench.toml");
-    let text = format!(
-        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n\
-         [[listener]]\nport = {primary}\nroles = [\"primary\"]\n\
-         [[listener]]\nport = {tls_port}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n\
-         [limits]\nmax_connections = 1100\n",
-        dir.join("data").display().to_string()
-    );
-    std::fs::write(&config, text).expect("write config");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(
-        lines
-            .by_ref()
-            .take(50)
-            .map_while(Result::ok)
-            .any(|l| l.contains("serving")),
-        "server did not start"
-    );
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-/// VmRSS of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
 }
 
 /// A server that answers every frame with the same bytes: framing cost only.
@@ -194,25 +140,10 @@ async fn ping_rate(port: u16, round_trips: u32) -> f64 {
     f64::from(round_trips) / started.elapsed().as_secs_f64()
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(socket: &mut S) -> Vec<u8> {
-    let mut header = [0u8; frame::HEADER_LEN];
-    socket.read_exact(&mut header).await.expect("header");
-    let mut body = vec![0; frame::body_len(&header).expect("valid header")];
-    socket.read_exact(&mut body).await.expect("body");
-    body
-}
-
 async fn open_idle_tls(port: u16, count: u32) -> Vec<impl AsyncWrite> {
-    let connector = TlsConnector::from(tls::client_config().expect("client config"));
     let mut connections = Vec::new();
     for id in 0..count {
-        let tcp = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let mut stream = connector
-            .connect(tls::any_server_name(), tcp)
-            .await
-            .expect("handshake");
+        let mut stream = connect_tls(port).await;
         let ping = request::single(id, RequestType::Ping(ps::PingRequest::default()));
         stream
             .write_all(&frame::encode(&ping))

@@ -1,0 +1,135 @@
+//! Shared by the benchmarks: the release server as a child process, and a minimal client.
+// Each benchmark binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use iop_profile_server::net::tls;
+use iop_profile_server::wire::{frame, ps};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+
+/// Whether this bench should run, given `cargo bench` filter arguments.
+pub fn selected(name: &str) -> bool {
+    !std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && a != name)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The server process and its ports.
+pub struct Server {
+    /// The child process.
+    pub child: Child,
+    /// Plain primary port.
+    pub primary: u16,
+    /// TLS port with every other role.
+    pub tls: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release binary on `dir` with `extra` TOML appended, and waits until it serves.
+pub fn spawn_server(dir: &Path, extra: &str) -> Server {
+    let (primary, tls) = (free_port(), free_port());
+    let config = dir.join("bench.toml");
+    let text = format!(
+        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n\
+         [[listener]]\nport = {primary}\nroles = [\"primary\"]\n\
+         [[listener]]\nport = {tls}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n{extra}\n",
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    assert!(
+        lines
+            .by_ref()
+            .take(50)
+            .map_while(Result::ok)
+            .any(|l| l.contains("serving")),
+        "server did not start"
+    );
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server {
+        child,
+        primary,
+        tls,
+    }
+}
+
+/// VmRSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// Opens a TLS connection that accepts the server's self-signed certificate.
+pub async fn connect_tls(port: u16) -> TlsStream<TcpStream> {
+    let connector = TlsConnector::from(tls::client_config().expect("client config"));
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    connector
+        .connect(tls::any_server_name(), tcp)
+        .await
+        .expect("handshake")
+}
+
+/// Reads one frame body.
+pub async fn read_frame<S: AsyncRead + Unpin>(socket: &mut S) -> Vec<u8> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    socket.read_exact(&mut header).await.expect("header");
+    let mut body = vec![0; frame::body_len(&header).expect("valid header")];
+    socket.read_exact(&mut body).await.expect("body");
+    body
+}
+
+/// Sends a message and returns the response, which must be OK.
+pub async fn call<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    message: &ps::Message,
+) -> ps::Response {
+    socket
+        .write_all(&frame::encode(message))
+        .await
+        .expect("write");
+    let answer: ps::Message = frame::decode_body(&read_frame(socket).await).expect("decodes");
+    let Some(ps::message::MessageType::Response(response)) = answer.message_type else {
+        panic!("expected a response");
+    };
+    assert_eq!(response.status, 0, "request failed: {}", response.details);
+    response
+}
