@@ -2,9 +2,7 @@
 // Each benchmark binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use iop_profile_server::net::tls;
 use iop_profile_server::wire::{frame, ps};
@@ -13,8 +11,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
-
 /// Whether this bench should run, given `cargo bench` filter arguments.
 pub fn selected(name: &str) -> bool {
     !std::env::args()
@@ -22,67 +18,13 @@ pub fn selected(name: &str) -> bool {
         .any(|a| !a.starts_with("--") && a != name)
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// The server process and its ports.
-pub struct Server {
-    /// The child process.
-    pub child: Child,
-    /// Plain primary port.
-    pub primary: u16,
-    /// TLS port with every other role.
-    pub tls: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../tests/it/kit/process.rs"]
+mod process;
+pub use process::ServerProcess as Server;
 
 /// Starts the release binary on `dir` with `extra` TOML appended, and waits until it serves.
 pub fn spawn_server(dir: &Path, extra: &str) -> Server {
-    let (primary, tls) = (free_port(), free_port());
-    let config = dir.join("bench.toml");
-    let text = format!(
-        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n\
-         [[listener]]\nport = {primary}\nroles = [\"primary\"]\n\
-         [[listener]]\nport = {tls}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n{extra}\n",
-        dir.join("data").display().to_string()
-    );
-    std::fs::write(&config, text).expect("write config");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(
-        lines
-            .by_ref()
-            .take(50)
-            .map_while(Result::ok)
-            .any(|l| l.contains("serving")),
-        "server did not start"
-    );
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server {
-        child,
-        primary,
-        tls,
-    }
+    Server::start_with(dir, extra)
 }
 
 /// VmRSS of a process in KiB.

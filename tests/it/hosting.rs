@@ -362,6 +362,10 @@ async fn acknowledged_updates_survive_kill_9() {
     let last_ok = acknowledged.expect("some updates were acknowledged");
 
     let server = ServerProcess::start(dir.path());
+    assert_status(
+        &Client::plain(server.primary).await.ping(1, b"up").await,
+        Status::Ok,
+    );
     let mut observer = Client::tls(server.tls).await;
     let info = profile_information(
         observer

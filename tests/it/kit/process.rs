@@ -18,7 +18,10 @@ pub fn free_port() -> u16 {
 
 /// A server process with fixed ports on a data directory that outlives it.
 pub struct ServerProcess {
-    child: Child,
+    /// The child process.
+    pub child: Child,
+    /// The primary port.
+    pub primary: u16,
     /// The port of every TLS role.
     pub tls: u16,
 }
@@ -26,8 +29,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Writes a configuration into `dir` and starts the binary on it; waits until it serves.
     pub fn start(dir: &Path) -> ServerProcess {
+        ServerProcess::start_with(dir, "")
+    }
+
+    /// Like [`ServerProcess::start`], with `extra` TOML appended to the configuration.
+    pub fn start_with(dir: &Path, extra: &str) -> ServerProcess {
         let (primary, tls) = (free_port(), free_port());
-        let config = config_file(dir, primary, tls);
+        let config = config_file(dir, primary, tls, extra);
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&config)
@@ -44,7 +52,11 @@ impl ServerProcess {
             .any(|l| l.contains("serving"));
         assert!(serving, "server process did not start");
         std::thread::spawn(move || lines.for_each(drop));
-        ServerProcess { child, tls }
+        ServerProcess {
+            child,
+            primary,
+            tls,
+        }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -61,12 +73,12 @@ impl Drop for ServerProcess {
     }
 }
 
-fn config_file(dir: &Path, primary: u16, tls: u16) -> PathBuf {
+fn config_file(dir: &Path, primary: u16, tls: u16, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let text = format!(
         "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n\
          [[listener]]\nport = {primary}\nroles = [\"primary\"]\n\
-         [[listener]]\nport = {tls}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n",
+         [[listener]]\nport = {tls}\nroles = [\"sr_neighbor\", \"cl_non_customer\", \"cl_customer\", \"cl_app_service\"]\n{extra}\n",
         dir.join("data").display().to_string()
     );
     std::fs::write(&path, text).expect("write config");
