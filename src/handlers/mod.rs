@@ -4,6 +4,7 @@
 
 pub mod app_service;
 pub mod basic;
+pub mod call;
 pub mod conversation;
 pub mod hosting;
 pub mod profile;
@@ -116,6 +117,9 @@ async fn conversation_request(
         }
         R::ApplicationServiceRemove(request) => {
             app_service::application_service_remove(ctx, session, &request)
+        }
+        R::CallIdentityApplicationService(request) => {
+            call::call_identity_application_service(ctx, &request).await
         }
         _ => Err(Reject::not_implemented()),
     }

@@ -386,3 +386,57 @@ async fn acknowledged_updates_survive_kill_9() {
         "update {last_ok} was acknowledged but {stored} is stored"
     );
 }
+
+#[tokio::test]
+async fn call_checks_run_in_order() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut callee = new_customer(&server).await;
+    let callee_id = callee.identity.network_id();
+    let mut dialler = Client::tls(server.port(Role::ClNonCustomer)).await;
+    dialler.start_conversation(1).await;
+    assert_status(&dialler.verify_identity(2).await, Status::Ok);
+    let call = |service: &str| {
+        Conv::CallIdentityApplicationService(ps::CallIdentityApplicationServiceRequest {
+            identity_network_id: callee_id.clone(),
+            service_name: service.into(),
+        })
+    };
+    assert_status(
+        &dialler.conversation(3, Vec::new(), call("chat")).await,
+        Status::ErrorUninitialized,
+    );
+    assert_status(
+        &callee
+            .update_profile(3, &Update::new(&callee.identity))
+            .await,
+        Status::Ok,
+    );
+    assert_invalid(
+        &dialler.conversation(4, Vec::new(), call("chat")).await,
+        "serviceName",
+    );
+    drop(callee);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_status(
+        &dialler.conversation(5, Vec::new(), call("chat")).await,
+        Status::ErrorNotAvailable,
+    );
+}
+
+#[tokio::test]
+async fn name_limits_count_utf8_bytes() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut customer = new_customer(&server).await;
+    let mut update = Update::new(&customer.identity);
+    update.profile.name = "ɐ".repeat(33);
+    assert_invalid(&customer.update_profile(3, &update).await, "profile.name");
+    update.profile.name = "ɐ".repeat(32);
+    assert_status(&customer.update_profile(4, &update).await, Status::Ok);
+    update.profile.extra_data = "ɐ".repeat(101);
+    assert_invalid(
+        &customer.update_profile(5, &update).await,
+        "profile.extraData",
+    );
+    update.profile.extra_data = "ɐ".repeat(100);
+    assert_status(&customer.update_profile(6, &update).await, Status::Ok);
+}

@@ -328,3 +328,16 @@ async fn ps02024_profile_stats_on_empty_server() {
         assert!(stats.stats.is_empty());
     }
 }
+
+#[tokio::test]
+async fn ps02020_call_to_unknown_identity() {
+    for layout in LAYOUTS {
+        let (_server, mut client) = non_customer(layout).await;
+        client.start_conversation(1).await;
+        assert_status(&client.verify_identity(2).await, Status::Ok);
+        let answer = client
+            .conversation(3, Vec::new(), call_test_service())
+            .await;
+        assert_invalid(&answer, "identityNetworkId");
+    }
+}
