@@ -114,8 +114,11 @@ pub struct Limits {
     pub neighborhood_init_parallelism: u32,
     /// Bytes of incoming frames held in memory at once, over all connections.
     pub max_inflight_bytes: u32,
-    /// Frames waiting to be written on one connection.
+    /// Frames waiting to be written on one connection. Relays need room for 20 deliveries and
+    /// 20 acknowledgements (spec §5.5), so the default leaves margin above 40.
     pub connection_queue_frames: u32,
+    /// Calls (relays) alive at the same time, from ringing to teardown.
+    pub max_relays: u32,
 }
 
 impl Default for Limits {
@@ -128,7 +131,8 @@ impl Default for Limits {
             max_neighbors: 110,
             neighborhood_init_parallelism: 10,
             max_inflight_bytes: 16 * 1024 * 1024,
-            connection_queue_frames: 32,
+            connection_queue_frames: 64,
+            max_relays: 100,
         }
     }
 }
@@ -141,6 +145,8 @@ struct RawTimeouts {
     session_max_secs: u64,
     tls_handshake_secs: u64,
     write_secs: u64,
+    call_answer_secs: u64,
+    relay_join_secs: u64,
 }
 
 impl Default for RawTimeouts {
@@ -151,6 +157,8 @@ impl Default for RawTimeouts {
             session_max_secs: 86_400,
             tls_handshake_secs: 10,
             write_secs: 30,
+            call_answer_secs: 10,
+            relay_join_secs: 30,
         }
     }
 }
@@ -168,6 +176,10 @@ pub struct Timeouts {
     pub tls_handshake: Duration,
     /// Longest wait for a peer to take one outgoing frame.
     pub write: Duration,
+    /// How long a callee has to answer an IncomingCallNotification (spec: 10 s).
+    pub call_answer: Duration,
+    /// How long each relay party has to send its init message (spec: 30 s).
+    pub relay_join: Duration,
 }
 
 impl Timeouts {
@@ -688,6 +700,8 @@ fn check_timeouts(raw: &RawTimeouts, problems: &mut Vec<Problem>) -> Timeouts {
         session_max: secs("session_max_secs", raw.session_max_secs),
         tls_handshake: secs("tls_handshake_secs", raw.tls_handshake_secs),
         write: secs("write_secs", raw.write_secs),
+        call_answer: secs("call_answer_secs", raw.call_answer_secs),
+        relay_join: secs("relay_join_secs", raw.relay_join_secs),
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::registry::Registry;
+use crate::relay::Relays;
 use crate::role::Role;
 use crate::store::Store;
 
@@ -27,6 +28,8 @@ pub struct Ctx {
     pub inflight_bytes: Arc<Semaphore>,
     /// Checked-in identities and their services.
     pub registry: Registry,
+    /// Calls and their relays.
+    pub relays: Relays,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
 }

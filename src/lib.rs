@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod net;
 pub mod outbox;
 pub mod registry;
+pub mod relay;
 pub mod role;
 pub mod runtime;
 pub mod session;

@@ -1,9 +1,9 @@
 //! The bounded queue into one connection, used by anything that is not that connection's own
 //! request handling: deferred responses, server-initiated requests, and "close now".
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::session::pending::ServerRequestKind;
+use crate::session::pending::{Reply, ServerRequestKind};
 use crate::wire::ps;
 
 /// Something another task asks a connection to do.
@@ -11,14 +11,14 @@ use crate::wire::ps;
 pub enum Command {
     /// Write an already encoded frame.
     Send(Vec<u8>),
-    /// Send a server-initiated request; its answer (or a dropped sender) comes back on `reply`.
+    /// Send a server-initiated request; its answer goes to `reply`.
     Request {
         /// Type of the request, checked against the answer.
         kind: ServerRequestKind,
         /// The request; its id is assigned by the connection.
         message: Box<ps::Message>,
         /// Where the answer goes.
-        reply: oneshot::Sender<ps::Response>,
+        reply: Reply,
     },
     /// Close the connection (for example when a newer check-in replaces it).
     Close,
@@ -59,5 +59,10 @@ impl Outbox {
     /// Whether the connection behind the queue has ended.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
+    }
+
+    /// Completes when the connection behind the queue has ended.
+    pub async fn closed(&self) {
+        self.sender.closed().await;
     }
 }

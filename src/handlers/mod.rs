@@ -9,6 +9,9 @@ pub mod conversation;
 pub mod hosting;
 pub mod profile;
 pub mod reject;
+pub mod relay;
+
+use std::sync::Arc;
 
 use reject::Reject;
 
@@ -26,6 +29,8 @@ pub enum Outcome {
     Reply(ps::Message),
     /// Send this response, then close the connection.
     ReplyAndClose(ps::Message),
+    /// Nothing now: a task answers later through the connection's outbox.
+    Deferred,
 }
 
 /// A successful conversation answer and the server's signature over it (empty when none).
@@ -48,31 +53,39 @@ impl ConversationBody {
 }
 
 /// Handles one request from the client and returns the response for message `id`.
-pub async fn handle(ctx: &Ctx, session: &mut Session, id: u32, request: ps::Request) -> Outcome {
+pub async fn handle(
+    ctx: &Arc<Ctx>,
+    session: &mut Session,
+    id: u32,
+    request: ps::Request,
+) -> Outcome {
     let result = match request.conversation_type {
         Some(request::ConversationType::SingleRequest(single)) => {
             single_request(ctx, session, id, single).await
         }
         Some(request::ConversationType::ConversationRequest(conversation)) => {
-            conversation_request(ctx, session, conversation)
+            conversation_request(ctx, session, id, conversation)
                 .await
-                .map(|answer| response::conversation(id, answer.signature, answer.body))
+                .map(|answer| {
+                    answer.map(|answer| response::conversation(id, answer.signature, answer.body))
+                })
         }
         None => Err(Reject::violation("")),
     };
     match result {
-        Ok(message) => Outcome::Reply(message),
+        Ok(Some(message)) => Outcome::Reply(message),
+        Ok(None) => Outcome::Deferred,
         Err(reject) if reject.closes_connection() => Outcome::ReplyAndClose(reject.to_message(id)),
         Err(reject) => Outcome::Reply(reject.to_message(id)),
     }
 }
 
 async fn single_request(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     session: &mut Session,
     id: u32,
     single: ps::SingleRequest,
-) -> Result<ps::Message, Reject> {
+) -> Result<Option<ps::Message>, Reject> {
     use single_request::RequestType as R;
     if !is_valid_version(&single.version) {
         return Err(Reject::violation("version"));
@@ -85,21 +98,29 @@ async fn single_request(
         R::ListHostingPlans(_) => hosting::list_hosting_plans(ctx).await,
         R::GetProfileInformation(request) => profile::get_profile_information(ctx, request).await,
         R::ProfileStats(_) => profile::profile_stats(ctx).await,
+        R::ApplicationServiceSendMessage(request) => {
+            match relay::application_service_send_message(ctx, session, id, request)? {
+                Some(answer) => Ok(answer),
+                None => return Ok(None),
+            }
+        }
+        R::CloseCall(request) => relay::close_call(ctx, session, request),
         _ => Err(Reject::not_implemented()),
     }?;
-    Ok(response::single(id, single.version, answer))
+    Ok(Some(response::single(id, single.version, answer)))
 }
 
 async fn conversation_request(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     session: &mut Session,
+    id: u32,
     conversation: ps::ConversationRequest,
-) -> Result<ConversationBody, Reject> {
+) -> Result<Option<ConversationBody>, Reject> {
     use conversation_request::RequestType as R;
     let body = conversation.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_conversation(&body), session)?;
     let signature = conversation.signature.as_slice();
-    match body {
+    let answer = match body {
         R::Start(request) => conversation::start(ctx, session, request),
         R::VerifyIdentity(request) => conversation::verify_identity(session, signature, &request),
         R::RegisterHosting(request) => {
@@ -119,10 +140,11 @@ async fn conversation_request(
             app_service::application_service_remove(ctx, session, &request)
         }
         R::CallIdentityApplicationService(request) => {
-            call::call_identity_application_service(ctx, &request).await
+            return call::call_identity_application_service(ctx, session, id, &request).await;
         }
         _ => Err(Reject::not_implemented()),
-    }
+    }?;
+    Ok(Some(answer))
 }
 
 /// Runs the gates; a request only the server may send is a protocol violation (spec §1.4).
@@ -135,6 +157,14 @@ fn admit(kind: Option<RequestKind>, session: &Session) -> Result<(), Reject> {
 pub fn authenticated_peer(session: &Session) -> Result<&Peer, Reject> {
     match &session.conversation {
         Conversation::Authenticated(peer) => Ok(peer),
+        _ => Err(Reject::status(Status::ErrorUnauthorized)),
+    }
+}
+
+/// The proven identity of a Verified or Authenticated session.
+pub fn authenticated_or_verified_peer(session: &Session) -> Result<&Peer, Reject> {
+    match &session.conversation {
+        Conversation::Verified(peer) | Conversation::Authenticated(peer) => Ok(peer),
         _ => Err(Reject::status(Status::ErrorUnauthorized)),
     }
 }

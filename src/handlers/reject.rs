@@ -12,44 +12,50 @@ pub struct Reject {
     pub status: Status,
     /// `Response.details`, e.g. the camelCase path of an invalid field.
     pub details: Cow<'static, str>,
+    /// Close the connection after answering (always so for PROTOCOL_VIOLATION).
+    pub close: bool,
 }
 
 impl Reject {
-    /// A rejection with no details.
-    pub fn status(status: Status) -> Reject {
+    fn new(status: Status, details: Cow<'static, str>) -> Reject {
+        let close = status == Status::ErrorProtocolViolation;
         Reject {
             status,
-            details: Cow::Borrowed(""),
+            details,
+            close,
         }
+    }
+
+    /// A rejection with no details.
+    pub fn status(status: Status) -> Reject {
+        Reject::new(status, Cow::Borrowed(""))
     }
 
     /// ERROR_INVALID_VALUE naming the offending field.
     pub fn invalid(field: impl Into<Cow<'static, str>>) -> Reject {
-        Reject {
-            status: Status::ErrorInvalidValue,
-            details: field.into(),
-        }
+        Reject::new(Status::ErrorInvalidValue, field.into())
     }
 
     /// ERROR_PROTOCOL_VIOLATION with details; the connection will be closed.
     pub fn violation(details: &'static str) -> Reject {
-        Reject {
-            status: Status::ErrorProtocolViolation,
-            details: Cow::Borrowed(details),
-        }
+        Reject::new(Status::ErrorProtocolViolation, Cow::Borrowed(details))
     }
 
     /// A request this build does not serve yet.
     pub fn not_implemented() -> Reject {
-        Reject {
-            status: Status::ErrorUnsupported,
-            details: Cow::Borrowed("not implemented"),
-        }
+        Reject::new(Status::ErrorUnsupported, Cow::Borrowed("not implemented"))
+    }
+
+    /// This rejection, and then close the connection.
+    #[must_use]
+    pub fn and_close(mut self) -> Reject {
+        self.close = true;
+        self
     }
 
     /// Whether answering this must end the connection (spec §1.4).
     pub fn closes_connection(&self) -> bool {
-        self.status == Status::ErrorProtocolViolation
+        self.close
     }
 
     /// The error response for request `id`.

@@ -17,8 +17,9 @@ use crate::context::Ctx;
 use crate::handlers::{self, Outcome};
 use crate::outbox::{Command, Outbox};
 use crate::registry::Link;
+use crate::relay;
 use crate::role::RoleSet;
-use crate::session::pending::{Matched, Pending};
+use crate::session::pending::{Matched, Pending, RelayAck, Reply};
 use crate::session::{Conversation, Session};
 use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
 
@@ -39,8 +40,8 @@ pub enum End {
     SessionLimit,
     /// The server is shutting down.
     Shutdown,
-    /// A protocol violation was answered.
-    Violation,
+    /// A final answer (a protocol violation, or a refusal that ends the session) was sent.
+    FinalAnswer,
     /// Another task asked to close it (e.g. a newer check-in).
     Replaced,
     /// Reading or writing failed or timed out.
@@ -82,12 +83,33 @@ where
             .registry
             .leave(peer.id, connection.session.link.connection);
     }
-    if end == End::Violation {
+    let acks = std::mem::replace(&mut connection.pending, Pending::new(0)).into_relay_acks();
+    for ack in acks {
+        acknowledge(&connection.ctx, ack, false);
+    }
+    if let Some(binding) = connection.session.relay {
+        connection.ctx.relays.end(binding.relay, false);
+    }
+    if end == End::FinalAnswer {
         connection.close_gracefully().await;
     } else {
         let _ = timeout(connection.write_timeout, connection.stream.shutdown()).await;
     }
     end
+}
+
+/// Tells the sender of a relayed message how it went: OK once the recipient accepted it,
+/// otherwise NOT_FOUND and the relay ends (spec §5.5).
+fn acknowledge(ctx: &Ctx, ack: RelayAck, ok: bool) {
+    let answer = if ok {
+        relay::send_ok(ack.message_id, ack.token)
+    } else {
+        frame::encode(&response::error(ack.message_id, Status::ErrorNotFound, ""))
+    };
+    let pushed = ack.outbox.try_push(Command::Send(answer)).is_ok();
+    if !ok || !pushed {
+        ctx.relays.end(ack.relay, true);
+    }
 }
 
 /// Spec §1.4: server-initiated request ids start at `(role bitmask << 24) + 1`.
@@ -219,13 +241,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match outcome {
                     Outcome::Reply(answer) => self.send(&answer).await.err(),
                     Outcome::ReplyAndClose(answer) => {
-                        Some(self.send(&answer).await.err().unwrap_or(End::Violation))
+                        Some(self.send(&answer).await.err().unwrap_or(End::FinalAnswer))
                     }
+                    Outcome::Deferred => None,
                 }
             }
             Some(ps::message::MessageType::Response(answer)) => {
                 match self.pending.answer(message.id, answer) {
                     Matched::Delivered => None,
+                    Matched::Relayed { ack, ok } => {
+                        self.acknowledge(ack, ok);
+                        None
+                    }
                     Matched::Violation => {
                         tracing::debug!(id = message.id, "response to no pending request");
                         Some(End::Io)
@@ -245,12 +272,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 mut message,
                 reply,
             } => {
-                let Ok(id) = self
+                let id = match self
                     .pending
                     .register(kind, std::time::Instant::now(), reply)
-                else {
+                {
+                    Ok(id) => id,
+                    Err((_, Reply::Relay(ack))) => {
+                        // Spec §5.5: the 21st unacknowledged message ends the relay.
+                        self.acknowledge(ack, false);
+                        return None;
+                    }
                     // The requester sees its reply sender dropped: the request could not be sent.
-                    return None;
+                    Err((_, Reply::Channel(_))) => return None,
                 };
                 message.id = id;
                 self.send(&message).await.err()
@@ -261,7 +294,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn violation(&mut self, id: u32, details: &str) -> End {
         let answer = response::error(id, Status::ErrorProtocolViolation, details);
-        self.send(&answer).await.err().unwrap_or(End::Violation)
+        self.send(&answer).await.err().unwrap_or(End::FinalAnswer)
+    }
+
+    /// Answers the sender of a relayed message once the recipient answered (or failed).
+    fn acknowledge(&self, ack: RelayAck, ok: bool) {
+        acknowledge(&self.ctx, ack, ok);
     }
 
     async fn send(&mut self, message: &ps::Message) -> Result<(), End> {

@@ -137,7 +137,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tls,
         });
     }
-    let limits = &config.limits;
+    let limits = config.limits.clone();
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -146,6 +146,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         role_ports: role_ports.clone(),
         config,
         registry: crate::registry::Registry::default(),
+        relays: crate::relay::Relays::new(limits.max_relays as usize),
         next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let shutdown = CancellationToken::new();

@@ -196,6 +196,7 @@ mod tests {
             roles: RoleSet::of(roles),
             conversation,
             link,
+            relay: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod pending;
 
 use crate::crypto::NetworkId;
 use crate::registry::Link;
+use crate::relay::Binding;
 use crate::role::RoleSet;
 
 /// The state of one connection's conversation (spec §3.1).
@@ -86,6 +87,8 @@ pub struct Session {
     pub conversation: Conversation,
     /// How other tasks reach this connection.
     pub link: Link,
+    /// The relay this clAppService connection joined, if any.
+    pub relay: Option<Binding>,
 }
 
 impl Session {
@@ -95,6 +98,7 @@ impl Session {
             roles,
             conversation: Conversation::None,
             link,
+            relay: None,
         }
     }
 }

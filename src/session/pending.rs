@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::outbox::Outbox;
 use crate::wire::ps;
 
 /// Spec §1.4: at most 20 unfinished server→client requests per connection.
@@ -37,11 +38,41 @@ pub enum PendingError {
     Full,
 }
 
+/// Where the answer to a server-initiated request goes.
+#[derive(Debug)]
+pub enum Reply {
+    /// A task awaits it.
+    Channel(oneshot::Sender<ps::Response>),
+    /// A relayed message: the answer is acknowledged on the sender's connection, in the order
+    /// the recipient answers (spec §5.5).
+    Relay(RelayAck),
+}
+
+/// The acknowledgement owed to the sender of a relayed message.
+#[derive(Debug, Clone)]
+pub struct RelayAck {
+    /// The relay the message travelled through.
+    pub relay: u64,
+    /// The sender's connection.
+    pub outbox: Outbox,
+    /// Id of the sender's ApplicationServiceSendMessageRequest.
+    pub message_id: u32,
+    /// The sender's token, echoed in the response.
+    pub token: Vec<u8>,
+}
+
 /// What the connection must do with an incoming response.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Matched {
     /// Delivered (or dropped because the requester gave up).
     Delivered,
+    /// The recipient of a relayed message answered; `ok` tells whether it accepted it.
+    Relayed {
+        /// Who to acknowledge.
+        ack: RelayAck,
+        /// Whether the answer was STATUS_OK.
+        ok: bool,
+    },
     /// Unknown id or wrong type: close the connection without replying.
     Violation,
 }
@@ -50,7 +81,7 @@ struct Entry {
     id: u32,
     kind: ServerRequestKind,
     sent: Instant,
-    reply: oneshot::Sender<ps::Response>,
+    reply: Reply,
 }
 
 /// The pending server→client requests of one connection.
@@ -73,8 +104,8 @@ impl Pending {
         &mut self,
         kind: ServerRequestKind,
         now: Instant,
-        reply: oneshot::Sender<ps::Response>,
-    ) -> Result<u32, (PendingError, oneshot::Sender<ps::Response>)> {
+        reply: Reply,
+    ) -> Result<u32, (PendingError, Reply)> {
         self.expire(now);
         let id = self.next_id;
         match self.entries.push(Entry {
@@ -97,12 +128,29 @@ impl Pending {
             return Matched::Violation;
         };
         let entry = self.entries.swap_remove(index);
-        if response.status == 0 && !kind_matches(entry.kind, &response) {
+        let ok = response.status == 0;
+        if ok && !kind_matches(entry.kind, &response) {
             return Matched::Violation;
         }
-        // The requester may have stopped waiting; that is not the client's fault.
-        let _ = entry.reply.send(response);
-        Matched::Delivered
+        match entry.reply {
+            Reply::Channel(sender) => {
+                // The requester may have stopped waiting; that is not the client's fault.
+                let _ = sender.send(response);
+                Matched::Delivered
+            }
+            Reply::Relay(ack) => Matched::Relayed { ack, ok },
+        }
+    }
+
+    /// Ends the table with the connection: the acknowledgements still owed for relayed messages.
+    pub fn into_relay_acks(self) -> Vec<RelayAck> {
+        let entries = self.entries.into_iter();
+        entries
+            .filter_map(|entry| match entry.reply {
+                Reply::Relay(ack) => Some(ack),
+                Reply::Channel(_) => None,
+            })
+            .collect()
     }
 
     /// Number of unanswered requests.
@@ -117,8 +165,11 @@ impl Pending {
 
     /// Drops entries whose requester gave up more than the grace period ago.
     fn expire(&mut self, now: Instant) {
-        self.entries.retain(|entry| {
-            !(entry.reply.is_closed() && now.duration_since(entry.sent) > LATE_ANSWER_GRACE)
+        self.entries.retain(|entry| match &entry.reply {
+            Reply::Channel(sender) => {
+                !(sender.is_closed() && now.duration_since(entry.sent) > LATE_ANSWER_GRACE)
+            }
+            Reply::Relay(_) => true,
         });
     }
 }
@@ -179,18 +230,18 @@ mod tests {
             .register(
                 ServerRequestKind::ReceiveMessageNotification,
                 Instant::now(),
-                tx,
+                Reply::Channel(tx),
             )
             .expect("room");
         assert_eq!(id, (16 << 24) + 1);
-        assert_eq!(
+        assert!(matches!(
             pending.answer(id + 1, ok_receive_notification()),
             Matched::Violation
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             pending.answer(id, ok_receive_notification()),
             Matched::Delivered
-        );
+        ));
         assert!(rx.try_recv().is_ok());
         assert!(pending.is_empty());
     }
@@ -203,13 +254,13 @@ mod tests {
             .register(
                 ServerRequestKind::IncomingCallNotification,
                 Instant::now(),
-                tx,
+                Reply::Channel(tx),
             )
             .expect("room");
-        assert_eq!(
+        assert!(matches!(
             pending.answer(id, ok_receive_notification()),
             Matched::Violation
-        );
+        ));
     }
 
     #[test]
@@ -220,14 +271,14 @@ mod tests {
             .register(
                 ServerRequestKind::IncomingCallNotification,
                 Instant::now(),
-                tx,
+                Reply::Channel(tx),
             )
             .expect("room");
         let rejected = ps::Response {
             status: Status::ErrorRejected as i32,
             ..Default::default()
         };
-        assert_eq!(pending.answer(id, rejected), Matched::Delivered);
+        assert!(matches!(pending.answer(id, rejected), Matched::Delivered));
         assert_eq!(
             rx.try_recv().map(|r| r.status),
             Ok(Status::ErrorRejected as i32)
@@ -246,7 +297,7 @@ mod tests {
                     .register(
                         ServerRequestKind::FinishNeighborhoodInitialization,
                         Instant::now(),
-                        tx
+                        Reply::Channel(tx)
                     )
                     .is_ok()
             );
@@ -255,7 +306,7 @@ mod tests {
         let refused = pending.register(
             ServerRequestKind::FinishNeighborhoodInitialization,
             Instant::now(),
-            tx,
+            Reply::Channel(tx),
         );
         assert!(matches!(refused, Err((PendingError::Full, _))));
         assert_eq!(pending.len(), MAX_PENDING);
@@ -270,7 +321,11 @@ mod tests {
             drop(rx);
             assert!(
                 pending
-                    .register(ServerRequestKind::IncomingCallNotification, start, tx)
+                    .register(
+                        ServerRequestKind::IncomingCallNotification,
+                        start,
+                        Reply::Channel(tx)
+                    )
                     .is_ok()
             );
         }
@@ -278,7 +333,11 @@ mod tests {
         let later = start + LATE_ANSWER_GRACE + Duration::from_secs(1);
         assert!(
             pending
-                .register(ServerRequestKind::IncomingCallNotification, later, tx)
+                .register(
+                    ServerRequestKind::IncomingCallNotification,
+                    later,
+                    Reply::Channel(tx)
+                )
                 .is_ok()
         );
         assert_eq!(pending.len(), 1);

@@ -8,4 +8,5 @@ mod ps01;
 mod ps02;
 mod ps03;
 mod ps04;
+mod ps05;
 mod robustness;

@@ -132,12 +132,16 @@ impl Client {
     }
 
     async fn read_message(&mut self) -> std::io::Result<ps::Message> {
-        let mut header = [0u8; frame::HEADER_LEN];
-        self.stream.read_exact(&mut header).await?;
-        let len = frame::body_len(&header).map_err(std::io::Error::other)?;
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).await?;
-        frame::decode_body(&body).map_err(std::io::Error::other)
+        read_message(&mut self.stream).await
+    }
+
+    /// Splits the connection so one task can read while another writes.
+    pub fn split(self) -> (ClientReader, ClientWriter) {
+        let (reader, writer) = tokio::io::split(self.stream);
+        (
+            ClientReader { stream: reader },
+            ClientWriter { stream: writer },
+        )
     }
 
     /// Sends a request and returns the response, checking that it echoes the id.
@@ -253,6 +257,44 @@ impl Client {
             self.is_closed_within(ANSWER_TIMEOUT).await,
             "connection must be closed"
         );
+    }
+}
+
+/// Reads one framed message from `stream`.
+async fn read_message<R: AsyncRead + Unpin>(stream: &mut R) -> std::io::Result<ps::Message> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    stream.read_exact(&mut header).await?;
+    let len = frame::body_len(&header).map_err(std::io::Error::other)?;
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).await?;
+    frame::decode_body(&body).map_err(std::io::Error::other)
+}
+
+/// The reading half of a split [`Client`].
+pub struct ClientReader {
+    stream: tokio::io::ReadHalf<Box<dyn Stream>>,
+}
+
+impl ClientReader {
+    /// Reads one message, failing the test if none arrives in time.
+    pub async fn receive(&mut self) -> ps::Message {
+        timeout(ANSWER_TIMEOUT, read_message(&mut self.stream))
+            .await
+            .expect("a message arrives in time")
+            .expect("a well-formed message")
+    }
+}
+
+/// The writing half of a split [`Client`].
+pub struct ClientWriter {
+    stream: tokio::io::WriteHalf<Box<dyn Stream>>,
+}
+
+impl ClientWriter {
+    /// Writes one message as a frame.
+    pub async fn send(&mut self, message: &ps::Message) -> std::io::Result<()> {
+        self.stream.write_all(&frame::encode(message)).await?;
+        self.stream.flush().await
     }
 }
 

@@ -1,10 +1,12 @@
 //! Test kit shared by every integration test: an in-process server and a protocol client.
 
+pub mod calls;
 pub mod client;
 pub mod customer;
 pub mod process;
 pub mod server;
 
+pub use calls::*;
 pub use client::*;
 pub use customer::*;
 pub use process::*;
