@@ -9,4 +9,5 @@ mod ps02;
 mod ps03;
 mod ps04;
 mod ps05;
+mod relay;
 mod robustness;
