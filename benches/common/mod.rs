@@ -1,6 +1,6 @@
 //! Shared by the benchmarks: the release server as a child process, and a minimal client.
 // Each benchmark binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
 
@@ -18,9 +18,10 @@ pub fn selected(name: &str) -> bool {
         .any(|a| !a.starts_with("--") && a != name)
 }
 
-#[path = "../../tests/it/kit/process.rs"]
-mod process;
-pub use process::ServerProcess as Server;
+/// The integration tests' kit: protocol client, call helpers, server process.
+#[path = "../../tests/it/kit/mod.rs"]
+pub mod kit;
+pub use kit::process::ServerProcess as Server;
 
 /// Starts the release binary on `dir` with `extra` TOML appended, and waits until it serves.
 pub fn spawn_server(dir: &Path, extra: &str) -> Server {

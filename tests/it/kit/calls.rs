@@ -11,13 +11,13 @@ use iop_profile_server::wire::{Status, request, response};
 
 use super::client::{Client, Identity, assert_status, conversation_body, into_response};
 use super::customer::{Update, check_in, register};
-use super::server::TestServer;
+use super::server::Ports;
 
 /// The service name the PS05 tests use.
 pub const SERVICE: &str = "Test Service";
 
 /// S2 + S3: E registers, checks in (E-ctl), initialises its profile and enables SERVICE.
-pub async fn callee_online(server: &TestServer) -> Client {
+pub async fn callee_online(server: &impl Ports) -> Client {
     let identity = Identity::random();
     register(server, &identity, "Test Type").await;
     let mut e_ctl = check_in(server, &identity).await;
@@ -32,7 +32,7 @@ pub async fn callee_online(server: &TestServer) -> Client {
 }
 
 /// R-ctl: a new clNonCustomer connection with SC and VI done.
-pub async fn caller_verified(server: &TestServer) -> Client {
+pub async fn caller_verified(server: &impl Ports) -> Client {
     let mut r_ctl = Client::tls(server.port(Role::ClNonCustomer)).await;
     r_ctl.start_conversation(1).await;
     assert_status(&r_ctl.verify_identity(2).await, Status::Ok);
@@ -185,7 +185,7 @@ pub struct OpenCall {
 }
 
 /// S1–S8 against `server`.
-pub async fn open_call(server: &TestServer) -> OpenCall {
+pub async fn open_call(server: &impl Ports) -> OpenCall {
     let mut e_ctl = callee_online(server).await;
     let mut r_ctl = caller_verified(server).await;
     r_ctl

@@ -7,7 +7,7 @@ use iop_profile_server::wire::ps::{self, conversation_request::RequestType as Co
 use prost::Message as _;
 
 use super::client::{Client, Identity, assert_status, conversation_body};
-use super::server::TestServer;
+use super::server::Ports;
 
 /// A test image fixture by file name (tests/fixtures).
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -16,7 +16,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// "Register K [type]": SC and REG on a fresh clNonCustomer connection, which is then closed.
-pub async fn register(server: &TestServer, identity: &Identity, identity_type: &str) {
+pub async fn register(server: &impl Ports, identity: &Identity, identity_type: &str) {
     let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;
     client.identity = identity.clone();
     client.start_conversation(1).await;
@@ -25,7 +25,7 @@ pub async fn register(server: &TestServer, identity: &Identity, identity_type: &
 }
 
 /// "Check in K": SC and CI on a new clCustomer connection, which is returned open.
-pub async fn check_in(server: &TestServer, identity: &Identity) -> Client {
+pub async fn check_in(server: &impl Ports, identity: &Identity) -> Client {
     let mut client = Client::tls(server.port(Role::ClCustomer)).await;
     client.identity = identity.clone();
     client.start_conversation(1).await;
@@ -34,7 +34,7 @@ pub async fn check_in(server: &TestServer, identity: &Identity) -> Client {
 }
 
 /// Register and check in a fresh identity of type "Test Type".
-pub async fn new_customer(server: &TestServer) -> Client {
+pub async fn new_customer(server: &impl Ports) -> Client {
     let identity = Identity::random();
     register(server, &identity, "Test Type").await;
     check_in(server, &identity).await

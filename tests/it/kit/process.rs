@@ -66,6 +66,16 @@ impl ServerProcess {
     }
 }
 
+impl super::server::Ports for ServerProcess {
+    fn port(&self, role: iop_profile_server::role::Role) -> u16 {
+        if role == iop_profile_server::role::Role::Primary {
+            self.primary
+        } else {
+            self.tls
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

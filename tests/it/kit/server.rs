@@ -67,6 +67,18 @@ impl Options {
     }
 }
 
+/// Anything that tells which port serves a role: the in-process server or a server process.
+pub trait Ports {
+    /// The port of `role`.
+    fn port(&self, role: Role) -> u16;
+}
+
+impl Ports for TestServer {
+    fn port(&self, role: Role) -> u16 {
+        TestServer::port(self, role)
+    }
+}
+
 /// A running server and its data directory; stopping it keeps the directory.
 pub struct TestServer {
     server: Option<RunningServer>,

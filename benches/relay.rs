@@ -1,0 +1,158 @@
+//! Relay throughput and memory of the release server: `cargo bench --bench relay`.
+//!
+//! - ping round trips per second on one TLS connection (the baseline, same run);
+//! - relayed messages per second through one relay, the sender keeping up to 16 unacknowledged;
+//! - relayed messages per second through 100 relays at once;
+//! - resident memory per open relay (its two relay connections plus the callee's control one).
+
+use std::time::{Duration, Instant};
+
+use iop_profile_server::wire::ps::{self, single_request::RequestType};
+use iop_profile_server::wire::{Status, request};
+
+mod common;
+use common::kit::{
+    ANSWER_TIMEOUT, Client, Incoming, OpenCall, ack_message, incoming, open_call, send_message,
+};
+use common::{Server, rss_kib, spawn_server};
+
+const PINGS: u32 = 5_000;
+const ONE_RELAY_MESSAGES: u32 = 5_000;
+const RELAYS: u32 = 100;
+const PER_RELAY_MESSAGES: u32 = 200;
+const WINDOW: u32 = 16;
+
+fn main() {
+    if !common::selected("relay") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = spawn_server(
+        dir.path(),
+        "[limits]\nmax_relays = 200\nmax_connections = 1000",
+    );
+    let pings = ping_rate(&server).await;
+
+    let call = open_call(&server).await;
+    let started = Instant::now();
+    pump(call, ONE_RELAY_MESSAGES).await;
+    let one = f64::from(ONE_RELAY_MESSAGES) / started.elapsed().as_secs_f64();
+
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let mut calls = Vec::new();
+    for _ in 0..RELAYS {
+        calls.push(open_call(&server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib(pid);
+    let started = Instant::now();
+    let pumps: Vec<_> = calls
+        .into_iter()
+        .map(|call| pump(call, PER_RELAY_MESSAGES))
+        .collect();
+    futures_join_all(pumps).await;
+    let total = RELAYS * PER_RELAY_MESSAGES;
+    let many = f64::from(total) / started.elapsed().as_secs_f64();
+
+    let grown = u32::try_from(after.saturating_sub(before)).unwrap_or(u32::MAX);
+    let per_relay = f64::from(grown) / f64::from(RELAYS);
+    println!("ping round trips/s, one TLS connection (baseline): {pings:>9.0}");
+    println!(
+        "relayed messages/s, 1 relay (window {WINDOW}):         {one:>9.0}   ratio to ping {:.2}",
+        one / pings
+    );
+    println!(
+        "relayed messages/s, {RELAYS} relays at once:          {many:>9.0}   ratio to ping {:.2}",
+        many / pings
+    );
+    println!("resident memory per open relay (3 TLS connections): {per_relay:>7.1} KiB");
+}
+
+async fn ping_rate(server: &Server) -> f64 {
+    let mut client = Client::tls(server.tls).await;
+    let started = Instant::now();
+    for id in 0..PINGS {
+        client
+            .call(&request::single(
+                id,
+                RequestType::Ping(ps::PingRequest {
+                    payload: b"bench".to_vec(),
+                }),
+            ))
+            .await;
+    }
+    f64::from(PINGS) / started.elapsed().as_secs_f64()
+}
+
+/// Sends `count` messages from the caller to the callee, at most WINDOW unacknowledged.
+async fn pump(call: OpenCall, count: u32) {
+    let OpenCall {
+        e_app,
+        r_app,
+        tr,
+        e_ctl,
+        ..
+    } = call;
+    let (mut r_read, mut r_write) = r_app.split();
+    let (mut e_read, mut e_write) = e_app.split();
+    let sender = async {
+        let (mut sent, mut answered) = (0u32, 0u32);
+        while answered < count {
+            while sent < count && sent - answered < WINDOW {
+                r_write
+                    .send(&send_message(sent + 2, &tr, &[0x55; 256]))
+                    .await
+                    .expect("send");
+                sent += 1;
+            }
+            match incoming(r_read.receive().await) {
+                Incoming::Answer(status) => {
+                    assert_eq!(status, Status::Ok);
+                    answered += 1;
+                }
+                Incoming::Delivery(..) => panic!("the callee sends nothing"),
+            }
+        }
+    };
+    let receiver = async {
+        for _ in 0..count {
+            match incoming(
+                tokio::time::timeout(ANSWER_TIMEOUT, e_read.receive())
+                    .await
+                    .expect("delivery"),
+            ) {
+                Incoming::Delivery(id, _) => e_write.send(&ack_message(id)).await.expect("ack"),
+                Incoming::Answer(_) => panic!("the callee sent nothing"),
+            }
+        }
+    };
+    tokio::join!(sender, receiver);
+    drop(e_ctl);
+}
+
+/// Runs every future to completion concurrently on this task.
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|future| future.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
