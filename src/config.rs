@@ -119,6 +119,8 @@ pub struct Limits {
     pub connection_queue_frames: u32,
     /// Calls (relays) alive at the same time, from ringing to teardown.
     pub max_relays: u32,
+    /// Bytes of search results cached for ProfileSearchPart, over all connections.
+    pub search_cache_bytes: u32,
 }
 
 impl Default for Limits {
@@ -133,6 +135,7 @@ impl Default for Limits {
             max_inflight_bytes: 16 * 1024 * 1024,
             connection_queue_frames: 64,
             max_relays: 100,
+            search_cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -147,6 +150,7 @@ struct RawTimeouts {
     write_secs: u64,
     call_answer_secs: u64,
     relay_join_secs: u64,
+    search_cache_secs: u64,
 }
 
 impl Default for RawTimeouts {
@@ -159,6 +163,7 @@ impl Default for RawTimeouts {
             write_secs: 30,
             call_answer_secs: 10,
             relay_join_secs: 30,
+            search_cache_secs: 180,
         }
     }
 }
@@ -180,6 +185,8 @@ pub struct Timeouts {
     pub call_answer: Duration,
     /// How long each relay party has to send its init message (spec: 30 s).
     pub relay_join: Duration,
+    /// How long a connection's search results stay available to ProfileSearchPart (≥ 60 s).
+    pub search_cache: Duration,
 }
 
 impl Timeouts {
@@ -694,7 +701,7 @@ fn check_timeouts(raw: &RawTimeouts, problems: &mut Vec<Problem>) -> Timeouts {
         }
         Duration::from_secs(value)
     };
-    Timeouts {
+    let timeouts = Timeouts {
         client_idle: secs("client_idle_secs", raw.client_idle_secs),
         server_idle: secs("server_idle_secs", raw.server_idle_secs),
         session_max: secs("session_max_secs", raw.session_max_secs),
@@ -702,7 +709,15 @@ fn check_timeouts(raw: &RawTimeouts, problems: &mut Vec<Problem>) -> Timeouts {
         write: secs("write_secs", raw.write_secs),
         call_answer: secs("call_answer_secs", raw.call_answer_secs),
         relay_join: secs("relay_join_secs", raw.relay_join_secs),
+        search_cache: secs("search_cache_secs", raw.search_cache_secs),
+    };
+    if raw.search_cache_secs < 60 {
+        problems.push(Problem::new(
+            "timeouts.search_cache_secs",
+            "must be at least 60 (spec §4.18)",
+        ));
     }
+    timeouts
 }
 
 fn check_loc(

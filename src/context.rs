@@ -10,6 +10,7 @@ use crate::crypto::ServerKey;
 use crate::registry::Registry;
 use crate::relay::Relays;
 use crate::role::Role;
+use crate::search::Search;
 use crate::store::Store;
 
 /// Shared server state, one per running server.
@@ -30,6 +31,11 @@ pub struct Ctx {
     pub registry: Registry,
     /// Calls and their relays.
     pub relays: Relays,
+    /// The profile search index.
+    pub search: Search,
+    /// Permits for bytes of cached search results, over all connections
+    /// (`limits.search_cache_bytes`).
+    pub search_cache_bytes: Arc<Semaphore>,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
 }

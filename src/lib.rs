@@ -23,6 +23,7 @@ pub mod registry;
 pub mod relay;
 pub mod role;
 pub mod runtime;
+pub mod search;
 pub mod session;
 pub mod store;
 pub mod wire;

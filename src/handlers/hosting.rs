@@ -154,6 +154,7 @@ pub async fn cancel_hosting_agreement(
     if !ctx.store.cancel_hosting(id, redirect, now_ms()).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
+    ctx.search.update(|index| index.remove_hosted(&id.0));
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),
     ))

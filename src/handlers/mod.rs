@@ -9,7 +9,9 @@ pub mod conversation;
 pub mod hosting;
 pub mod profile;
 pub mod reject;
+pub mod relations;
 pub mod relay;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -105,7 +107,13 @@ async fn single_request(
             }
         }
         R::CloseCall(request) => relay::close_call(ctx, session, request),
-        _ => Err(Reject::not_implemented()),
+        R::ProfileSearch(request) => search::profile_search(ctx, session, request).await,
+        R::GetIdentityRelationshipsInformation(request) => {
+            relations::get_identity_relationships_information(ctx, request).await
+        }
+        R::ProfileSearchPart(request) => search::profile_search_part(ctx, session, &request).await,
+        // Only the server sends this; `admit` refused it already.
+        R::ApplicationServiceReceiveMessageNotification(_) => Err(Reject::violation("")),
     }?;
     Ok(Some(response::single(id, single.version, answer)))
 }
@@ -138,6 +146,12 @@ async fn conversation_request(
         }
         R::ApplicationServiceRemove(request) => {
             app_service::application_service_remove(ctx, session, &request)
+        }
+        R::AddRelatedIdentity(request) => {
+            relations::add_related_identity(ctx, session, signature, request).await
+        }
+        R::RemoveRelatedIdentity(request) => {
+            relations::remove_related_identity(ctx, session, request).await
         }
         R::CallIdentityApplicationService(request) => {
             return call::call_identity_application_service(ctx, session, id, &request).await;

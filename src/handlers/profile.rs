@@ -140,6 +140,8 @@ pub async fn update_profile(
     if !ctx.store.update_profile(peer.id, update).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
+    ctx.search
+        .update(|index| index.upsert_hosted(peer.id.0, &profile));
     Ok(ConversationBody::unsigned(ResponseType::UpdateProfile(
         ps::UpdateProfileResponse {},
     )))

@@ -137,6 +137,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tls,
         });
     }
+    let search = build_search_index(&store).await?;
     let limits = config.limits.clone();
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
@@ -147,6 +148,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config,
         registry: crate::registry::Registry::default(),
         relays: crate::relay::Relays::new(limits.max_relays as usize),
+        search,
+        search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let shutdown = CancellationToken::new();
@@ -185,4 +188,33 @@ async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, crate::role::Role
         bound.push((socket, listener.roles));
     }
     Ok(bound)
+}
+
+/// Loads every searchable profile into a fresh index (spec §4.18; searches never scan redb).
+async fn build_search_index(store: &Store) -> Result<crate::search::Search, StoreError> {
+    let started = std::time::Instant::now();
+    let loader = store.clone();
+    let records = tokio::task::spawn_blocking(move || loader.index_records())
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+    let search = crate::search::Search::default();
+    search.update(|index| {
+        for record in records {
+            let Some(profile) = crate::search::decode_profile(&record.profile) else {
+                continue;
+            };
+            match record.server {
+                None => index.upsert_hosted(record.id, &profile),
+                Some(server) => index.upsert_neighbor(server, record.id, &profile),
+            }
+        }
+    });
+    let (hosted, shared) = search.len();
+    tracing::info!(
+        hosted,
+        shared,
+        elapsed_ms = started.elapsed().as_millis(),
+        "search index built"
+    );
+    Ok(search)
 }

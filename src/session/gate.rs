@@ -197,6 +197,7 @@ mod tests {
             conversation,
             link,
             relay: None,
+            search_cache: None,
         }
     }
 

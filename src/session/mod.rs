@@ -10,6 +10,7 @@ use crate::crypto::NetworkId;
 use crate::registry::Link;
 use crate::relay::Binding;
 use crate::role::RoleSet;
+use crate::search::index::Hit;
 
 /// The state of one connection's conversation (spec §3.1).
 ///
@@ -89,6 +90,21 @@ pub struct Session {
     pub link: Link,
     /// The relay this clAppService connection joined, if any.
     pub relay: Option<Binding>,
+    /// The latest search's results, for ProfileSearchPart.
+    pub search_cache: Option<SearchCache>,
+}
+
+/// One connection's cached search results (spec §4.18): ids only, profiles are loaded per part.
+#[derive(Debug)]
+pub struct SearchCache {
+    /// The results in their fixed order.
+    pub hits: Vec<Hit>,
+    /// Whether the search asked for thumbnails (selects the part limits).
+    pub thumbnails: bool,
+    /// When the cache stops serving parts.
+    pub expires: std::time::Instant,
+    /// Memory held against `limits.search_cache_bytes`.
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Session {
@@ -99,6 +115,7 @@ impl Session {
             conversation: Conversation::None,
             link,
             relay: None,
+            search_cache: None,
         }
     }
 }

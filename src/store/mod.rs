@@ -6,7 +6,10 @@
 pub mod actions;
 pub mod identities;
 pub mod images;
+pub mod index_load;
 pub mod keys;
+pub mod neighbors;
+pub mod relations;
 pub mod tables;
 
 /// The records stored in the tables (protobuf, generated from `proto/store.proto`).

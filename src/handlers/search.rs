@@ -1,0 +1,195 @@
+//! ProfileSearch and ProfileSearchPart (spec §4.18): validation in table order, the index query,
+//! and the per-connection result cache.
+
+use std::time::Instant;
+
+use super::profile::{is_valid_latitude, is_valid_longitude};
+use super::reject::Reject;
+use crate::context::Ctx;
+use crate::search::index::Hit;
+use crate::search::wildcard::Wildcard;
+use crate::search::{Query, decode_profile, regex_type};
+use crate::session::{SearchCache, Session};
+use crate::wire::Status;
+use crate::wire::ps::{self, single_response::ResponseType};
+
+/// Spec §1.3: "no location" in search requests.
+const NO_LOCATION: i32 = 0x7FFF_FFFF;
+/// Spec §4.18 limits: (response, total) with thumbnails and without.
+const LIMITS_WITH_THUMBNAILS: (u32, u32) = (100, 1_000);
+const LIMITS_WITHOUT_THUMBNAILS: (u32, u32) = (1_000, 10_000);
+const MAX_FILTER_LEN: usize = 64;
+const MAX_EXTRA_DATA_FILTER_LEN: usize = 256;
+/// Bytes a cached hit costs against `limits.search_cache_bytes`.
+const CACHED_HIT_BYTES: usize = std::mem::size_of::<Hit>();
+
+fn limits(thumbnails: bool) -> (u32, u32) {
+    if thumbnails {
+        LIMITS_WITH_THUMBNAILS
+    } else {
+        LIMITS_WITHOUT_THUMBNAILS
+    }
+}
+
+/// Checks a ProfileSearchRequest in the order of the spec §4.18 table.
+fn query(request: &ps::ProfileSearchRequest) -> Result<Query, Reject> {
+    let (max_response, max_total) = limits(request.include_thumbnail_images);
+    let response = request.max_response_record_count;
+    if !(1..=max_response).contains(&response) || response > request.max_total_record_count {
+        return Err(Reject::invalid("maxResponseRecordCount"));
+    }
+    if !(1..=max_total).contains(&request.max_total_record_count) {
+        return Err(Reject::invalid("maxTotalRecordCount"));
+    }
+    if request.r#type.len() > MAX_FILTER_LEN {
+        return Err(Reject::invalid("type"));
+    }
+    if request.name.len() > MAX_FILTER_LEN {
+        return Err(Reject::invalid("name"));
+    }
+    let location = if request.latitude == NO_LOCATION {
+        None
+    } else {
+        if !is_valid_latitude(request.latitude) {
+            return Err(Reject::invalid("latitude"));
+        }
+        if !is_valid_longitude(request.longitude) {
+            return Err(Reject::invalid("longitude"));
+        }
+        if request.radius == 0 {
+            return Err(Reject::invalid("radius"));
+        }
+        Some((request.latitude, request.longitude, request.radius))
+    };
+    let extra_data = match request.extra_data.as_str() {
+        "" => None,
+        text if text.len() > MAX_EXTRA_DATA_FILTER_LEN => return Err(Reject::invalid("extraData")),
+        text => Some(regex_type::compile(text).map_err(|_| Reject::invalid("extraData"))?),
+    };
+    Ok(Query {
+        kind: Wildcard::new(&request.r#type),
+        name: Wildcard::new(&request.name),
+        location,
+        extra_data,
+        hosted_only: request.include_hosted_only,
+        max_total: request.max_total_record_count as usize,
+    })
+}
+
+/// ProfileSearchRequest: runs the query, answers the first slice, caches the rest.
+pub async fn profile_search(
+    ctx: &Ctx,
+    session: &mut Session,
+    request: ps::ProfileSearchRequest,
+) -> Result<ResponseType, Reject> {
+    // A new search always discards the previous results.
+    session.search_cache = None;
+    let query = query(&request)?;
+    let (hits, consulted_neighbors) = ctx.search.run(&query);
+    let thumbnails = request.include_thumbnail_images;
+    let first = hits.len().min(request.max_response_record_count as usize);
+    let profiles = load(ctx, &hits[..first], thumbnails).await?;
+    let mut covered_servers = vec![ctx.key.network_id().0.to_vec()];
+    if consulted_neighbors {
+        covered_servers.extend(
+            ctx.search
+                .neighbor_servers()
+                .into_iter()
+                .map(|s| s.to_vec()),
+        );
+    }
+    let total = u32::try_from(hits.len()).unwrap_or(u32::MAX);
+    if hits.len() > first {
+        cache(ctx, session, hits, thumbnails);
+    }
+    Ok(ResponseType::ProfileSearch(ps::ProfileSearchResponse {
+        total_record_count: total,
+        max_response_record_count: request.max_response_record_count,
+        covered_servers,
+        profiles,
+    }))
+}
+
+/// Keeps the results for ProfileSearchPart if the global cache budget allows.
+fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool) {
+    let bytes = u32::try_from(hits.len() * CACHED_HIT_BYTES).unwrap_or(u32::MAX);
+    let Ok(permit) = std::sync::Arc::clone(&ctx.search_cache_bytes).try_acquire_many_owned(bytes)
+    else {
+        tracing::debug!("search cache budget exhausted; results not kept");
+        return;
+    };
+    let expires = Instant::now() + ctx.config.timeouts.search_cache;
+    session.search_cache = Some(SearchCache {
+        hits,
+        thumbnails,
+        expires,
+        permit,
+    });
+}
+
+/// ProfileSearchPartRequest: a slice of the cached results (spec §4.18).
+pub async fn profile_search_part(
+    ctx: &Ctx,
+    session: &mut Session,
+    request: &ps::ProfileSearchPartRequest,
+) -> Result<ResponseType, Reject> {
+    if session
+        .search_cache
+        .as_ref()
+        .is_some_and(|c| c.expires <= Instant::now())
+    {
+        session.search_cache = None;
+    }
+    let cache = session
+        .search_cache
+        .as_ref()
+        .ok_or(Reject::status(Status::ErrorNotAvailable))?;
+    let total = cache.hits.len();
+    let (index, count) = (request.record_index as usize, request.record_count as usize);
+    if index >= total {
+        return Err(Reject::invalid("recordIndex"));
+    }
+    let (max_count, _) = limits(cache.thumbnails);
+    if !(1..=max_count as usize).contains(&count) || index + count > total {
+        return Err(Reject::invalid("recordCount"));
+    }
+    let slice = cache.hits[index..index + count].to_vec();
+    let profiles = load(ctx, &slice, cache.thumbnails).await?;
+    Ok(ResponseType::ProfileSearchPart(
+        ps::ProfileSearchPartResponse {
+            record_index: request.record_index,
+            record_count: request.record_count,
+            profiles,
+        },
+    ))
+}
+
+/// Builds the answer entries for `hits` from the store and the presence registry.
+async fn load(
+    ctx: &Ctx,
+    hits: &[Hit],
+    thumbnails: bool,
+) -> Result<Vec<ps::ProfileQueryInformation>, Reject> {
+    let keys = hits.iter().map(|h| (h.id, h.server)).collect();
+    let stored = ctx.store.load_results(keys, thumbnails).await?;
+    let mut profiles = Vec::with_capacity(hits.len());
+    for (hit, stored) in hits.iter().zip(stored) {
+        let Some(stored) = stored else { continue };
+        let Some(profile) = decode_profile(&stored.profile) else {
+            continue;
+        };
+        let is_online =
+            hit.server.is_none() && ctx.registry.is_online(crate::crypto::NetworkId(hit.id));
+        profiles.push(ps::ProfileQueryInformation {
+            is_hosted: hit.server.is_none(),
+            hosting_server_network_id: hit.server.map(|s| s.to_vec()).unwrap_or_default(),
+            is_online,
+            signed_profile: Some(ps::SignedProfileInformation {
+                profile: Some(profile),
+                signature: stored.signature,
+            }),
+            thumbnail_image: stored.thumbnail,
+        });
+    }
+    Ok(profiles)
+}
