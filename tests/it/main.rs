@@ -9,5 +9,7 @@ mod ps02;
 mod ps03;
 mod ps04;
 mod ps05;
+mod ps06;
+mod ps07;
 mod relay;
 mod robustness;
