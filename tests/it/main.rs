@@ -11,5 +11,7 @@ mod ps04;
 mod ps05;
 mod ps06;
 mod ps07;
+mod relations;
 mod relay;
 mod robustness;
+mod search;

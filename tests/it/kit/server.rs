@@ -91,7 +91,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `options` on a fresh data directory.
     pub async fn start(options: &Options) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), options).await
+    }
+
+    /// Starts a server on a data directory prepared by the test (e.g. seeded with neighbour
+    /// profiles through the store).
+    pub async fn start_in(dir: TempDir, options: &Options) -> TestServer {
         let config_text = config_text(options, &dir);
         let server = start_with(&config_text).await;
         TestServer {
