@@ -10,6 +10,9 @@ use prost::Message as _;
 use crate::kit::*;
 use crate::ps07::card;
 
+/// A change to a relationship card.
+type CardChange = fn(&mut ps::RelationshipCard);
+
 const T0: i64 = 1_479_220_556_000;
 const T1: i64 = 2_479_220_556_000;
 
@@ -39,6 +42,10 @@ fn reissue(signed: &mut ps::SignedRelationshipCard, issuer: &Identity) {
     signed.issuer_signature = issuer.sign(&card.card_id);
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one request per rule, in the spec's order"
+)]
 #[tokio::test]
 async fn add_related_identity_rules_in_order() {
     let server = TestServer::start(&Options::default()).await;
@@ -80,7 +87,7 @@ async fn add_related_identity_rules_in_order() {
             },
         )
     };
-    let cases: [(fn(&mut ps::RelationshipCard), &str); 5] = [
+    let cases: [(CardChange, &str); 5] = [
         (|c| c.valid_from = T1 + 1, "signedCard.card.validFrom"),
         (
             |c| c.valid_from = 1_234_567_890_123_456_789,
