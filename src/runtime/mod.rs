@@ -191,7 +191,7 @@ async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, crate::role::Role
 }
 
 /// Loads every searchable profile into a fresh index (spec §4.18; searches never scan redb).
-async fn build_search_index(store: &Store) -> Result<crate::search::Search, StoreError> {
+pub async fn build_search_index(store: &Store) -> Result<crate::search::Search, StoreError> {
     let started = std::time::Instant::now();
     let loader = store.clone();
     let records = tokio::task::spawn_blocking(move || loader.index_records())
@@ -217,4 +217,21 @@ async fn build_search_index(store: &Store) -> Result<crate::search::Search, Stor
         "search index built"
     );
     Ok(search)
+}
+
+/// Puts every loaded record into `index` and trims spare capacity.
+pub fn index_all(
+    index: &mut crate::search::index::SearchIndex,
+    records: Vec<crate::store::index_load::IndexRecord>,
+) {
+    for record in records {
+        let Some(profile) = crate::search::decode_profile(&record.profile) else {
+            continue;
+        };
+        match record.server {
+            None => index.upsert_hosted(record.id, &profile),
+            Some(server) => index.upsert_neighbor(server, record.id, &profile),
+        }
+    }
+    index.shrink();
 }

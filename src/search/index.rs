@@ -157,6 +157,14 @@ impl SearchIndex {
         self.neighbors.remove(id);
     }
 
+    /// Releases spare capacity, after the bulk load at start-up.
+    pub fn shrink(&mut self) {
+        for table in [&mut self.hosted, &mut self.neighbors] {
+            table.entries.shrink_to_fit();
+            table.positions.shrink_to_fit();
+        }
+    }
+
     /// Number of (hosted, neighbour) profiles.
     pub fn len(&self) -> (usize, usize) {
         (self.hosted.entries.len(), self.neighbors.entries.len())
