@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use iop_profile_server::config::{Config, Problem};
-use iop_profile_server::runtime::{self, logging, shutdown};
+use iop_profile_server::runtime::{self, logging, shutdown, systemd};
 
 #[derive(Parser)]
 #[command(version, about = "IoP Profile Server")]
@@ -127,6 +127,8 @@ fn run(config: Config) -> ExitCode {
             }
         };
         tokio::spawn(shutdown::on_signal(server.shutdown_token()));
+        tokio::spawn(systemd::supervise(server.shutdown_token()));
+        systemd::ready(&format!("serving as {}", server.network_id()));
         server.wait().await;
         ExitCode::SUCCESS
     })

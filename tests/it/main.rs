@@ -6,3 +6,4 @@ mod ps00;
 mod ps01;
 mod ps02;
 mod robustness;
+mod systemd;
