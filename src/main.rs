@@ -101,13 +101,16 @@ fn load(path: Option<&PathBuf>) -> Option<Config> {
 
 fn run(config: Config) -> ExitCode {
     logging::init();
-    let built = if config.runtime.worker_threads <= 1 {
+    let shape = config.runtime;
+    let built = if shape.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(usize::from(shape.max_blocking_threads))
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(config.runtime.worker_threads))
+            .worker_threads(usize::from(shape.worker_threads))
+            .max_blocking_threads(usize::from(shape.max_blocking_threads))
             .enable_all()
             .build()
     };
