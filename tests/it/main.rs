@@ -1,5 +1,6 @@
 //! Integration tests: the real server over real TCP and TLS sockets, one test binary.
 
+mod board;
 mod cli;
 mod kit;
 mod ps00;
