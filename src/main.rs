@@ -122,6 +122,9 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let signals = shutdown::Signals::install().inspect_err(|error| {
+            tracing::error!(%error, "cannot install signal handlers; stop the server with SIGKILL");
+        });
         let server = match runtime::start(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -129,7 +132,9 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        tokio::spawn(shutdown::on_signal(server.shutdown_token()));
+        if let Ok(signals) = signals {
+            tokio::spawn(signals.cancel_on_signal(server.shutdown_token()));
+        }
         tokio::spawn(systemd::supervise(server.shutdown_token()));
         systemd::ready(&format!("serving as {}", server.network_id()));
         server.wait().await;
