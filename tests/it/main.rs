@@ -3,8 +3,8 @@
 mod board;
 mod cli;
 mod kit;
+mod notify;
 mod ps00;
 mod ps01;
 mod ps02;
 mod robustness;
-mod systemd;

@@ -2,9 +2,10 @@
 //! process, and a protocol client.
 
 pub mod client;
-pub mod process;
 pub mod server;
 
 pub use client::*;
-pub use process::*;
 pub use server::*;
+
+pub mod runner;
+pub use runner::*;
