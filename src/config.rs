@@ -283,11 +283,17 @@ pub struct NeighborhoodConfig {
 pub struct RuntimeConfig {
     /// Worker threads; 1 runs everything on one thread (the small-board default).
     pub worker_threads: u16,
+    /// Threads that run database transactions and file work (tokio's blocking pool; tokio's
+    /// own default of 512 is far too many for a board). Work beyond them waits its turn.
+    pub max_blocking_threads: u16,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> RuntimeConfig {
-        RuntimeConfig { worker_threads: 1 }
+        RuntimeConfig {
+            worker_threads: 1,
+            max_blocking_threads: 8,
+        }
     }
 }
 
@@ -409,6 +415,12 @@ impl RawConfig {
         let neighborhood = check_neighborhood(&self.neighborhood, self.test_mode, &mut problems);
         if self.runtime.worker_threads == 0 {
             problems.push(Problem::new("runtime.worker_threads", "must be at least 1"));
+        }
+        if !(1..=512).contains(&self.runtime.max_blocking_threads) {
+            problems.push(Problem::new(
+                "runtime.max_blocking_threads",
+                "must be 1 to 512",
+            ));
         }
         if self.storage.cache_bytes < 64 * 1024 {
             problems.push(Problem::new(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use iop_profile_server::config::{Config, Problem};
-use iop_profile_server::runtime::{self, logging, shutdown};
+use iop_profile_server::runtime::{self, logging, shutdown, systemd};
 
 #[derive(Parser)]
 #[command(version, about = "IoP Profile Server")]
@@ -101,13 +101,16 @@ fn load(path: Option<&PathBuf>) -> Option<Config> {
 
 fn run(config: Config) -> ExitCode {
     logging::init();
-    let built = if config.runtime.worker_threads <= 1 {
+    let shape = config.runtime;
+    let built = if shape.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(usize::from(shape.max_blocking_threads))
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(config.runtime.worker_threads))
+            .worker_threads(usize::from(shape.worker_threads))
+            .max_blocking_threads(usize::from(shape.max_blocking_threads))
             .enable_all()
             .build()
     };
@@ -119,6 +122,9 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let signals = shutdown::Signals::install().inspect_err(|error| {
+            tracing::error!(%error, "cannot install signal handlers; stop the server with SIGKILL");
+        });
         let server = match runtime::start(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -126,7 +132,11 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        tokio::spawn(shutdown::on_signal(server.shutdown_token()));
+        if let Ok(signals) = signals {
+            tokio::spawn(signals.cancel_on_signal(server.shutdown_token()));
+        }
+        tokio::spawn(systemd::supervise(server.shutdown_token()));
+        systemd::ready(&format!("serving as {}", server.network_id()));
         server.wait().await;
         ExitCode::SUCCESS
     })

@@ -1,5 +1,10 @@
 //! Log output: the systemd journal (with structured fields) when systemd started us, stderr
 //! otherwise. The level comes from `RUST_LOG` (default `info`).
+//!
+//! tracing-journald is a tracing layer, so each event also carries the fields of the spans it
+//! happens in: a connection's events arrive with `SPAN_NAME=conn`, `F_PEER`, `F_PORT` and, once
+//! known, `F_IDENTITY`, and `journalctl F_PEER=…` picks out one connection.
+//! `.ci/journal-fields.py` checks this against a stand-in journald.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

@@ -3,6 +3,7 @@
 
 pub mod logging;
 pub mod shutdown;
+pub mod systemd;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+use crate::kit::server_command;
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("binary runs")
+    server_command().args(args).output().expect("binary runs")
 }
 
 fn write_config(dir: &Path, body: &str) -> String {
@@ -111,7 +111,7 @@ fn run_serves_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let primary = free_port();
     let config = write_config(dir.path(), &listeners(primary, free_port()));
-    let mut child = Command::new(BIN)
+    let mut child = server_command()
         .args(["run", "--config", &config])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

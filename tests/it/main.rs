@@ -1,8 +1,10 @@
 //! Integration tests: the real server over real TCP and TLS sockets, one test binary.
 
+mod board;
 mod cli;
 mod hosting;
 mod kit;
+mod notify;
 mod ps00;
 mod ps01;
 mod ps02;

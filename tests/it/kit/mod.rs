@@ -1,4 +1,5 @@
-//! Test kit shared by every integration test: an in-process server and a protocol client.
+//! Test kit shared by every integration test: an in-process server, the server binary as a child
+//! process, and a protocol client.
 
 pub mod calls;
 pub mod client;
@@ -11,3 +12,6 @@ pub use client::*;
 pub use customer::*;
 pub use process::*;
 pub use server::*;
+
+pub mod runner;
+pub use runner::*;

@@ -2,10 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-/// The release or debug binary Cargo built for these tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+use super::runner::server_command;
 
 /// A free loopback port (taken and released at once).
 pub fn free_port() -> u16 {
@@ -36,7 +35,7 @@ impl ServerProcess {
     pub fn start_with(dir: &Path, extra: &str) -> ServerProcess {
         let (primary, tls) = (free_port(), free_port());
         let config = config_file(dir, primary, tls, extra);
-        let mut child = Command::new(BIN)
+        let mut child = server_command()
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
