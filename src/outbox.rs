@@ -1,7 +1,7 @@
 //! The bounded queue into one connection, used by anything that is not that connection's own
 //! request handling: deferred responses, server-initiated requests, and "close now".
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::session::pending::{Reply, ServerRequestKind};
 use crate::wire::ps;
@@ -19,6 +19,8 @@ pub enum Command {
         message: Box<ps::Message>,
         /// Where the answer goes.
         reply: Reply,
+        /// In-flight bytes the request's payload holds until it is written.
+        budget: Option<OwnedSemaphorePermit>,
     },
     /// Close the connection (for example when a newer check-in replaces it).
     Close,

@@ -62,6 +62,7 @@ pub async fn call_identity_application_service(
         kind: ServerRequestKind::IncomingCallNotification,
         message: Box::new(request::conversation(0, Vec::new(), body)),
         reply: Reply::Channel(reply),
+        budget: None,
     };
     if callee_link.outbox.try_push(ring).is_err() {
         ctx.relays.end(call.relay, false);

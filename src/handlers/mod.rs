@@ -15,6 +15,8 @@ pub mod search;
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use reject::Reject;
 
 use crate::context::Ctx;
@@ -55,15 +57,19 @@ impl ConversationBody {
 }
 
 /// Handles one request from the client and returns the response for message `id`.
+///
+/// `budget` holds the request's bytes against `limits.max_inflight_bytes`; a relayed message
+/// keeps it until the delivery is written, so queued deliveries stay within the budget.
 pub async fn handle(
     ctx: &Arc<Ctx>,
     session: &mut Session,
     id: u32,
     request: ps::Request,
+    budget: OwnedSemaphorePermit,
 ) -> Outcome {
     let result = match request.conversation_type {
         Some(request::ConversationType::SingleRequest(single)) => {
-            single_request(ctx, session, id, single).await
+            single_request(ctx, session, id, single, budget).await
         }
         Some(request::ConversationType::ConversationRequest(conversation)) => {
             conversation_request(ctx, session, id, conversation)
@@ -87,6 +93,7 @@ async fn single_request(
     session: &mut Session,
     id: u32,
     single: ps::SingleRequest,
+    budget: OwnedSemaphorePermit,
 ) -> Result<Option<ps::Message>, Reject> {
     use single_request::RequestType as R;
     if !is_valid_version(&single.version) {
@@ -101,7 +108,7 @@ async fn single_request(
         R::GetProfileInformation(request) => profile::get_profile_information(ctx, request).await,
         R::ProfileStats(_) => profile::profile_stats(ctx).await,
         R::ApplicationServiceSendMessage(request) => {
-            match relay::application_service_send_message(ctx, session, id, request)? {
+            match relay::application_service_send_message(ctx, session, id, request, budget)? {
                 Some(answer) => Ok(answer),
                 None => return Ok(None),
             }

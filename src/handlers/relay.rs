@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::call::spawn_join_timer;
 use super::reject::Reject;
 use crate::context::Ctx;
@@ -26,6 +28,7 @@ pub fn application_service_send_message(
     session: &mut Session,
     id: u32,
     request: ps::ApplicationServiceSendMessageRequest,
+    budget: OwnedSemaphorePermit,
 ) -> Result<Option<ResponseType>, Reject> {
     let Some(binding) = session.relay else {
         let (joined, stage) = ctx
@@ -69,6 +72,7 @@ pub fn application_service_send_message(
         kind: ServerRequestKind::ReceiveMessageNotification,
         message: Box::new(request::single(0, delivery)),
         reply: Reply::Relay(ack),
+        budget: Some(budget),
     };
     if route.peer.try_push(deliver).is_err() {
         // The recipient is gone or not keeping up: the relay ends (spec §5.5 limits).

@@ -188,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Err(error) => return self.read_failed(&error).await,
             };
             idle_deadline = Instant::now() + setup.idle;
-            if let Some(end) = self.frame(&frame).await {
+            if let Some(end) = self.frame(frame).await {
                 return end;
             }
         }
@@ -226,18 +226,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Handles one complete frame; `Some` ends the connection.
-    async fn frame(&mut self, frame: &Frame) -> Option<End> {
-        let message = match frame::decode_body::<ps::Message>(&frame.body) {
+    async fn frame(&mut self, frame: Frame) -> Option<End> {
+        let Frame { body, permit } = frame;
+        let message = match frame::decode_body::<ps::Message>(&body) {
             Ok(message) => message,
             Err(cause) => {
                 tracing::debug!(%cause, "unparsable message");
                 return Some(self.violation(UNKNOWN_MESSAGE_ID, "").await);
             }
         };
+        drop(body);
         match message.message_type {
             Some(ps::message::MessageType::Request(request)) => {
                 let outcome =
-                    handlers::handle(&self.ctx, &mut self.session, message.id, request).await;
+                    handlers::handle(&self.ctx, &mut self.session, message.id, request, permit)
+                        .await;
                 match outcome {
                     Outcome::Reply(answer) => self.send(&answer).await.err(),
                     Outcome::ReplyAndClose(answer) => {
@@ -271,6 +274,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 kind,
                 mut message,
                 reply,
+                // Released once the request is written (end of this arm).
+                budget: _budget,
             } => {
                 let id = match self
                     .pending

@@ -1,13 +1,11 @@
 //! The command line as operators and packagers use it: exit codes and one-line errors.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use crate::kit::server_command;
+use crate::kit::{ServerProcess, free_port, server_command};
 
 fn cli(args: &[&str]) -> Output {
     server_command().args(args).output().expect("binary runs")
@@ -21,14 +19,6 @@ fn write_config(dir: &Path, body: &str) -> String {
     );
     std::fs::write(&path, text).expect("write config");
     path.display().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn listeners(primary: u16, tls: u16) -> String {
@@ -109,43 +99,11 @@ fn init_creates_a_stable_identity() {
 #[test]
 fn run_serves_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let primary = free_port();
-    let config = write_config(dir.path(), &listeners(primary, free_port()));
-    let mut child = server_command()
-        .args(["run", "--config", &config])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let serving = lines
-        .by_ref()
-        .take(50)
-        .map_while(Result::ok)
-        .any(|line| line.contains("serving"));
-    assert!(serving, "server logs that it is serving");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", primary)).is_ok());
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut server = ServerProcess::start(dir.path());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", server.primary)).is_ok());
+    let status = server.terminate();
     assert!(status.success(), "exit status {status}");
-    // The database was closed cleanly and opens again.
-    assert!(dir.path().join("data/profile-server.redb").exists());
+    // The database was closed cleanly: the server starts on it again.
+    let mut again = ServerProcess::start(dir.path());
+    assert!(again.terminate().success());
 }

@@ -58,6 +58,26 @@ impl ServerProcess {
         }
     }
 
+    /// SIGTERM, then waits (up to 15 s) for the exit status of an orderly shutdown.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(signalled.is_ok_and(|s| s.success()), "SIGTERM delivered");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill_hard(mut self) {
         let _ = self.child.kill();
