@@ -22,14 +22,7 @@ const UPDATES: u32 = 500;
 const CRYPTO_ROUNDS: u32 = 2_000;
 
 fn main() {
-    if !common::selected("hosting") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::run_selected("hosting", run());
 }
 
 async fn run() {

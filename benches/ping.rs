@@ -20,18 +20,7 @@ const ROUND_TRIPS: u32 = 20_000;
 const IDLE_TLS_CONNECTIONS: u32 = 1_000;
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument that is not ours means another bench.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with("--") && a != "ping")
-    {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::run_selected("ping", run());
 }
 
 async fn run() {

@@ -23,14 +23,7 @@ const PER_RELAY_MESSAGES: u32 = 200;
 const WINDOW: u32 = 16;
 
 fn main() {
-    if !common::selected("relay") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::run_selected("relay", run());
 }
 
 async fn run() {

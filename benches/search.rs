@@ -31,14 +31,7 @@ const HOBBIES: [&str; 8] = [
 ];
 
 fn main() {
-    if !common::selected("search") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run());
+    common::run_selected("search", run());
 }
 
 fn number() -> u32 {

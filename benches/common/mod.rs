@@ -11,6 +11,18 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+/// Runs `bench` on a single-threaded runtime, unless `cargo bench` was asked for another one.
+pub fn run_selected(name: &str, bench: impl std::future::Future<Output = ()>) {
+    if !selected(name) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench);
+}
+
 /// Whether this bench should run, given `cargo bench` filter arguments.
 pub fn selected(name: &str) -> bool {
     !std::env::args()

@@ -249,13 +249,12 @@ async fn ps05009_service_not_enabled() {
 async fn ps05010_callee_rejects() {
     for layout in LAYOUTS {
         let server = server(layout).await;
-        let mut e_ctl = callee_online(&server).await;
-        let mut r_ctl = caller_verified(&server).await;
-        r_ctl
-            .send(&call_message(3, &e_ctl, SERVICE))
-            .await
-            .expect("call");
-        let (ring_id, notification) = e_ctl.ring().await;
+        let Ringing {
+            mut e_ctl,
+            mut r_ctl,
+            ring_id,
+            notification,
+        } = ring_callee(&server).await;
         assert_eq!(notification.caller_public_key, r_ctl.identity.public_key());
         e_ctl.answer_call(ring_id, Status::ErrorRejected).await;
         let answer = r_ctl.receive().await;
@@ -266,13 +265,12 @@ async fn ps05010_callee_rejects() {
 
 /// S1–S5 and the caller's token: E accepted but has not joined.
 async fn accepted(server: &TestServer) -> (Client, Client, Vec<u8>, Vec<u8>) {
-    let mut e_ctl = callee_online(server).await;
-    let mut r_ctl = caller_verified(server).await;
-    r_ctl
-        .send(&call_message(3, &e_ctl, SERVICE))
-        .await
-        .expect("call");
-    let (ring_id, notification) = e_ctl.ring().await;
+    let Ringing {
+        mut e_ctl,
+        mut r_ctl,
+        ring_id,
+        notification,
+    } = ring_callee(server).await;
     e_ctl.answer_call(ring_id, Status::Ok).await;
     let answer = r_ctl.receive().await;
     assert_eq!(answer.id, 3);
@@ -407,13 +405,12 @@ async fn ps05018_callee_sends_a_last_message_and_leaves() {
 async fn ps05019_control_connections_closed_before_the_relay_starts() {
     for layout in LAYOUTS {
         let server = server(layout).await;
-        let mut e_ctl = callee_online(&server).await;
-        let mut r_ctl = caller_verified(&server).await;
-        r_ctl
-            .send(&call_message(3, &e_ctl, SERVICE))
-            .await
-            .expect("call");
-        let (ring_id, notification) = e_ctl.ring().await;
+        let Ringing {
+            mut e_ctl,
+            mut r_ctl,
+            ring_id,
+            notification,
+        } = ring_callee(&server).await;
         e_ctl.answer_call(ring_id, Status::Ok).await;
         drop(e_ctl);
         let answer = r_ctl.receive().await;

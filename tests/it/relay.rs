@@ -22,13 +22,12 @@ fn options() -> Options {
 #[tokio::test]
 async fn caller_leaving_before_the_answer_ends_the_call() {
     let server = TestServer::start(&options()).await;
-    let mut e_ctl = callee_online(&server).await;
-    let mut r_ctl = caller_verified(&server).await;
-    r_ctl
-        .send(&call_message(3, &e_ctl, SERVICE))
-        .await
-        .expect("call");
-    let (ring_id, notification) = e_ctl.ring().await;
+    let Ringing {
+        mut e_ctl,
+        r_ctl,
+        ring_id,
+        notification,
+    } = ring_callee(&server).await;
     drop(r_ctl);
     sleep(Duration::from_millis(300)).await;
     e_ctl.answer_call(ring_id, Status::Ok).await;

@@ -184,8 +184,20 @@ pub struct OpenCall {
     pub tr: Vec<u8>,
 }
 
-/// S1–S8 against `server`.
-pub async fn open_call(server: &impl Ports) -> OpenCall {
+/// A call that is ringing: S1–S4 done and the IncomingCallNotification read on E-ctl.
+pub struct Ringing {
+    /// E's control connection (clCustomer), where the notification arrived.
+    pub e_ctl: Client,
+    /// R's control connection (clNonCustomer), waiting for the answer to call id 3.
+    pub r_ctl: Client,
+    /// The server's id of the notification.
+    pub ring_id: u32,
+    /// The notification (caller key, service, callee token).
+    pub notification: ps::IncomingCallNotificationRequest,
+}
+
+/// S1–S4 and S5's read: E online with SERVICE, R verified and calling (id 3), E rung.
+pub async fn ring_callee(server: &impl Ports) -> Ringing {
     let mut e_ctl = callee_online(server).await;
     let mut r_ctl = caller_verified(server).await;
     r_ctl
@@ -193,6 +205,22 @@ pub async fn open_call(server: &impl Ports) -> OpenCall {
         .await
         .expect("call");
     let (ring_id, notification) = e_ctl.ring().await;
+    Ringing {
+        e_ctl,
+        r_ctl,
+        ring_id,
+        notification,
+    }
+}
+
+/// S1–S8 against `server`.
+pub async fn open_call(server: &impl Ports) -> OpenCall {
+    let Ringing {
+        mut e_ctl,
+        mut r_ctl,
+        ring_id,
+        notification,
+    } = ring_callee(server).await;
     assert_eq!(notification.caller_public_key, r_ctl.identity.public_key());
     assert_eq!(notification.service_name, SERVICE);
     e_ctl.answer_call(ring_id, Status::Ok).await;
