@@ -117,7 +117,7 @@ async fn register_and_check_in(
     ));
     let contract = ps::HostingPlanContract {
         identity_public_key: public,
-        start_time: iop_profile_server::handlers::basic::now_ms(),
+        start_time: iop_profile_server::clock::unix_ms(),
         identity_type: "Bench".into(),
         ..Default::default()
     };

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use iop_profile_server::crypto::random_bytes;
-use iop_profile_server::runtime::{build_search_index, index_all};
+use iop_profile_server::runtime::{build_search_index, search_index_of};
 use iop_profile_server::search::wildcard::Wildcard;
-use iop_profile_server::search::{Query, Search, regex_type};
+use iop_profile_server::search::{Query, regex_type};
 use iop_profile_server::store::Store;
 use iop_profile_server::store::records::{HostedIdentity, NeighborIdentity};
 use iop_profile_server::store::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES};
@@ -117,8 +117,7 @@ async fn run() {
     let records = store.index_records().expect("records");
     let pid = std::process::id();
     let before = common::rss_kib(pid);
-    let search = Search::default();
-    search.update(|index| index_all(index, records));
+    let search = search_index_of(records);
     let after = common::rss_kib(pid);
     let (hosted, shared) = search.len();
     let profiles = u32::try_from(hosted + shared).unwrap_or(u32::MAX);

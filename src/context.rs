@@ -7,8 +7,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::crypto::ServerKey;
-use crate::registry::Registry;
-use crate::relay::Relays;
+use crate::hub::{Registry, Relays};
 use crate::role::Role;
 use crate::search::Search;
 use crate::store::Store;
@@ -44,13 +43,5 @@ impl Ctx {
     /// A number no other connection of this run has.
     pub fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The port serving `role`, if any.
-    pub fn port_of(&self, role: Role) -> Option<u16> {
-        self.role_ports
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, port)| *port)
     }
 }

@@ -1,27 +1,30 @@
-//! Periodic maintenance (spec §6): purge expired cancelled identities, delete unused images.
-//! One task, one ticker; every job logs its failures and tries again next time.
+//! What runs on a timer: periodic maintenance (spec §6: purge expired cancelled identities,
+//! delete unused images) and the call relays' deadlines (§4.13, §5.5). Each loop ends on
+//! shutdown; every job logs its failures and tries again next time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{self, Now};
 use crate::context::Ctx;
-use crate::handlers::basic::now_ms;
+use crate::hub::carry_out;
 
 /// How often cancelled identities past their redirect period are deleted (C#: 119 min).
 const PURGE_INTERVAL: Duration = Duration::from_secs(119 * 60);
 /// How often image files nobody references are deleted (C#: 37 min).
 const IMAGE_CLEANUP_INTERVAL: Duration = Duration::from_secs(37 * 60);
 
-/// Runs the jobs until `shutdown`: each once at start, then on its interval.
-pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+/// Runs the maintenance jobs until `shutdown`: each once at start, then on its interval.
+pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut purge = tokio::time::interval(PURGE_INTERVAL);
     let mut images = tokio::time::interval(IMAGE_CLEANUP_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = purge.tick() => match ctx.store.purge_expired(now_ms()).await {
+            _ = purge.tick() => match ctx.store.purge_expired(clock::unix_ms()).await {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(count, "purged expired hosted identities"),
                 Err(error) => tracing::warn!(%error, "purging expired identities failed"),
@@ -32,5 +35,25 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 Err(error) => tracing::warn!(%error, "image cleanup failed"),
             },
         }
+    }
+}
+
+/// Fires the relays' deadlines as they fall due, until `shutdown`: one task for every call.
+pub async fn relay_deadlines(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    loop {
+        let next = ctx.relays.next_deadline();
+        let due = async {
+            match next {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            // An earlier deadline may have been set: look again.
+            () = ctx.relays.deadline_set() => continue,
+            () = due => {}
+        }
+        carry_out(&ctx.relays, ctx.relays.expire(Now::read().instant));
     }
 }

@@ -1,29 +1,34 @@
 //! IoP Profile Server: hosts identities, relays calls between them and shares profiles with the
 //! neighbourhood, speaking the public IoP profile-server protocol.
 //!
-//! Rooms, top to bottom (arrows point only downwards):
-//! - [`runtime`] wires everything: ports, data directory, listeners, shutdown, logging.
-//! - [`net`] owns client sockets: accept, TLS, the per-connection task.
-//! - [`handlers`] answer requests, one module per feature area; they never touch a socket.
-//! - [`session`] is per-connection protocol state and the role/state gates (sync, no I/O).
-//! - [`store`] is the only code touching the data directory (redb, key files).
-//! - [`wire`] is the protocol's bytes: generated protobuf types, framing, builders (pure).
-//! - [`config`], [`crypto`], [`role`] are leaf utilities.
+//! Rooms, top to bottom; a room uses only the rooms below it (checked by
+//! `grep -rn "use crate::" src/<room>`):
+//! - [`runtime`] wires everything: ports, data directory, listeners, the task tracker and
+//!   shutdown order, logging, systemd. The only room that spawns long-lived tasks.
+//! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
+//!   for test clients. `jobs` runs the timers (maintenance, relay deadlines).
+//! - `handlers` answer requests, one module per feature area; they never touch a socket.
+//! - `session` is per-connection protocol state and the role/state gates (sync, no I/O).
+//! - `hub` is the state shared between connections: outboxes, presence, call relays. Its
+//!   decisions take `now` and return effects; it uses only `wire`, `crypto` and `clock`.
+//! - `context` bundles what handlers may use: key, store, config, hub, search, budgets.
+//! - Leaves: [`store`] (the only code touching the data directory), [`search`] (the in-memory
+//!   profile index), `images` (image checks), [`config`], [`wire`] (protocol bytes, pure),
+//!   [`crypto`], [`role`], [`clock`] (the one source of time).
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
-pub mod context;
+pub(crate) mod context;
 pub mod crypto;
-pub mod handlers;
-pub mod images;
-pub mod jobs;
+pub(crate) mod handlers;
+pub(crate) mod hub;
+pub(crate) mod images;
+pub(crate) mod jobs;
 pub mod net;
-pub mod outbox;
-pub mod registry;
-pub mod relay;
 pub mod role;
 pub mod runtime;
 pub mod search;
-pub mod session;
+pub(crate) mod session;
 pub mod store;
 pub mod wire;

@@ -133,8 +133,10 @@ fn run(config: Config) -> ExitCode {
             }
         };
         if let Ok(signals) = signals {
-            tokio::spawn(signals.cancel_on_signal(server.shutdown_token()));
+            server.spawn(signals.cancel_on_signal(server.shutdown_token()));
         }
+        // Not under the server's tracker: it keeps pinging the watchdog while the server drains,
+        // and holds nothing of the server's.
         tokio::spawn(systemd::supervise(server.shutdown_token()));
         systemd::ready(&format!("serving as {}", server.network_id()));
         server.wait().await;

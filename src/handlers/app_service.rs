@@ -4,7 +4,7 @@
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
 use crate::context::Ctx;
-use crate::registry::AddError;
+use crate::hub::registry::AddError;
 use crate::session::Session;
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_response::ResponseType};

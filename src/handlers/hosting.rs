@@ -6,9 +6,9 @@ use prost::Message as _;
 use super::conversation::check_challenge_signature;
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
-use crate::handlers::basic::now_ms;
 use crate::session::{Conversation, Session};
 use crate::store::identities::RegisterOutcome;
 use crate::store::records::HostedIdentity;
@@ -54,6 +54,7 @@ pub async fn register_hosting(
     session: &Session,
     signature: &[u8],
     request: ps::RegisterHostingRequest,
+    now: Now,
 ) -> Result<ConversationBody, Reject> {
     let Conversation::Started { peer, .. } = &session.conversation else {
         return Err(Reject::status(Status::ErrorBadConversationStatus));
@@ -66,7 +67,7 @@ pub async fn register_hosting(
     if contract.identity_public_key != peer.public_key {
         return Err(Reject::invalid("contract.identityPublicKey"));
     }
-    let now = now_ms();
+    let now = now.unix_ms;
     if !is_valid_timestamp(contract.start_time)
         || contract.start_time < now - START_TIME_TOLERANCE_MS
     {
@@ -142,6 +143,7 @@ pub async fn cancel_hosting_agreement(
     ctx: &Ctx,
     session: &Session,
     request: ps::CancelHostingAgreementRequest,
+    now: Now,
 ) -> Result<ConversationBody, Reject> {
     let id = authenticated_peer(session)?.id;
     let redirect = if request.redirect_to_new_profile_server {
@@ -151,7 +153,7 @@ pub async fn cancel_hosting_agreement(
     } else {
         None
     };
-    if !ctx.store.cancel_hosting(id, redirect, now_ms()).await? {
+    if !ctx.store.cancel_hosting(id, redirect, now.unix_ms).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
     ctx.search.update(|index| index.remove_hosted(&id.0));

@@ -19,6 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use reject::Reject;
 
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::session::gate::{self, RequestKind};
 use crate::session::{Conversation, Peer, Session};
@@ -35,6 +36,17 @@ pub enum Outcome {
     ReplyAndClose(ps::Message),
     /// Nothing now: a task answers later through the connection's outbox.
     Deferred,
+}
+
+/// One request as it arrived: its message id, when, and the in-flight bytes it holds.
+#[derive(Debug)]
+pub struct Received {
+    /// The request's message id, echoed in the answer.
+    pub id: u32,
+    /// When the request arrived.
+    pub now: Now,
+    /// The request's bytes against `limits.max_inflight_bytes`.
+    pub budget: OwnedSemaphorePermit,
 }
 
 /// A successful conversation answer and the server's signature over it (empty when none).
@@ -60,19 +72,20 @@ impl ConversationBody {
 ///
 /// `budget` holds the request's bytes against `limits.max_inflight_bytes`; a relayed message
 /// keeps it until the delivery is written, so queued deliveries stay within the budget.
+/// `received.now` is when the request arrived: handlers never read the clock themselves.
 pub async fn handle(
     ctx: &Arc<Ctx>,
     session: &mut Session,
-    id: u32,
+    received: Received,
     request: ps::Request,
-    budget: OwnedSemaphorePermit,
 ) -> Outcome {
+    let id = received.id;
     let result = match request.conversation_type {
         Some(request::ConversationType::SingleRequest(single)) => {
-            single_request(ctx, session, id, single, budget).await
+            single_request(ctx, session, received, single).await
         }
         Some(request::ConversationType::ConversationRequest(conversation)) => {
-            conversation_request(ctx, session, id, conversation)
+            conversation_request(ctx, session, received, conversation)
                 .await
                 .map(|answer| {
                     answer.map(|answer| response::conversation(id, answer.signature, answer.body))
@@ -91,34 +104,36 @@ pub async fn handle(
 async fn single_request(
     ctx: &Arc<Ctx>,
     session: &mut Session,
-    id: u32,
+    received: Received,
     single: ps::SingleRequest,
-    budget: OwnedSemaphorePermit,
 ) -> Result<Option<ps::Message>, Reject> {
     use single_request::RequestType as R;
+    let Received { id, now, budget } = received;
     if !is_valid_version(&single.version) {
         return Err(Reject::violation("version"));
     }
     let body = single.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_single(&body), session)?;
     let answer = match body {
-        R::Ping(request) => basic::ping(request),
-        R::ListRoles(_) => basic::list_roles(ctx),
+        R::Ping(request) => Ok(basic::ping(request, now)),
+        R::ListRoles(_) => Ok(basic::list_roles(ctx)),
         R::ListHostingPlans(_) => hosting::list_hosting_plans(ctx).await,
         R::GetProfileInformation(request) => profile::get_profile_information(ctx, request).await,
         R::ProfileStats(_) => profile::profile_stats(ctx).await,
         R::ApplicationServiceSendMessage(request) => {
-            match relay::application_service_send_message(ctx, session, id, request, budget)? {
+            match relay::application_service_send_message(ctx, session, id, request, budget, now)? {
                 Some(answer) => Ok(answer),
                 None => return Ok(None),
             }
         }
         R::CloseCall(request) => relay::close_call(ctx, session, request),
-        R::ProfileSearch(request) => search::profile_search(ctx, session, request).await,
+        R::ProfileSearch(request) => search::profile_search(ctx, session, request, now).await,
         R::GetIdentityRelationshipsInformation(request) => {
-            relations::get_identity_relationships_information(ctx, request).await
+            relations::get_identity_relationships_information(ctx, request, now).await
         }
-        R::ProfileSearchPart(request) => search::profile_search_part(ctx, session, &request).await,
+        R::ProfileSearchPart(request) => {
+            search::profile_search_part(ctx, session, &request, now).await
+        }
         // Only the server sends this; `admit` refused it already.
         R::ApplicationServiceReceiveMessageNotification(_) => Err(Reject::violation("")),
     }?;
@@ -128,10 +143,11 @@ async fn single_request(
 async fn conversation_request(
     ctx: &Arc<Ctx>,
     session: &mut Session,
-    id: u32,
+    received: Received,
     conversation: ps::ConversationRequest,
 ) -> Result<Option<ConversationBody>, Reject> {
     use conversation_request::RequestType as R;
+    let Received { id, now, .. } = received;
     let body = conversation.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_conversation(&body), session)?;
     let signature = conversation.signature.as_slice();
@@ -139,14 +155,14 @@ async fn conversation_request(
         R::Start(request) => conversation::start(ctx, session, request),
         R::VerifyIdentity(request) => conversation::verify_identity(session, signature, &request),
         R::RegisterHosting(request) => {
-            hosting::register_hosting(ctx, session, signature, request).await
+            hosting::register_hosting(ctx, session, signature, request, now).await
         }
         R::CheckIn(request) => hosting::check_in(ctx, session, signature, &request).await,
         R::UpdateProfile(request) => {
-            profile::update_profile(ctx, session, signature, request).await
+            profile::update_profile(ctx, session, signature, request, now).await
         }
         R::CancelHostingAgreement(request) => {
-            hosting::cancel_hosting_agreement(ctx, session, request).await
+            hosting::cancel_hosting_agreement(ctx, session, request, now).await
         }
         R::ApplicationServiceAdd(request) => {
             app_service::application_service_add(ctx, session, &request)
@@ -161,7 +177,7 @@ async fn conversation_request(
             relations::remove_related_identity(ctx, session, request).await
         }
         R::CallIdentityApplicationService(request) => {
-            return call::call_identity_application_service(ctx, session, id, &request).await;
+            return call::call_identity_application_service(ctx, session, id, &request, now).await;
         }
         _ => Err(Reject::not_implemented()),
     }?;

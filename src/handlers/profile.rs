@@ -6,9 +6,9 @@ use prost::Message as _;
 use super::hosting::MAX_TYPE_LEN;
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
-use crate::handlers::basic::now_ms;
 use crate::images;
 use crate::session::Session;
 use crate::store::identities::{NewImage, ProfileUpdate};
@@ -101,6 +101,7 @@ pub async fn update_profile(
     session: &Session,
     signature: &[u8],
     request: ps::UpdateProfileRequest,
+    now: Now,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_peer(session)?;
     let record = hosted_record(ctx, peer.id).await?;
@@ -135,7 +136,7 @@ pub async fn update_profile(
         profile_image,
         thumbnail_image,
         propagate: !request.no_propagation,
-        now_ms: now_ms(),
+        now_ms: now.unix_ms,
     };
     if !ctx.store.update_profile(peer.id, update).await? {
         return Err(Reject::status(Status::ErrorNotFound));

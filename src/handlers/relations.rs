@@ -6,9 +6,9 @@ use prost::Message as _;
 use super::hosting::is_valid_timestamp;
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{sha256, verify};
-use crate::handlers::basic::now_ms;
 use crate::search::wildcard::Wildcard;
 use crate::session::Session;
 use crate::store::records::Relation;
@@ -139,6 +139,7 @@ pub async fn remove_related_identity(
 pub async fn get_identity_relationships_information(
     ctx: &Ctx,
     request: ps::GetIdentityRelationshipsInformationRequest,
+    now: Now,
 ) -> Result<single_response::ResponseType, Reject> {
     if request.r#type.len() > MAX_CARD_TYPE_LEN {
         return Err(Reject::invalid("type"));
@@ -148,7 +149,7 @@ pub async fn get_identity_relationships_information(
         Ok(id) => ctx.store.relations(id).await?,
         Err(_) => Vec::new(),
     };
-    let now = now_ms();
+    let now = now.unix_ms;
     let relationships = relations
         .into_iter()
         .filter(|r| kind.matches(&r.card_type.to_lowercase()))

@@ -4,59 +4,54 @@
 //! to the relay of its token and is answered once both parties joined. Later ones carry data to
 //! the other party and are answered when that party acknowledged the delivery.
 
-use std::sync::Arc;
-
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::call::spawn_join_timer;
 use super::reject::Reject;
+use crate::clock::Now;
 use crate::context::Ctx;
-use crate::outbox::Command;
-use crate::relay::Joined;
-use crate::session::pending::{RelayAck, Reply, ServerRequestKind};
+use crate::hub::outbox::RelayAck;
+use crate::hub::relay::{Joined, Refused};
+use crate::hub::{Command, Reply, ServerRequestKind, carry_out};
 use crate::session::{Conversation, Session};
 use crate::wire::ps::{self, single_request, single_response::ResponseType};
 use crate::wire::{Status, request};
 
-fn not_found() -> Reject {
-    Reject::status(Status::ErrorNotFound)
+/// NOT_FOUND and close, after telling the parties of the relays the refusal ended.
+fn refused(ctx: &Ctx, refusal: Refused) -> Reject {
+    carry_out(&ctx.relays, refusal.0);
+    Reject::status(Status::ErrorNotFound).and_close()
 }
 
 /// ApplicationServiceSendMessageRequest: an init or a data message; `Ok(None)` defers the answer.
 pub fn application_service_send_message(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
     session: &mut Session,
     id: u32,
     request: ps::ApplicationServiceSendMessageRequest,
     budget: OwnedSemaphorePermit,
+    now: Now,
 ) -> Result<Option<ResponseType>, Reject> {
     let Some(binding) = session.relay else {
-        let (joined, stage) = ctx
+        let joined = ctx
             .relays
-            .join(&request.token, session.link.clone(), id)
-            .map_err(|refused| {
-                if refused.close {
-                    not_found().and_close()
-                } else {
-                    not_found()
-                }
-            })?;
+            .join(&request.token, session.link.clone(), id, now.instant)
+            .map_err(|refusal| refused(ctx, refusal))?;
         return Ok(match joined {
             Joined::Waiting(binding) => {
                 session.relay = Some(binding);
-                spawn_join_timer(ctx, binding.relay, stage, ctx.config.timeouts.relay_join);
                 None
             }
-            Joined::Open(binding) => {
+            Joined::Open(binding, effects) => {
                 session.relay = Some(binding);
+                carry_out(&ctx.relays, effects);
                 Some(sent(request.token))
             }
         });
     };
-    let route = ctx
+    let peer = ctx
         .relays
         .route(binding, &request.token)
-        .map_err(|_| not_found().and_close())?;
+        .map_err(|refusal| refused(ctx, refusal))?;
     let delivery = single_request::RequestType::ApplicationServiceReceiveMessageNotification(
         ps::ApplicationServiceReceiveMessageNotificationRequest {
             message: request.message,
@@ -74,10 +69,10 @@ pub fn application_service_send_message(
         reply: Reply::Relay(ack),
         budget: Some(budget),
     };
-    if route.peer.try_push(deliver).is_err() {
+    if peer.outbox.try_push(deliver).is_err() {
         // The recipient is gone or not keeping up: the relay ends (spec §5.5 limits).
-        ctx.relays.end(binding.relay, true);
-        return Err(not_found().and_close());
+        carry_out(&ctx.relays, ctx.relays.end(binding.relay, true));
+        return Err(Reject::status(Status::ErrorNotFound).and_close());
     }
     Ok(None)
 }
@@ -97,9 +92,11 @@ pub fn close_call(
         Conversation::Verified(peer) | Conversation::Authenticated(peer) => Some(peer.id),
         Conversation::None | Conversation::Started { .. } => None,
     };
-    if !ctx.relays.close_call(&request.token, requester) {
-        return Err(not_found());
-    }
+    let effects = ctx
+        .relays
+        .close_call(&request.token, requester)
+        .ok_or(Reject::status(Status::ErrorNotFound))?;
+    carry_out(&ctx.relays, effects);
     Ok(ResponseType::CloseCall(ps::CloseCallResponse {
         token: request.token,
     }))

@@ -1,10 +1,9 @@
 //! ProfileSearch and ProfileSearchPart (spec §4.18): validation in table order, the index query,
 //! and the per-connection result cache.
 
-use std::time::Instant;
-
 use super::profile::{is_valid_latitude, is_valid_longitude};
 use super::reject::Reject;
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::search::index::Hit;
 use crate::search::wildcard::Wildcard;
@@ -81,6 +80,7 @@ pub async fn profile_search(
     ctx: &Ctx,
     session: &mut Session,
     request: ps::ProfileSearchRequest,
+    now: Now,
 ) -> Result<ResponseType, Reject> {
     // A new search always discards the previous results.
     session.search_cache = None;
@@ -100,7 +100,7 @@ pub async fn profile_search(
     }
     let total = u32::try_from(hits.len()).unwrap_or(u32::MAX);
     if hits.len() > first {
-        cache(ctx, session, hits, thumbnails);
+        cache(ctx, session, hits, thumbnails, now);
     }
     Ok(ResponseType::ProfileSearch(ps::ProfileSearchResponse {
         total_record_count: total,
@@ -111,19 +111,19 @@ pub async fn profile_search(
 }
 
 /// Keeps the results for ProfileSearchPart if the global cache budget allows.
-fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool) {
+fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool, now: Now) {
     let bytes = u32::try_from(hits.len() * CACHED_HIT_BYTES).unwrap_or(u32::MAX);
     let Ok(permit) = std::sync::Arc::clone(&ctx.search_cache_bytes).try_acquire_many_owned(bytes)
     else {
         tracing::debug!("search cache budget exhausted; results not kept");
         return;
     };
-    let expires = Instant::now() + ctx.config.timeouts.search_cache;
+    let expires = now.instant + ctx.config.timeouts.search_cache;
     session.search_cache = Some(SearchCache {
         hits,
         thumbnails,
         expires,
-        permit,
+        _budget: permit,
     });
 }
 
@@ -132,11 +132,12 @@ pub async fn profile_search_part(
     ctx: &Ctx,
     session: &mut Session,
     request: &ps::ProfileSearchPartRequest,
+    now: Now,
 ) -> Result<ResponseType, Reject> {
     if session
         .search_cache
         .as_ref()
-        .is_some_and(|c| c.expires <= Instant::now())
+        .is_some_and(|c| c.expires <= now.instant)
     {
         session.search_cache = None;
     }

@@ -13,13 +13,12 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::frame_reader::{Frame, FrameReader, ReadError, Step};
+use crate::clock::Now;
 use crate::context::Ctx;
-use crate::handlers::{self, Outcome};
-use crate::outbox::{Command, Outbox};
-use crate::registry::Link;
-use crate::relay;
-use crate::role::RoleSet;
-use crate::session::pending::{Matched, Pending, RelayAck, Reply};
+use crate::handlers::{self, Outcome, Received};
+use crate::hub::{Command, Link, Outbox, carry_out};
+use crate::role::{Role, RoleSet};
+use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
 use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
 
@@ -63,7 +62,7 @@ pub async fn serve<S>(stream: S, ctx: Arc<Ctx>, setup: Setup, shutdown: Cancella
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(32);
+    let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(usize::MAX);
     let (outbox, commands) = Outbox::channel(capacity);
     let link = Link {
         connection: ctx.connection_number(),
@@ -77,19 +76,7 @@ where
         ctx,
     };
     let end = connection.run(setup, commands, &shutdown).await;
-    if let Conversation::Authenticated(peer) = &connection.session.conversation {
-        connection
-            .ctx
-            .registry
-            .leave(peer.id, connection.session.link.connection);
-    }
-    let acks = std::mem::replace(&mut connection.pending, Pending::new(0)).into_relay_acks();
-    for ack in acks {
-        acknowledge(&connection.ctx, ack, false);
-    }
-    if let Some(binding) = connection.session.relay {
-        connection.ctx.relays.end(binding.relay, false);
-    }
+    connection.leave_hub();
     if end == End::FinalAnswer {
         connection.close_gracefully().await;
     } else {
@@ -98,28 +85,14 @@ where
     end
 }
 
-/// Tells the sender of a relayed message how it went: OK once the recipient accepted it,
-/// otherwise NOT_FOUND and the relay ends (spec §5.5).
-fn acknowledge(ctx: &Ctx, ack: RelayAck, ok: bool) {
-    let answer = if ok {
-        relay::send_ok(ack.message_id, ack.token)
-    } else {
-        frame::encode(&response::error(ack.message_id, Status::ErrorNotFound, ""))
-    };
-    let pushed = ack.outbox.try_push(Command::Send(answer)).is_ok();
-    if !ok || !pushed {
-        ctx.relays.end(ack.relay, true);
-    }
-}
-
 /// Spec §1.4: server-initiated request ids start at `(role bitmask << 24) + 1`.
 fn first_server_request_id(roles: RoleSet) -> u32 {
-    const CSHARP_BITS: [(crate::role::Role, u32); 5] = [
-        (crate::role::Role::Primary, 1),
-        (crate::role::Role::SrNeighbor, 4),
-        (crate::role::Role::ClCustomer, 16),
-        (crate::role::Role::ClNonCustomer, 32),
-        (crate::role::Role::ClAppService, 128),
+    const CSHARP_BITS: [(Role, u32); 5] = [
+        (Role::Primary, 1),
+        (Role::SrNeighbor, 4),
+        (Role::ClCustomer, 16),
+        (Role::ClNonCustomer, 32),
+        (Role::ClAppService, 128),
     ];
     let mask = CSHARP_BITS
         .iter()
@@ -146,6 +119,24 @@ struct Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// The connection ended: it leaves the presence registry, every relayed message it still
+    /// owed an answer is refused, a call ringing it gets NOT_AVAILABLE, and its relays end.
+    fn leave_hub(&mut self) {
+        let ctx = Arc::clone(&self.ctx);
+        let connection = self.session.link.connection;
+        if let Conversation::Authenticated(peer) = &self.session.conversation {
+            ctx.registry.leave(peer.id, connection);
+        }
+        let now = Now::read().instant;
+        let pending = std::mem::replace(&mut self.pending, Pending::new(0));
+        let mut effects = Vec::new();
+        for reply in pending.into_unanswered() {
+            effects.extend(ctx.relays.unanswered(reply, now));
+        }
+        effects.extend(ctx.relays.connection_closed(connection, self.session.relay));
+        carry_out(&ctx.relays, effects);
+    }
+
     async fn run(
         &mut self,
         setup: Setup,
@@ -238,9 +229,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         drop(body);
         match message.message_type {
             Some(ps::message::MessageType::Request(request)) => {
+                let received = Received {
+                    id: message.id,
+                    now: Now::read(),
+                    budget: permit,
+                };
                 let outcome =
-                    handlers::handle(&self.ctx, &mut self.session, message.id, request, permit)
-                        .await;
+                    handlers::handle(&self.ctx, &mut self.session, received, request).await;
                 match outcome {
                     Outcome::Reply(answer) => self.send(&answer).await.err(),
                     Outcome::ReplyAndClose(answer) => {
@@ -253,7 +248,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match self.pending.answer(message.id, answer) {
                     Matched::Delivered => None,
                     Matched::Relayed { ack, ok } => {
-                        self.acknowledge(ack, ok);
+                        carry_out(&self.ctx.relays, self.ctx.relays.acknowledge(ack, ok));
+                        None
+                    }
+                    Matched::CallAnswered { relay, status } => {
+                        let now = Now::read().instant;
+                        let effects = self.ctx.relays.call_answered(relay, Some(status), now);
+                        carry_out(&self.ctx.relays, effects);
                         None
                     }
                     Matched::Violation => {
@@ -277,18 +278,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // Released once the request is written (end of this arm).
                 budget: _budget,
             } => {
-                let id = match self
-                    .pending
-                    .register(kind, std::time::Instant::now(), reply)
-                {
+                let now = Now::read().instant;
+                let id = match self.pending.register(kind, now, reply) {
                     Ok(id) => id,
-                    Err((_, Reply::Relay(ack))) => {
-                        // Spec §5.5: the 21st unacknowledged message ends the relay.
-                        self.acknowledge(ack, false);
+                    Err((_, reply)) => {
+                        // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
+                        carry_out(&self.ctx.relays, self.ctx.relays.unanswered(reply, now));
                         return None;
                     }
-                    // The requester sees its reply sender dropped: the request could not be sent.
-                    Err((_, Reply::Channel(_))) => return None,
                 };
                 message.id = id;
                 self.send(&message).await.err()
@@ -300,11 +297,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn violation(&mut self, id: u32, details: &str) -> End {
         let answer = response::error(id, Status::ErrorProtocolViolation, details);
         self.send(&answer).await.err().unwrap_or(End::FinalAnswer)
-    }
-
-    /// Answers the sender of a relayed message once the recipient answered (or failed).
-    fn acknowledge(&self, ack: RelayAck, ok: bool) {
-        acknowledge(&self.ctx, ack, ok);
     }
 
     async fn send(&mut self, message: &ps::Message) -> Result<(), End> {

@@ -102,11 +102,6 @@ impl FrameReader {
         None
     }
 
-    /// Whether part of a frame has been read.
-    pub fn is_mid_frame(&self) -> bool {
-        self.header_filled > 0
-    }
-
     fn finish_body(&mut self) -> Step {
         self.header_filled = 0;
         match self.body.take() {

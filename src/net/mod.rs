@@ -1,7 +1,7 @@
 //! Client sockets: listeners, TLS, and the per-connection task. The only code that awaits a
 //! client socket.
 
-pub mod connection;
-pub mod frame_reader;
-pub mod listener;
+pub(crate) mod connection;
+pub(crate) mod frame_reader;
+pub(crate) mod listener;
 pub mod tls;

@@ -19,9 +19,14 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, ServerKey};
+use crate::hub::relay::RelayTimeouts;
+use crate::hub::{Registry, Relays};
 use crate::net::listener::{self, Port};
 use crate::net::tls;
-use crate::role::Role;
+use crate::role::{Role, RoleSet};
+use crate::search::Search;
+use crate::search::index::SearchIndex;
+use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
 use crate::store::{Store, StoreError};
 
@@ -88,6 +93,15 @@ impl RunningServer {
             .map(|(_, p)| *p)
     }
 
+    /// Runs `task` under the server's tracker: shutdown waits for it before the database
+    /// closes, so it must end when the shutdown token is cancelled.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
     /// A token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -140,6 +154,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let search = build_search_index(&store).await?;
     let limits = config.limits.clone();
+    let relay_timeouts = RelayTimeouts {
+        answer: config.timeouts.call_answer,
+        join: config.timeouts.relay_join,
+    };
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -147,8 +165,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store,
         role_ports: role_ports.clone(),
         config,
-        registry: crate::registry::Registry::default(),
-        relays: crate::relay::Relays::new(limits.max_relays as usize),
+        registry: Registry::default(),
+        relays: Relays::new(limits.max_relays as usize, relay_timeouts),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
@@ -163,7 +181,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tasks.clone(),
         ));
     }
-    tasks.spawn(crate::jobs::run(Arc::clone(&ctx), shutdown.clone()));
+    tasks.spawn(crate::jobs::maintenance(Arc::clone(&ctx), shutdown.clone()));
+    tasks.spawn(crate::jobs::relay_deadlines(
+        Arc::clone(&ctx),
+        shutdown.clone(),
+    ));
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -175,7 +197,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
 }
 
-async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, crate::role::RoleSet)>, StartError> {
+async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, RoleSet)>, StartError> {
     let mut bound = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
         let address = SocketAddr::new(config.bind_address, listener.port);
@@ -192,24 +214,13 @@ async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, crate::role::Role
 }
 
 /// Loads every searchable profile into a fresh index (spec §4.18; searches never scan redb).
-pub async fn build_search_index(store: &Store) -> Result<crate::search::Search, StoreError> {
+pub async fn build_search_index(store: &Store) -> Result<Search, StoreError> {
     let started = std::time::Instant::now();
     let loader = store.clone();
     let records = tokio::task::spawn_blocking(move || loader.index_records())
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
-    let search = crate::search::Search::default();
-    search.update(|index| {
-        for record in records {
-            let Some(profile) = crate::search::decode_profile(&record.profile) else {
-                continue;
-            };
-            match record.server {
-                None => index.upsert_hosted(record.id, &profile),
-                Some(server) => index.upsert_neighbor(server, record.id, &profile),
-            }
-        }
-    });
+    let search = search_index_of(records);
     let (hosted, shared) = search.len();
     tracing::info!(
         hosted,
@@ -220,19 +231,21 @@ pub async fn build_search_index(store: &Store) -> Result<crate::search::Search, 
     Ok(search)
 }
 
-/// Puts every loaded record into `index` and trims spare capacity.
-pub fn index_all(
-    index: &mut crate::search::index::SearchIndex,
-    records: Vec<crate::store::index_load::IndexRecord>,
-) {
-    for record in records {
-        let Some(profile) = crate::search::decode_profile(&record.profile) else {
-            continue;
-        };
-        match record.server {
-            None => index.upsert_hosted(record.id, &profile),
-            Some(server) => index.upsert_neighbor(server, record.id, &profile),
+/// The search index of loaded records, with spare capacity trimmed: the one way an index is
+/// built, at start-up and in the search benchmark.
+pub fn search_index_of(records: Vec<IndexRecord>) -> Search {
+    let search = Search::default();
+    search.update(|index: &mut SearchIndex| {
+        for record in records {
+            let Some(profile) = crate::search::decode_profile(&record.profile) else {
+                continue;
+            };
+            match record.server {
+                None => index.upsert_hosted(record.id, &profile),
+                Some(server) => index.upsert_neighbor(server, record.id, &profile),
+            }
         }
-    }
-    index.shrink();
+        index.shrink();
+    });
+    search
 }

@@ -187,8 +187,8 @@ mod tests {
     use crate::session::Peer;
 
     fn session(roles: &[Role], conversation: Conversation) -> Session {
-        let (outbox, _rx) = crate::outbox::Outbox::channel(1);
-        let link = crate::registry::Link {
+        let (outbox, _rx) = crate::hub::Outbox::channel(1);
+        let link = crate::hub::Link {
             connection: 0,
             outbox,
         };

@@ -7,8 +7,8 @@ pub mod gate;
 pub mod pending;
 
 use crate::crypto::NetworkId;
-use crate::registry::Link;
-use crate::relay::Binding;
+use crate::hub::outbox::Link;
+use crate::hub::relay::Binding;
 use crate::role::RoleSet;
 use crate::search::index::Hit;
 
@@ -102,9 +102,9 @@ pub struct SearchCache {
     /// Whether the search asked for thumbnails (selects the part limits).
     pub thumbnails: bool,
     /// When the cache stops serving parts.
-    pub expires: std::time::Instant,
-    /// Memory held against `limits.search_cache_bytes`.
-    pub permit: tokio::sync::OwnedSemaphorePermit,
+    pub expires: tokio::time::Instant,
+    /// Memory held against `limits.search_cache_bytes`, released with the cache.
+    pub _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Session {
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn new_session_has_no_conversation() {
-        let (outbox, _rx) = crate::outbox::Outbox::channel(1);
+        let (outbox, _rx) = crate::hub::outbox::Outbox::channel(1);
         let session = Session::new(
             RoleSet::of(&[Role::Primary]),
             Link {

@@ -3,12 +3,12 @@
 //! At most [`MAX_PENDING`] per connection; answers are matched by message id. A response with an
 //! unknown id, or an OK response of the wrong type, means the connection must be closed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use crate::outbox::Outbox;
-use crate::wire::ps;
+use crate::hub::outbox::{RelayAck, Reply, ServerRequestKind};
+use crate::wire::{Status, ps};
 
 /// Spec §1.4: at most 20 unfinished server→client requests per connection.
 pub const MAX_PENDING: usize = 20;
@@ -17,48 +17,12 @@ pub const MAX_PENDING: usize = 20;
 /// recognised instead of closing the connection.
 const LATE_ANSWER_GRACE: Duration = Duration::from_secs(60);
 
-/// The type of a server-initiated request, used to check the answer's type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServerRequestKind {
-    /// IncomingCallNotificationRequest (conversation).
-    IncomingCallNotification,
-    /// ApplicationServiceReceiveMessageNotificationRequest (single).
-    ReceiveMessageNotification,
-    /// NeighborhoodSharedProfileUpdateRequest (conversation).
-    NeighborhoodSharedProfileUpdate,
-    /// FinishNeighborhoodInitializationRequest (conversation).
-    FinishNeighborhoodInitialization,
-}
-
 /// Why a server-initiated request got no answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PendingError {
     /// Twenty requests are already unanswered on the connection.
     #[error("too many unanswered requests on the connection")]
     Full,
-}
-
-/// Where the answer to a server-initiated request goes.
-#[derive(Debug)]
-pub enum Reply {
-    /// A task awaits it.
-    Channel(oneshot::Sender<ps::Response>),
-    /// A relayed message: the answer is acknowledged on the sender's connection, in the order
-    /// the recipient answers (spec §5.5).
-    Relay(RelayAck),
-}
-
-/// The acknowledgement owed to the sender of a relayed message.
-#[derive(Debug, Clone)]
-pub struct RelayAck {
-    /// The relay the message travelled through.
-    pub relay: u64,
-    /// The sender's connection.
-    pub outbox: Outbox,
-    /// Id of the sender's ApplicationServiceSendMessageRequest.
-    pub message_id: u32,
-    /// The sender's token, echoed in the response.
-    pub token: Vec<u8>,
 }
 
 /// What the connection must do with an incoming response.
@@ -72,6 +36,13 @@ pub enum Matched {
         ack: RelayAck,
         /// Whether the answer was STATUS_OK.
         ok: bool,
+    },
+    /// The callee answered an IncomingCallNotification.
+    CallAnswered {
+        /// The ringing relay.
+        relay: u64,
+        /// The callee's status.
+        status: Status,
     },
     /// Unknown id or wrong type: close the connection without replying.
     Violation,
@@ -139,26 +110,26 @@ impl Pending {
                 Matched::Delivered
             }
             Reply::Relay(ack) => Matched::Relayed { ack, ok },
+            Reply::Call { relay, .. } => Matched::CallAnswered {
+                relay,
+                status: Status::try_from(response.status).unwrap_or(Status::ErrorInternal),
+            },
         }
     }
 
-    /// Ends the table with the connection: the acknowledgements still owed for relayed messages.
-    pub fn into_relay_acks(self) -> Vec<RelayAck> {
-        let entries = self.entries.into_iter();
-        entries
-            .filter_map(|entry| match entry.reply {
-                Reply::Relay(ack) => Some(ack),
-                Reply::Channel(_) => None,
-            })
-            .collect()
+    /// Ends the table with the connection: whatever is still owed an answer.
+    pub fn into_unanswered(self) -> impl Iterator<Item = Reply> {
+        self.entries.into_iter().map(|entry| entry.reply)
     }
 
     /// Number of unanswered requests.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether no request is pending.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -168,6 +139,9 @@ impl Pending {
         self.entries.retain(|entry| match &entry.reply {
             Reply::Channel(sender) => {
                 !(sender.is_closed() && now.duration_since(entry.sent) > LATE_ANSWER_GRACE)
+            }
+            Reply::Call { answer_by, .. } => {
+                now.saturating_duration_since(*answer_by) <= LATE_ANSWER_GRACE
             }
             Reply::Relay(_) => true,
         });
@@ -191,12 +165,6 @@ fn kind_matches(kind: ServerRequestKind, response: &ps::Response) -> bool {
             (
                 ServerRequestKind::IncomingCallNotification,
                 Some(C::IncomingCallNotification(_))
-            ) | (
-                ServerRequestKind::NeighborhoodSharedProfileUpdate,
-                Some(C::NeighborhoodSharedProfileUpdate(_))
-            ) | (
-                ServerRequestKind::FinishNeighborhoodInitialization,
-                Some(C::FinishNeighborhoodInitialization(_))
             )
         ),
         None => false,
@@ -206,7 +174,9 @@ fn kind_matches(kind: ServerRequestKind, response: &ps::Response) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Status, response};
+    use crate::wire::response;
+
+    use tokio::sync::oneshot;
 
     fn ok_receive_notification() -> ps::Response {
         let message = response::single(
@@ -295,7 +265,7 @@ mod tests {
             assert!(
                 pending
                     .register(
-                        ServerRequestKind::FinishNeighborhoodInitialization,
+                        ServerRequestKind::IncomingCallNotification,
                         Instant::now(),
                         Reply::Channel(tx)
                     )
@@ -304,7 +274,7 @@ mod tests {
         }
         let (tx, _rx) = oneshot::channel();
         let refused = pending.register(
-            ServerRequestKind::FinishNeighborhoodInitialization,
+            ServerRequestKind::IncomingCallNotification,
             Instant::now(),
             Reply::Channel(tx),
         );

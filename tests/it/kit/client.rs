@@ -336,7 +336,7 @@ pub fn conversation_body(response: ps::Response) -> (Vec<u8>, ConvResp) {
 
 /// The tester's clock in ms since the epoch.
 pub fn now_ms() -> i64 {
-    iop_profile_server::handlers::basic::now_ms()
+    iop_profile_server::clock::unix_ms()
 }
 
 /// SHA-256 of the ASCII bytes "test" (the specs' SHA256("test")).

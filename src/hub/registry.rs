@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::outbox::{Command, Link};
 use crate::crypto::NetworkId;
-use crate::outbox::{Command, Outbox};
 
 /// Spec §4.10: services per session.
 pub const MAX_SERVICES: usize = 50;
@@ -18,15 +18,6 @@ pub const MAX_SERVICE_NAME_LEN: usize = 32;
 
 /// One service name (at most 32 bytes).
 pub type ServiceName = heapless::String<MAX_SERVICE_NAME_LEN>;
-
-/// The way to reach one connection.
-#[derive(Clone, Debug)]
-pub struct Link {
-    /// Unique number of the connection within this server run.
-    pub connection: u64,
-    /// The connection's command queue.
-    pub outbox: Outbox,
-}
 
 /// Why ApplicationServiceAdd failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -160,6 +151,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::outbox::Outbox;
 
     fn names(prefix: &str, count: usize) -> Vec<String> {
         (0..count).map(|i| format!("{prefix}{i}")).collect()
