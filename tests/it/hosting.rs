@@ -119,7 +119,7 @@ async fn a_new_check_in_closes_the_older_connection() {
     assert_status(&second.ping(9, b"still here").await, Status::Ok);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn application_services_are_per_session_and_limited_to_fifty() {
     let server = TestServer::start(&Options::default()).await;
     let mut customer = new_customer(&server).await;
@@ -387,7 +387,7 @@ async fn acknowledged_updates_survive_kill_9() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn call_checks_run_in_order() {
     let server = TestServer::start(&Options::default()).await;
     let mut callee = new_customer(&server).await;

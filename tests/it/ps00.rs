@@ -22,7 +22,7 @@ async fn expect_violation_then_closed(client: &mut Client) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00001_frame_without_marker_is_a_violation() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
@@ -33,7 +33,7 @@ async fn ps00001_frame_without_marker_is_a_violation() {
     expect_violation_then_closed(&mut client).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00003_silent_primary_connection_is_closed() {
     let options = Options::short_idle(Layout::Shared);
     let server = TestServer::start(&options).await;
@@ -42,7 +42,7 @@ async fn ps00003_silent_primary_connection_is_closed() {
     client.assert_closed_after_sending(&PING_F).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00004_primary_stalled_inside_header_is_closed() {
     let options = Options::short_idle(Layout::Shared);
     let server = TestServer::start(&options).await;
@@ -62,22 +62,22 @@ async fn client_port_stall(prefix: usize) {
     client.assert_closed_after_sending(&PING_F[prefix..]).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00006_silent_tls_client_connection_is_closed() {
     client_port_stall(0).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00007_tls_client_stalled_inside_header_is_closed() {
     client_port_stall(4).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00008_tls_client_stalled_after_one_body_byte_is_closed() {
     client_port_stall(6).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps00010_frame_over_one_mebibyte_is_a_violation() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;

@@ -26,7 +26,7 @@ async fn server(layout: Layout) -> TestServer {
     TestServer::start(&options(layout)).await
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05001_full_call_with_ping_while_a_delivery_is_pending() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -144,14 +144,14 @@ async fn run_party(client: Client, token: Vec<u8>) -> ([u8; 32], [u8; 32]) {
     tokio::join!(writing, reading)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05002_hundred_random_messages_each_way() {
     for layout in LAYOUTS {
         stress_pair(&server(layout).await).await;
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05003_three_pairs_in_parallel() {
     let server = server(Layout::Shared).await;
     tokio::join!(
@@ -161,7 +161,7 @@ async fn ps05003_three_pairs_in_parallel() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05005_silent_relay_parties_are_disconnected() {
     let options = Options {
         client_idle_secs: 3,
@@ -194,7 +194,7 @@ async fn ps05005_silent_relay_parties_are_disconnected() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05006_offline_callee_is_not_available() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -217,7 +217,7 @@ async fn ps05006_offline_callee_is_not_available() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05007_unanswered_notification_is_not_available() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -232,7 +232,7 @@ async fn ps05007_unanswered_notification_is_not_available() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05009_service_not_enabled() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -245,7 +245,7 @@ async fn ps05009_service_not_enabled() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05010_callee_rejects() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -278,7 +278,7 @@ async fn accepted(server: &TestServer) -> (Client, Client, Vec<u8>, Vec<u8>) {
     (e_ctl, r_ctl, notification.callee_token, tr)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05011_callee_never_joins() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -291,7 +291,7 @@ async fn ps05011_callee_never_joins() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05013_callee_leaves_right_after_opening() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -307,7 +307,7 @@ async fn ps05013_callee_leaves_right_after_opening() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05014_callee_leaves_with_a_message_unacknowledged() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -330,7 +330,7 @@ async fn ps05014_callee_leaves_with_a_message_unacknowledged() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05015_unknown_token_tears_down_both_sides() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -357,7 +357,7 @@ async fn ps05015_unknown_token_tears_down_both_sides() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05016_neither_party_joins_in_time() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -372,7 +372,7 @@ async fn ps05016_neither_party_joins_in_time() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05018_callee_sends_a_last_message_and_leaves() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -401,7 +401,7 @@ async fn ps05018_callee_sends_a_last_message_and_leaves() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05019_control_connections_closed_before_the_relay_starts() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -445,7 +445,7 @@ async fn ps05019_control_connections_closed_before_the_relay_starts() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05020_callee_never_acknowledges() {
     let options = Options {
         client_idle_secs: 3,
@@ -487,7 +487,7 @@ async fn ps05020_callee_never_acknowledges() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05022_data_before_the_relay_is_open() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -507,7 +507,7 @@ async fn ps05022_data_before_the_relay_is_open() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05023_caller_is_a_checked_in_customer() {
     for layout in LAYOUTS {
         let server = server(layout).await;
@@ -570,7 +570,7 @@ async fn ps05023_caller_is_a_checked_in_customer() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps05024_one_relay_connection_serves_one_call() {
     for layout in LAYOUTS {
         let server = server(layout).await;

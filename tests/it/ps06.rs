@@ -190,7 +190,7 @@ fn set(rows: &[usize]) -> BTreeSet<usize> {
 }
 
 #[expect(clippy::too_many_lines, reason = "PS06001 is one long scripted test")]
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps06001_search_seven_profiles() {
     let server = TestServer::start(&Options::default()).await;
     let sent = data_set(&server).await;
@@ -326,7 +326,7 @@ async fn ps06001_search_seven_profiles() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps06002_search_on_an_empty_database() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;
@@ -337,7 +337,7 @@ async fn ps06002_search_on_an_empty_database() {
 }
 
 #[expect(clippy::too_many_lines, reason = "the table of PS06004 is one list")]
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ps06004_invalid_searches_then_part_without_cache() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;

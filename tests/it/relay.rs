@@ -19,7 +19,7 @@ fn options() -> Options {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn caller_leaving_before_the_answer_ends_the_call() {
     let server = TestServer::start(&options()).await;
     let Ringing {
@@ -39,7 +39,7 @@ async fn caller_leaving_before_the_answer_ends_the_call() {
     e_app.expect_send_answer(1, Status::ErrorNotFound).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_twenty_first_unacknowledged_message_ends_the_relay() {
     let server = TestServer::start(&options()).await;
     let mut call = open_call(&server).await;
@@ -62,7 +62,7 @@ async fn the_twenty_first_unacknowledged_message_ends_the_relay() {
     assert!(call.e_app.is_closed_within(ANSWER_TIMEOUT).await);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn acknowledgements_echo_the_senders_token() {
     let server = TestServer::start(&options()).await;
     let mut call = open_call(&server).await;
@@ -84,7 +84,7 @@ fn close_call(token: &[u8]) -> Single {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_call_by_a_party_ends_the_relay_and_strangers_cannot() {
     let server = TestServer::start(&options()).await;
     let mut call = open_call(&server).await;
@@ -109,7 +109,7 @@ async fn close_call_by_a_party_ends_the_relay_and_strangers_cannot() {
     assert!(call.e_app.is_closed_within(ANSWER_TIMEOUT).await);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn calls_beyond_the_relay_limit_are_busy() {
     let options = Options {
         limits: "max_relays = 1".into(),
@@ -129,7 +129,7 @@ async fn calls_beyond_the_relay_limit_are_busy() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stranger_cannot_join_with_a_token_already_in_use() {
     let server = TestServer::start(&options()).await;
     let mut call = open_call(&server).await;
@@ -146,4 +146,17 @@ async fn a_stranger_cannot_join_with_a_token_already_in_use() {
         .expect("send");
     call.e_app.expect_delivery("still here").await;
     call.r_app.expect_send_answer(2, Status::Ok).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_with_calls_in_progress_leaves_nothing_running() {
+    let mut server = TestServer::start(&options()).await;
+    let ringing = ring_callee(&server).await;
+    let open = open_call(&server).await;
+    server.stop().await;
+    // The database closes only once no task holds the server's state: a timer or a call task
+    // that outlived the stop would keep it open, and opening it again would fail.
+    let reopened = iop_profile_server::store::Store::open(server.dir.path(), 1 << 20);
+    assert!(reopened.is_ok(), "the database is still open after stop");
+    drop((ringing, open));
 }

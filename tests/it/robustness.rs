@@ -17,7 +17,7 @@ async fn raw_tcp(port: u16) -> TcpStream {
         .expect("connect")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stall_before_tls_handshake_is_cut_off_while_others_are_served() {
     let options = Options::short_idle(Layout::ClientsApart);
     let server = TestServer::start(&options).await;
@@ -35,7 +35,7 @@ async fn stall_before_tls_handshake_is_cut_off_while_others_are_served() {
     assert_status(&fresh.ping(2, b"y").await, Status::Ok);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connections_beyond_the_limit_wait_until_slots_free_up() {
     let mut options = Options::short_idle(Layout::Shared);
     options.limits = "max_connections = 3".into();
@@ -75,7 +75,7 @@ async fn connections_beyond_the_limit_wait_until_slots_free_up() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn several_requests_in_flight_are_answered_with_their_ids() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
@@ -101,7 +101,7 @@ async fn several_requests_in_flight_are_answered_with_their_ids() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unset_request_types_are_violations_that_echo_the_id() {
     let server = TestServer::start(&Options::default()).await;
     let port = server.port(Role::Primary);
@@ -134,7 +134,7 @@ async fn unset_request_types_are_violations_that_echo_the_id() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn zero_version_is_a_violation() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
@@ -150,7 +150,7 @@ async fn zero_version_is_a_violation() {
     assert_eq!(answer.details, "version");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unparsable_body_is_a_violation_with_the_unknown_id() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
@@ -164,7 +164,7 @@ async fn unparsable_body_is_a_violation_with_the_unknown_id() {
     assert!(client.is_closed_within(ANSWER_TIMEOUT).await);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn response_to_no_pending_request_closes_without_reply() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
@@ -173,7 +173,7 @@ async fn response_to_no_pending_request_closes_without_reply() {
     assert!(client.is_closed_within(ANSWER_TIMEOUT).await);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn garbage_connections_do_not_disturb_the_server() {
     let server = TestServer::start(&Options::default()).await;
     let primary = server.port(Role::Primary);
@@ -201,7 +201,7 @@ async fn garbage_connections_do_not_disturb_the_server() {
     assert_status(&tls.ping(1, b"alive").await, Status::Ok);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn large_frames_wait_for_the_in_flight_budget() {
     let mut options = Options::short_idle(Layout::Shared);
     options.limits = "max_inflight_bytes = 1048576".into();
@@ -237,7 +237,7 @@ async fn large_frames_wait_for_the_in_flight_budget() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn busy_connections_still_end_at_session_max() {
     let options = Options {
         timeouts: "session_max_secs = 2".into(),
