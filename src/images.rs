@@ -42,31 +42,33 @@ fn is_complete_png(data: &[u8]) -> bool {
     let mut first = true;
     let mut seen_data = false;
     while let Some(len) = be32(data, at) {
-        let Ok(len) = usize::try_from(len) else {
+        // Length, type and CRC take 12 bytes around the body; the peer chose `len`, so the sum
+        // is checked (usize is 32 bits on armv7).
+        let chunk_end = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(12))
+            .and_then(|size| size.checked_add(at))
+            .filter(|&end| end <= data.len());
+        let Some(chunk_end) = chunk_end else {
             return false;
         };
-        let Some(kind) = data.get(at + 4..at + 8) else {
+        let (kind, body) = (&data[at + 4..at + 8], &data[at + 8..chunk_end - 4]);
+        let Some(crc) = be32(data, chunk_end - 4) else {
             return false;
         };
-        let Some(body) = data.get(at + 8..at + 8 + len) else {
-            return false;
-        };
-        let Some(crc) = be32(data, at + 8 + len) else {
-            return false;
-        };
-        if crc32(&data[at + 4..at + 8 + len]) != crc {
+        if crc32(&data[at + 4..chunk_end - 4]) != crc {
             return false;
         }
         if first {
             let dims_ok =
                 be32(body, 0).is_some_and(|w| w > 0) && be32(body, 4).is_some_and(|h| h > 0);
-            if kind != b"IHDR" || len != 13 || !dims_ok {
+            if kind != b"IHDR" || body.len() != 13 || !dims_ok {
                 return false;
             }
             first = false;
         }
         seen_data |= kind == b"IDAT";
-        at += 12 + len;
+        at = chunk_end;
         if kind == b"IEND" {
             return seen_data && at == data.len();
         }
@@ -169,6 +171,16 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_lengths_at_the_top_of_the_range_are_refused() {
+        // Length + 16 overflows a 32-bit usize (armv7); it must be refused, not wrap or panic.
+        let mut data = PNG_SIGNATURE.to_vec();
+        data.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xF8]);
+        data.extend_from_slice(b"IHDR");
+        data.extend_from_slice(&[0; 8]);
+        assert!(!is_complete_png(&data));
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");

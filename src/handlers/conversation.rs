@@ -8,12 +8,10 @@ use crate::context::Ctx;
 use crate::crypto::{random_bytes, verify};
 use crate::session::{Conversation, Peer, Session};
 use crate::wire::ps::{self, conversation_response::ResponseType};
-use crate::wire::{Status, VERSION_1_0_0};
+use crate::wire::{MAX_PUBLIC_KEY_LEN, Status, VERSION_1_0_0};
 
 /// Spec §3.2: the client challenge is exactly 32 bytes.
 const CHALLENGE_LEN: usize = 32;
-/// Spec §3.3: public keys are at most 128 bytes.
-pub const MAX_PUBLIC_KEY_LEN: usize = 128;
 
 /// StartConversationRequest (spec §3.2): validates, negotiates 1.0.0, signs the client challenge.
 pub fn start(

@@ -14,24 +14,15 @@ use crate::session::Session;
 use crate::store::identities::{NewImage, ProfileUpdate};
 use crate::store::records::HostedIdentity;
 use crate::wire::ps::{self, conversation_response::ResponseType, single_response};
-use crate::wire::{Status, VERSION_1_0_0};
+use crate::wire::{
+    MAX_PUBLIC_KEY_LEN, Status, VERSION_1_0_0, is_valid_latitude, is_valid_longitude,
+};
 
 /// Spec §4.8 limits.
 const MAX_NAME_LEN: usize = 64;
 const MAX_EXTRA_DATA_LEN: usize = 200;
 const MAX_PROFILE_IMAGE_LEN: usize = 20_480;
 const MAX_THUMBNAIL_LEN: usize = 5_120;
-const MAX_PUBLIC_KEY_LEN: usize = 128;
-
-/// Whether a latitude in micro-degrees is valid (spec §1.3).
-pub fn is_valid_latitude(value: i32) -> bool {
-    (-90_000_000..=90_000_000).contains(&value)
-}
-
-/// Whether a longitude in micro-degrees is valid; -180° is not (spec §1.3).
-pub fn is_valid_longitude(value: i32) -> bool {
-    (-179_999_999..=180_000_000).contains(&value)
-}
 
 /// The field checks of a `ProfileInformation` shared with neighbourhood updates (spec §4.8
 /// steps 2–10), returning the camelCase path below `profile` of the first bad field. With

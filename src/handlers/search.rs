@@ -1,7 +1,6 @@
 //! ProfileSearch and ProfileSearchPart (spec §4.18): validation in table order, the index query,
 //! and the per-connection result cache.
 
-use super::profile::{is_valid_latitude, is_valid_longitude};
 use super::reject::Reject;
 use crate::clock::Now;
 use crate::context::Ctx;
@@ -9,8 +8,8 @@ use crate::search::index::Hit;
 use crate::search::wildcard::Wildcard;
 use crate::search::{Query, decode_profile, regex_type};
 use crate::session::{SearchCache, Session};
-use crate::wire::Status;
 use crate::wire::ps::{self, single_response::ResponseType};
+use crate::wire::{Status, is_valid_latitude, is_valid_longitude};
 
 /// Spec §1.3: "no location" in search requests.
 const NO_LOCATION: i32 = 0x7FFF_FFFF;

@@ -235,9 +235,11 @@ pub async fn build_search_index(store: &Store) -> Result<Search, StoreError> {
 /// built, at start-up and in the search benchmark.
 pub fn search_index_of(records: Vec<IndexRecord>) -> Search {
     let search = Search::default();
+    let mut unreadable = 0_usize;
     search.update(|index: &mut SearchIndex| {
         for record in records {
             let Some(profile) = crate::search::decode_profile(&record.profile) else {
+                unreadable += 1;
                 continue;
             };
             match record.server {
@@ -247,5 +249,11 @@ pub fn search_index_of(records: Vec<IndexRecord>) -> Search {
         }
         index.shrink();
     });
+    if unreadable > 0 {
+        tracing::warn!(
+            unreadable,
+            "stored profiles that do not decode are left out of search"
+        );
+    }
     search
 }

@@ -90,7 +90,7 @@ impl Search {
     }
 }
 
-/// Decodes a stored profile for the index; `None` for a corrupt record (logged by the caller).
+/// Decodes a stored profile; `None` for a record that does not decode.
 pub fn decode_profile(bytes: &[u8]) -> Option<ps::ProfileInformation> {
     prost::Message::decode(bytes).ok()
 }

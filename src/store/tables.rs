@@ -1,6 +1,6 @@
 //! Every redb table the server keeps, with versioned names, opened together.
 //!
-//! Values are protobuf-encoded records (later `proto/store.proto`), so a record can gain fields
+//! Values are protobuf-encoded records (`proto/store.proto`), so a record can gain fields
 //! without a table migration. A layout change that breaks old rows bumps the `_vN` suffix and
 //! [`SCHEMA_VERSION`].
 

@@ -45,6 +45,19 @@ pub const VERSION_1_0_0: [u8; 3] = [1, 0, 0];
 /// Message id used when a frame could not be parsed and its id is unknown (spec §1.1).
 pub const UNKNOWN_MESSAGE_ID: u32 = 0x0BAD_C0DE;
 
+/// Spec §1.3: public keys are 1 to 128 bytes.
+pub const MAX_PUBLIC_KEY_LEN: usize = 128;
+
+/// Whether a latitude in micro-degrees is valid (spec §1.3).
+pub fn is_valid_latitude(value: i32) -> bool {
+    (-90_000_000..=90_000_000).contains(&value)
+}
+
+/// Whether a longitude in micro-degrees is valid; -180° is not (spec §1.3).
+pub fn is_valid_longitude(value: i32) -> bool {
+    (-179_999_999..=180_000_000).contains(&value)
+}
+
 /// Whether bytes form a valid VersionType: exactly 3 bytes, not 0.0.0 (spec §1.3).
 pub fn is_valid_version(version: &[u8]) -> bool {
     version.len() == 3 && version != [0, 0, 0]
