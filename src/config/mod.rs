@@ -4,7 +4,8 @@
 //! one file per section: `listeners`, `limits`, `timeouts`, `peers` (`[location]`, `[loc]`,
 //! `[can]`, `[neighborhood]`) and `runtime` (`[runtime]`, `[storage]`). This file holds the
 //! top-level keys and the orchestration. Parsing collects every problem together with the key it
-//! belongs to; nothing here touches the network or the data directory.
+//! belongs to; nothing here touches the network or the data directory (the machine's own
+//! address, when `external_address` is absent, is found at start by `runtime::address`).
 
 mod limits;
 mod listeners;
@@ -13,7 +14,7 @@ mod runtime;
 mod timeouts;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -106,8 +107,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the listeners bind to.
     pub bind_address: IpAddr,
-    /// Public address announced to LOC, CAN and neighbours.
-    pub external_address: IpAddr,
+    /// Public address announced to LOC, CAN and neighbours, as configured. `None` means the key
+    /// is absent outside test mode: the machine's address is discovered at start (see
+    /// `runtime::address`), never while parsing. With `test_mode = true` and no key this is
+    /// `Some(127.0.0.1)`, the documented default, so `None` always means "discover".
+    pub external_address: Option<IpAddr>,
     /// Accept loopback and private addresses (tests and labs).
     pub test_mode: bool,
     /// Node location.
@@ -192,7 +196,7 @@ impl RawConfig {
         Ok(Config {
             data_dir: self.data_dir,
             bind_address: bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            external_address: external_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            external_address,
             test_mode: self.test_mode,
             location,
             listeners,
@@ -206,14 +210,11 @@ impl RawConfig {
         })
     }
 
-    /// An explicit address must be public unless in test mode; the derived default is taken as is.
+    /// An explicit address must be public unless in test mode. Without the key: 127.0.0.1 in
+    /// test mode, otherwise `None` (discovered at start).
     fn external_address(&self, problems: &mut Vec<Problem>) -> Option<IpAddr> {
         let Some(text) = &self.external_address else {
-            return Some(if self.test_mode {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                machine_address()
-            });
+            return self.test_mode.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         };
         let address = parse_ip(text, "external_address", problems)?;
         if !self.test_mode && !is_public(address) {
@@ -270,17 +271,6 @@ pub(crate) fn is_public(address: IpAddr) -> bool {
     }
 }
 
-/// The machine's first non-loopback address, found by asking the kernel for a route (no packet
-/// is sent); loopback when there is no route at all.
-fn machine_address() -> IpAddr {
-    let probe = || -> std::io::Result<IpAddr> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.connect("192.0.2.1:9")?;
-        Ok(socket.local_addr()?.ip())
-    };
-    probe().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
 /// A TOML syntax or type error as one problem, named by the key on the offending line.
 fn toml_problem(text: &str, error: &toml::de::Error) -> Problem {
     let message = error.message().replace('\n', " ");
@@ -324,7 +314,10 @@ pub(super) mod tests {
         );
         assert_eq!(config.bind_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(config.limits.max_connections, 1000);
-        assert_eq!(config.external_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            config.external_address,
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
         assert!(config.loc.is_none() && config.can.is_none());
     }
 
@@ -350,6 +343,14 @@ pub(super) mod tests {
         let found = problems("[limits]\nmax_connections = \"many\"\n");
         assert_eq!(found[0].key, "max_connections");
         assert!(found[0].message.contains("line 2"));
+    }
+
+    #[test]
+    fn absent_external_address_is_left_to_discovery() {
+        let config = Config::parse("").expect("defaults are valid");
+        assert_eq!(config.external_address, None);
+        let config = Config::parse("external_address = \"8.8.8.8\"").expect("public address");
+        assert_eq!(config.external_address, Some(IpAddr::from([8, 8, 8, 8])));
     }
 
     #[test]
