@@ -5,7 +5,12 @@
 
 use serde::Deserialize;
 
-use super::{MAX_HOSTED_IDENTITIES_CAP, MAX_IDENTITY_RELATIONS_CAP, Problem};
+use super::{Bounds, MAX_HOSTED_IDENTITIES_CAP, MAX_IDENTITY_RELATIONS_CAP, Problem};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const HOSTED_CAP: u64 = MAX_HOSTED_IDENTITIES_CAP as u64;
+const RELATIONS_CAP: u64 = MAX_IDENTITY_RELATIONS_CAP as u64;
 
 /// Resource limits (`[limits]`).
 #[derive(Clone, Debug, Deserialize)]
@@ -28,9 +33,10 @@ pub struct Limits {
     /// Frames waiting to be written on one connection. Relays need room for 20 deliveries and
     /// 20 acknowledgements (spec §5.5), so the default leaves margin above 40.
     pub connection_queue_frames: u32,
-    /// Calls (relays) alive at the same time, from ringing to teardown.
+    /// Calls (relays) alive at the same time, from ringing to teardown; at least 1.
     pub max_relays: u32,
-    /// Bytes of search results cached for ProfileSearchPart, over all connections.
+    /// Bytes of search results cached for ProfileSearchPart, over all connections; at least
+    /// 64 KiB.
     pub search_cache_bytes: u32,
 }
 
@@ -51,60 +57,59 @@ impl Default for Limits {
     }
 }
 
+/// Bounds of every `[limits]` key, in the order of [`Limits::values`].
+const BOUNDS: [(&str, Bounds); 10] = [
+    ("max_connections", Bounds::new(1, 1_000_000)),
+    (
+        "max_hosted_identities",
+        Bounds::new(1, HOSTED_CAP).because("spec §6"),
+    ),
+    (
+        "max_identity_relations",
+        Bounds::new(1, RELATIONS_CAP).because("spec §4.20"),
+    ),
+    ("max_follower_servers", Bounds::new(1, 100_000)),
+    ("max_neighbors", Bounds::new(1, 100_000)),
+    ("neighborhood_init_parallelism", Bounds::new(1, 1000)),
+    // One whole frame must always fit, or a legal 1 MiB message could never be read.
+    (
+        "max_inflight_bytes",
+        Bounds::new(MIB, GIB).because("one 1 MiB frame must fit"),
+    ),
+    ("connection_queue_frames", Bounds::new(4, 4096)),
+    ("max_relays", Bounds::new(1, 10_000)),
+    ("search_cache_bytes", Bounds::new(64 * 1024, GIB)),
+];
+
+impl Limits {
+    /// Every value, in the order of [`BOUNDS`].
+    fn values(&self) -> [u32; 10] {
+        [
+            self.max_connections,
+            self.max_hosted_identities,
+            self.max_identity_relations,
+            self.max_follower_servers,
+            self.max_neighbors,
+            self.neighborhood_init_parallelism,
+            self.max_inflight_bytes,
+            self.connection_queue_frames,
+            self.max_relays,
+            self.search_cache_bytes,
+        ]
+    }
+}
+
 /// Checks every `[limits]` key against its bounds.
 pub(super) fn check(limits: &Limits, problems: &mut Vec<Problem>) {
-    let mut range = |key: &str, value: u32, min: u32, max: u32| {
-        if !(min..=max).contains(&value) {
-            problems.push(Problem::new(
-                format!("limits.{key}"),
-                format!("{value} is outside {min}..={max}"),
-            ));
-        }
-    };
-    range("max_connections", limits.max_connections, 1, 1_000_000);
-    range(
-        "max_hosted_identities",
-        limits.max_hosted_identities,
-        1,
-        MAX_HOSTED_IDENTITIES_CAP,
-    );
-    range(
-        "max_identity_relations",
-        limits.max_identity_relations,
-        1,
-        MAX_IDENTITY_RELATIONS_CAP,
-    );
-    range(
-        "max_follower_servers",
-        limits.max_follower_servers,
-        1,
-        100_000,
-    );
-    range("max_neighbors", limits.max_neighbors, 1, 100_000);
-    range(
-        "neighborhood_init_parallelism",
-        limits.neighborhood_init_parallelism,
-        1,
-        1000,
-    );
-    // One whole frame must always fit, or a legal 1 MiB message could never be read.
-    range(
-        "max_inflight_bytes",
-        limits.max_inflight_bytes,
-        1_048_576,
-        1 << 30,
-    );
-    range(
-        "connection_queue_frames",
-        limits.connection_queue_frames,
-        4,
-        4096,
-    );
+    for ((key, bounds), value) in BOUNDS.iter().zip(limits.values()) {
+        bounds.check(&format!("limits.{key}"), value.into(), problems);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::problems;
+    use super::super::tests::{assert_bounds, problems};
+    use super::*;
 
     #[test]
     fn limits_outside_protocol_bounds() {
@@ -113,5 +118,22 @@ mod tests {
         let keys: Vec<_> = found.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"limits.max_hosted_identities"));
         assert!(keys.contains(&"limits.max_identity_relations"));
+    }
+
+    #[test]
+    fn every_key_is_bounded() {
+        for (key, bounds) in BOUNDS {
+            assert_bounds(&format!("limits.{key}"), bounds);
+        }
+    }
+
+    #[test]
+    fn zero_relays_and_zero_search_cache_are_refused() {
+        let found = problems("[limits]\nmax_relays = 0\nsearch_cache_bytes = 0\n");
+        let keys: Vec<_> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["limits.max_relays", "limits.search_cache_bytes"]);
+        assert_eq!(found[0].message, "must be 1 to 10000, not 0");
+        let found = problems("[limits]\nmax_hosted_identities = 20001\n");
+        assert_eq!(found[0].message, "must be 1 to 20000, not 20001 (spec §6)");
     }
 }

@@ -62,6 +62,50 @@ impl Problem {
     }
 }
 
+/// The inclusive bounds of one numeric key, and where they come from when not plain sense.
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    /// Smallest accepted value.
+    min: u64,
+    /// Largest accepted value.
+    max: u64,
+    /// Why, appended to the message ("spec §6"); empty when the bounds are only sanity limits.
+    why: &'static str,
+}
+
+impl Bounds {
+    /// Sanity limits: no spec behind them, only what makes sense for a daemon on a small board.
+    const fn new(min: u64, max: u64) -> Bounds {
+        Bounds { min, max, why: "" }
+    }
+
+    /// The same bounds, with the reason the operator sees when a value falls outside them.
+    const fn because(self, why: &'static str) -> Bounds {
+        Bounds {
+            min: self.min,
+            max: self.max,
+            why,
+        }
+    }
+
+    /// Records a problem under the dotted `key` unless `value` lies within the bounds.
+    fn check(self, key: &str, value: u64, problems: &mut Vec<Problem>) {
+        if (self.min..=self.max).contains(&value) {
+            return;
+        }
+        let why = if self.why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.why)
+        };
+        let (min, max) = (self.min, self.max);
+        problems.push(Problem::new(
+            key,
+            format!("must be {min} to {max}, not {value}{why}"),
+        ));
+    }
+}
+
 /// The file as written, with serde defaults filled in; not yet checked.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,8 +323,27 @@ pub(super) mod tests {
     use super::*;
 
     /// The problems of a file that must be rejected.
-    pub(crate) fn problems(text: &str) -> Vec<Problem> {
+    pub(super) fn problems(text: &str) -> Vec<Problem> {
         Config::parse(text).expect_err("config should be rejected")
+    }
+
+    /// Checks, in test mode, that the dotted `key` accepts both of its bounds and that the
+    /// values just outside them are rejected under that key (below 0 is a TOML type error).
+    pub(super) fn assert_bounds(key: &str, bounds: Bounds) {
+        let (section, field) = key.rsplit_once('.').expect("a dotted key");
+        let file = |value: i128| format!("test_mode = true\n[{section}]\n{field} = {value}\n");
+        for value in [bounds.min, bounds.max] {
+            if let Err(found) = Config::parse(&file(value.into())) {
+                panic!("{key} = {value} must be accepted: {found:?}");
+            }
+        }
+        for value in [i128::from(bounds.min) - 1, i128::from(bounds.max) + 1] {
+            let found = problems(&file(value));
+            assert!(
+                found.iter().any(|p| p.key == key),
+                "{key} = {value}: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Problem;
 use super::listeners::ListenerConfig;
+use super::{Bounds, Problem};
 
 /// Spec §5.7: neighbour profiles must be kept at least a day after their last refresh.
 const MIN_NEIGHBOR_EXPIRATION_SECS: u64 = 86_400;
 /// Spec §5.7: followers must be refreshed more often than once a day.
 const MAX_FOLLOWER_REFRESH_SECS: u64 = 86_399;
+/// `loc.reconnect_secs`: LOC runs on the same machine, so an hour is the longest useful wait.
+const LOC_RECONNECT_SECS: Bounds = Bounds::new(1, HOUR);
+const HOUR: u64 = 3600;
+const DAY: u64 = 86_400;
 
 /// The `[location]` table as written, in degrees.
 #[derive(Debug, Default, Deserialize)]
@@ -181,9 +185,7 @@ pub(super) fn check_loc(
             "port collides with a listener port",
         ));
     }
-    if raw.reconnect_secs == 0 {
-        problems.push(Problem::new("loc.reconnect_secs", "must be at least 1"));
-    }
+    LOC_RECONNECT_SECS.check("loc.reconnect_secs", raw.reconnect_secs, problems);
     let service_type = loc_service_type(&raw.service_type, problems);
     Some(LocConfig {
         address: address?,
@@ -218,47 +220,61 @@ pub(super) fn check_can(can: &CanConfig, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Checks `[neighborhood]` (the expiration floor only applies outside test mode).
+/// Bounds of every `[neighborhood]` key, in the order of [`RawNeighborhood::values`]; the
+/// expiration floor of spec §5.7 only holds outside test mode.
+fn neighborhood_bounds(test_mode: bool) -> [(&'static str, Bounds); 5] {
+    let expiration = if test_mode {
+        Bounds::new(1, 30 * DAY)
+    } else {
+        Bounds::new(MIN_NEIGHBOR_EXPIRATION_SECS, 30 * DAY)
+            .because("spec §5.7: at least a day; lower only with test_mode = true")
+    };
+    let refresh = Bounds::new(1, MAX_FOLLOWER_REFRESH_SECS)
+        .because("spec §5.7: below a day, so followers keep our profiles");
+    [
+        ("action_interval_secs", Bounds::new(1, HOUR)),
+        ("action_retry_secs", Bounds::new(1, DAY)),
+        ("init_delay_max_secs", Bounds::new(0, HOUR)),
+        ("follower_refresh_secs", refresh),
+        ("neighbor_expiration_secs", expiration),
+    ]
+}
+
+impl RawNeighborhood {
+    /// Every value, in the order of [`neighborhood_bounds`].
+    fn values(&self) -> [u64; 5] {
+        [
+            self.action_interval_secs,
+            self.action_retry_secs,
+            self.init_delay_max_secs,
+            self.follower_refresh_secs,
+            self.neighbor_expiration_secs,
+        ]
+    }
+}
+
+/// Checks `[neighborhood]` and converts the seconds to durations.
 pub(super) fn check_neighborhood(
     raw: &RawNeighborhood,
     test_mode: bool,
     problems: &mut Vec<Problem>,
 ) -> NeighborhoodConfig {
-    let mut positive = |key: &str, value: u64| {
-        if value == 0 {
-            problems.push(Problem::new(
-                format!("neighborhood.{key}"),
-                "must be at least 1",
-            ));
-        }
-        Duration::from_secs(value)
-    };
-    let config = NeighborhoodConfig {
-        action_interval: positive("action_interval_secs", raw.action_interval_secs),
-        action_retry: positive("action_retry_secs", raw.action_retry_secs),
+    for ((key, bounds), value) in neighborhood_bounds(test_mode).iter().zip(raw.values()) {
+        bounds.check(&format!("neighborhood.{key}"), value, problems);
+    }
+    NeighborhoodConfig {
+        action_interval: Duration::from_secs(raw.action_interval_secs),
+        action_retry: Duration::from_secs(raw.action_retry_secs),
         init_delay_max: Duration::from_secs(raw.init_delay_max_secs),
-        follower_refresh: positive("follower_refresh_secs", raw.follower_refresh_secs),
-        neighbor_expiration: positive("neighbor_expiration_secs", raw.neighbor_expiration_secs),
-    };
-    if raw.follower_refresh_secs > MAX_FOLLOWER_REFRESH_SECS {
-        problems.push(Problem::new(
-            "neighborhood.follower_refresh_secs",
-            "must be below 86400 so followers keep our profiles",
-        ));
+        follower_refresh: Duration::from_secs(raw.follower_refresh_secs),
+        neighbor_expiration: Duration::from_secs(raw.neighbor_expiration_secs),
     }
-    if !test_mode && raw.neighbor_expiration_secs < MIN_NEIGHBOR_EXPIRATION_SECS {
-        problems.push(Problem::new(
-            "neighborhood.neighbor_expiration_secs",
-            "must be at least 86400 (lower values only with test_mode = true)",
-        ));
-    }
-    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::Config;
-    use super::super::tests::problems;
+    use super::super::tests::{assert_bounds, problems};
     use super::*;
 
     #[test]
@@ -290,12 +306,37 @@ mod tests {
     }
 
     #[test]
+    fn latitude_and_longitude_bounds() {
+        for (key, good, bad) in [
+            ("latitude", [-90.0, 90.0], [-90.000_001, 90.000_001]),
+            ("longitude", [-179.999_999, 180.0], [-180.0, 180.000_001]),
+        ] {
+            for value in good {
+                let text = format!("[location]\n{key} = {value}\n");
+                assert!(Config::parse(&text).is_ok(), "{key} = {value}");
+            }
+            for value in bad {
+                let found = problems(&format!("[location]\n{key} = {value}\n"));
+                assert_eq!(found[0].key, format!("location.{key}"), "{value}");
+            }
+        }
+    }
+
+    #[test]
     fn neighbour_expiration_floor() {
         let text = "[neighborhood]\nneighbor_expiration_secs = 60\n";
-        assert_eq!(
-            problems(text)[0].key,
-            "neighborhood.neighbor_expiration_secs"
-        );
+        let found = problems(text);
+        assert_eq!(found[0].key, "neighborhood.neighbor_expiration_secs");
+        assert!(found[0].message.contains("test_mode"), "{found:?}");
         assert!(Config::parse(&format!("test_mode = true\n{text}")).is_ok());
+        assert!(Config::parse("[neighborhood]\nneighbor_expiration_secs = 86400\n").is_ok());
+    }
+
+    #[test]
+    fn every_neighborhood_key_and_loc_reconnect_are_bounded() {
+        for (key, bounds) in neighborhood_bounds(true) {
+            assert_bounds(&format!("neighborhood.{key}"), bounds);
+        }
+        assert_bounds("loc.reconnect_secs", LOC_RECONNECT_SECS);
     }
 }

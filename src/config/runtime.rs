@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::Problem;
+use super::{Bounds, Problem};
 
 /// Tokio runtime shape (`[runtime]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -44,28 +44,26 @@ impl Default for StorageConfig {
     }
 }
 
+/// `runtime.worker_threads`: a Raspberry Pi has 4 cores; more threads than 64 only cost memory.
+const WORKER_THREADS: Bounds = Bounds::new(1, 64);
+/// `runtime.max_blocking_threads`: tokio's own default (512) is the ceiling.
+const MAX_BLOCKING_THREADS: Bounds = Bounds::new(1, 512);
+/// `storage.cache_bytes`: 64 KiB to redb's own default of 1 GiB.
+const CACHE_BYTES: Bounds = Bounds::new(64 * 1024, 1 << 30);
+
 /// Checks `[runtime]` and `[storage]` against their bounds.
 pub(super) fn check(runtime: RuntimeConfig, storage: StorageConfig, problems: &mut Vec<Problem>) {
-    if runtime.worker_threads == 0 {
-        problems.push(Problem::new("runtime.worker_threads", "must be at least 1"));
-    }
-    if !(1..=512).contains(&runtime.max_blocking_threads) {
-        problems.push(Problem::new(
-            "runtime.max_blocking_threads",
-            "must be 1 to 512",
-        ));
-    }
-    if storage.cache_bytes < 64 * 1024 {
-        problems.push(Problem::new(
-            "storage.cache_bytes",
-            "must be at least 65536",
-        ));
-    }
+    let threads = u64::from(runtime.worker_threads);
+    WORKER_THREADS.check("runtime.worker_threads", threads, problems);
+    let blocking = u64::from(runtime.max_blocking_threads);
+    MAX_BLOCKING_THREADS.check("runtime.max_blocking_threads", blocking, problems);
+    CACHE_BYTES.check("storage.cache_bytes", storage.cache_bytes, problems);
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::Config;
+    use super::super::tests::assert_bounds;
     use super::*;
 
     #[test]
@@ -74,5 +72,12 @@ mod tests {
         assert_eq!(config.runtime, RuntimeConfig::default());
         assert_eq!(config.runtime.worker_threads, 1);
         assert_eq!(config.storage.cache_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn every_key_is_bounded() {
+        assert_bounds("runtime.worker_threads", WORKER_THREADS);
+        assert_bounds("runtime.max_blocking_threads", MAX_BLOCKING_THREADS);
+        assert_bounds("storage.cache_bytes", CACHE_BYTES);
     }
 }

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Problem;
+use super::{Bounds, Problem};
 use crate::role::RoleSet;
+
+const DAY: u64 = 86_400;
+const YEAR: u64 = 365 * DAY;
 
 /// The `[timeouts]` table as written.
 #[derive(Debug, Deserialize)]
@@ -71,34 +74,52 @@ impl Timeouts {
     }
 }
 
+/// Bounds of every `[timeouts]` key, in the order of [`RawTimeouts::values`].
+const BOUNDS: [(&str, Bounds); 8] = [
+    ("client_idle_secs", Bounds::new(1, DAY)),
+    ("server_idle_secs", Bounds::new(1, DAY)),
+    ("session_max_secs", Bounds::new(1, YEAR)),
+    ("tls_handshake_secs", Bounds::new(1, 300)),
+    ("write_secs", Bounds::new(1, 3600)),
+    ("call_answer_secs", Bounds::new(1, 300)),
+    ("relay_join_secs", Bounds::new(1, 300)),
+    (
+        "search_cache_secs",
+        Bounds::new(60, DAY).because("spec §4.18: at least 60"),
+    ),
+];
+
+impl RawTimeouts {
+    /// Every value, in the order of [`BOUNDS`].
+    fn values(&self) -> [u64; 8] {
+        [
+            self.client_idle_secs,
+            self.server_idle_secs,
+            self.session_max_secs,
+            self.tls_handshake_secs,
+            self.write_secs,
+            self.call_answer_secs,
+            self.relay_join_secs,
+            self.search_cache_secs,
+        ]
+    }
+}
+
 /// Checks every `[timeouts]` key and converts the seconds to durations.
 pub(super) fn check(raw: &RawTimeouts, problems: &mut Vec<Problem>) -> Timeouts {
-    let mut secs = |key: &str, value: u64| {
-        if value == 0 || value > 365 * 86_400 {
-            problems.push(Problem::new(
-                format!("timeouts.{key}"),
-                "must be 1 to 31536000 seconds",
-            ));
-        }
-        Duration::from_secs(value)
-    };
-    let timeouts = Timeouts {
-        client_idle: secs("client_idle_secs", raw.client_idle_secs),
-        server_idle: secs("server_idle_secs", raw.server_idle_secs),
-        session_max: secs("session_max_secs", raw.session_max_secs),
-        tls_handshake: secs("tls_handshake_secs", raw.tls_handshake_secs),
-        write: secs("write_secs", raw.write_secs),
-        call_answer: secs("call_answer_secs", raw.call_answer_secs),
-        relay_join: secs("relay_join_secs", raw.relay_join_secs),
-        search_cache: secs("search_cache_secs", raw.search_cache_secs),
-    };
-    if raw.search_cache_secs < 60 {
-        problems.push(Problem::new(
-            "timeouts.search_cache_secs",
-            "must be at least 60 (spec §4.18)",
-        ));
+    for ((key, bounds), value) in BOUNDS.iter().zip(raw.values()) {
+        bounds.check(&format!("timeouts.{key}"), value, problems);
     }
-    timeouts
+    Timeouts {
+        client_idle: Duration::from_secs(raw.client_idle_secs),
+        server_idle: Duration::from_secs(raw.server_idle_secs),
+        session_max: Duration::from_secs(raw.session_max_secs),
+        tls_handshake: Duration::from_secs(raw.tls_handshake_secs),
+        write: Duration::from_secs(raw.write_secs),
+        call_answer: Duration::from_secs(raw.call_answer_secs),
+        relay_join: Duration::from_secs(raw.relay_join_secs),
+        search_cache: Duration::from_secs(raw.search_cache_secs),
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +127,8 @@ mod tests {
     use std::time::Duration;
 
     use super::super::Config;
+    use super::super::tests::{assert_bounds, problems};
+    use super::BOUNDS;
     use crate::role::{Role, RoleSet};
 
     #[test]
@@ -120,5 +143,22 @@ mod tests {
         assert_eq!(timeouts.idle_for(client), timeouts.client_idle);
         let server = RoleSet::of(&[Role::SrNeighbor, Role::ClCustomer]);
         assert_eq!(timeouts.idle_for(server), timeouts.server_idle);
+    }
+
+    #[test]
+    fn every_key_is_bounded() {
+        for (key, bounds) in BOUNDS {
+            assert_bounds(&format!("timeouts.{key}"), bounds);
+        }
+    }
+
+    #[test]
+    fn search_cache_floor_cites_the_spec() {
+        let found = problems("[timeouts]\nsearch_cache_secs = 59\n");
+        assert_eq!(found[0].key, "timeouts.search_cache_secs");
+        assert_eq!(
+            found[0].message,
+            "must be 60 to 86400, not 59 (spec §4.18: at least 60)"
+        );
     }
 }
