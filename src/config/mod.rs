@@ -1,4 +1,4 @@
-//! The operator's configuration file: TOML text → [`RawConfig`] → checked [`Config`].
+//! The operator's configuration file: TOML text → `RawConfig` → checked [`Config`].
 //!
 //! Every key, its default and its bounds live in this module (see `spec/operator-interface.md`),
 //! one file per section: `listeners`, `limits`, `timeouts`, `peers` (`[location]`, `[loc]`,
