@@ -1,6 +1,7 @@
 //! Wires the server together: binds ports, opens the data directory, starts the listeners,
 //! and tears everything down in order on shutdown.
 
+pub(crate) mod address;
 pub mod logging;
 pub mod shutdown;
 pub mod systemd;

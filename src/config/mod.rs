@@ -1,0 +1,405 @@
+//! The operator's configuration file: TOML text → `RawConfig` → checked [`Config`].
+//!
+//! Every key, its default and its bounds live in this module (see `spec/operator-interface.md`),
+//! one file per section: `listeners`, `limits`, `timeouts`, `peers` (`[location]`, `[loc]`,
+//! `[can]`, `[neighborhood]`) and `runtime` (`[runtime]`, `[storage]`); `toml_error` names
+//! syntax and type errors by their dotted key. This file holds the top-level keys and the
+//! orchestration. Parsing collects every problem together with the key it belongs to; nothing
+//! here touches the network or the data directory (the machine's own address, when
+//! `external_address` is absent, is found at start by `runtime::address`).
+
+mod limits;
+mod listeners;
+mod peers;
+mod runtime;
+mod timeouts;
+mod toml_error;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use self::limits::Limits;
+pub use self::listeners::ListenerConfig;
+use self::listeners::RawListener;
+pub use self::peers::{CanConfig, LocConfig, LocServiceType, Location, NeighborhoodConfig};
+use self::peers::{RawLoc, RawLocation, RawNeighborhood};
+pub use self::runtime::{RuntimeConfig, StorageConfig};
+use self::timeouts::RawTimeouts;
+pub use self::timeouts::Timeouts;
+use crate::role::RoleSet;
+
+/// Spec §6: `max_hosted_identities` can never exceed this.
+pub(crate) const MAX_HOSTED_IDENTITIES_CAP: u32 = 20_000;
+/// Spec §4.20: relationship cards per identity are capped by the message size.
+pub(crate) const MAX_IDENTITY_RELATIONS_CAP: u32 = 2_000;
+/// Data directory used by `run` and `init` when no `--config` is given.
+pub(crate) const DEFAULT_DATA_DIR_WITHOUT_FILE: &str = "./iop-data";
+
+/// One problem found in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key the problem belongs to, as a dotted path (`limits.max_connections`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Problem {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The inclusive bounds of one numeric key, and where they come from when not plain sense.
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    /// Smallest accepted value.
+    min: u64,
+    /// Largest accepted value.
+    max: u64,
+    /// Why, appended to the message ("spec §6"); empty when the bounds are only sanity limits.
+    why: &'static str,
+}
+
+impl Bounds {
+    /// Sanity limits: no spec behind them, only what makes sense for a daemon on a small board.
+    const fn new(min: u64, max: u64) -> Bounds {
+        Bounds { min, max, why: "" }
+    }
+
+    /// The same bounds, with the reason the operator sees when a value falls outside them.
+    const fn because(self, why: &'static str) -> Bounds {
+        Bounds {
+            min: self.min,
+            max: self.max,
+            why,
+        }
+    }
+
+    /// Records a problem under the dotted `key` unless `value` lies within the bounds.
+    fn check(self, key: &str, value: u64, problems: &mut Vec<Problem>) {
+        if (self.min..=self.max).contains(&value) {
+            return;
+        }
+        let why = if self.why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.why)
+        };
+        let (min, max) = (self.min, self.max);
+        problems.push(Problem::new(
+            key,
+            format!("must be {min} to {max}, not {value}{why}"),
+        ));
+    }
+}
+
+/// The file as written, with serde defaults filled in; not yet checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "default_bind_address")]
+    bind_address: String,
+    #[serde(default)]
+    external_address: Option<String>,
+    #[serde(default)]
+    test_mode: bool,
+    #[serde(default)]
+    location: RawLocation,
+    #[serde(default = "listeners::default_listeners", rename = "listener")]
+    listeners: Vec<RawListener>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    loc: Option<RawLoc>,
+    #[serde(default)]
+    can: Option<CanConfig>,
+    #[serde(default)]
+    neighborhood: RawNeighborhood,
+    #[serde(default)]
+    runtime: RuntimeConfig,
+    #[serde(default)]
+    storage: StorageConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/iop-profile-server")
+}
+
+fn default_bind_address() -> String {
+    "0.0.0.0".into()
+}
+
+/// A checked configuration: every value is within its bounds.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Everything the server keeps on disk.
+    pub data_dir: PathBuf,
+    /// Address the listeners bind to.
+    pub bind_address: IpAddr,
+    /// Public address announced to LOC, CAN and neighbours, as configured. `None` means the key
+    /// is absent outside test mode: the machine's address is discovered at start (see
+    /// `runtime::address`), never while parsing. With `test_mode = true` and no key this is
+    /// `Some(127.0.0.1)`, the documented default, so `None` always means "discover".
+    pub external_address: Option<IpAddr>,
+    /// Accept loopback and private addresses (tests and labs).
+    pub test_mode: bool,
+    /// Node location.
+    pub location: Location,
+    /// Listening ports.
+    pub listeners: Vec<ListenerConfig>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+    /// LOC server, if any.
+    pub loc: Option<LocConfig>,
+    /// CAN server, if any.
+    pub can: Option<CanConfig>,
+    /// Neighbourhood timing.
+    pub neighborhood: NeighborhoodConfig,
+    /// Runtime shape.
+    pub runtime: RuntimeConfig,
+    /// Database tuning.
+    pub storage: StorageConfig,
+}
+
+impl Config {
+    /// The built-in defaults, used when `run` gets no `--config`.
+    pub fn builtin() -> Result<Config, Vec<Problem>> {
+        let mut raw: RawConfig =
+            toml::from_str("").map_err(|e| vec![Problem::new("", e.to_string())])?;
+        raw.data_dir = PathBuf::from(DEFAULT_DATA_DIR_WITHOUT_FILE);
+        raw.check()
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![Problem::new("--config", format!("{}: {e}", path.display()))])?;
+        Config::parse(&text)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| vec![toml_error::problem(text, &e)])?;
+        raw.check()
+    }
+
+    /// The roles of every configured port, for the role-per-port map.
+    pub fn roles_on_port(&self, port: u16) -> RoleSet {
+        self.listeners
+            .iter()
+            .filter(|l| l.port == port)
+            .fold(RoleSet::EMPTY, |set, l| {
+                l.roles.iter().fold(set, RoleSet::with)
+            })
+    }
+}
+
+impl RawConfig {
+    /// Turns the raw file into a [`Config`], or lists every problem with its key.
+    pub(crate) fn check(self) -> Result<Config, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let bind_address = parse_ip(&self.bind_address, "bind_address", &mut problems);
+        let external_address = self.external_address(&mut problems);
+        let location = peers::check_location(&self.location, &mut problems);
+        let listeners = listeners::check(&self.listeners, &mut problems);
+        limits::check(&self.limits, &mut problems);
+        let timeouts = timeouts::check(&self.timeouts, &mut problems);
+        let loc = self
+            .loc
+            .as_ref()
+            .and_then(|loc| peers::check_loc(loc, &listeners, &mut problems));
+        if let Some(can) = &self.can {
+            peers::check_can(can, &mut problems);
+        }
+        let neighborhood =
+            peers::check_neighborhood(&self.neighborhood, self.test_mode, &mut problems);
+        runtime::check(self.runtime, self.storage, &mut problems);
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push(Problem::new("data_dir", "must not be empty"));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
+            data_dir: self.data_dir,
+            bind_address: bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            external_address,
+            test_mode: self.test_mode,
+            location,
+            listeners,
+            limits: self.limits,
+            timeouts,
+            loc,
+            can: self.can,
+            neighborhood,
+            runtime: self.runtime,
+            storage: self.storage,
+        })
+    }
+
+    /// An explicit address must be public unless in test mode. Without the key: 127.0.0.1 in
+    /// test mode, otherwise `None` (discovered at start).
+    fn external_address(&self, problems: &mut Vec<Problem>) -> Option<IpAddr> {
+        let Some(text) = &self.external_address else {
+            return self.test_mode.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        };
+        let address = parse_ip(text, "external_address", problems)?;
+        if !self.test_mode && !is_public(address) {
+            problems.push(Problem::new(
+                "external_address",
+                format!("{address} is not a public address (allowed only with test_mode = true)"),
+            ));
+        }
+        Some(address)
+    }
+}
+
+fn parse_ip(text: &str, key: &str, problems: &mut Vec<Problem>) -> Option<IpAddr> {
+    let parsed = text.parse().ok();
+    if parsed.is_none() {
+        problems.push(Problem::new(
+            key,
+            format!("'{text}' is not an IPv4 or IPv6 address"),
+        ));
+    }
+    parsed
+}
+
+/// Whether a neighbour or client could reach this address over the internet.
+pub(crate) fn is_public(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// The problems of a file that must be rejected.
+    pub(super) fn problems(text: &str) -> Vec<Problem> {
+        Config::parse(text).expect_err("config should be rejected")
+    }
+
+    /// Checks, in test mode, that the dotted `key` accepts both of its bounds and that the
+    /// values just outside them are rejected under that key (below 0 is a TOML type error).
+    pub(super) fn assert_bounds(key: &str, bounds: Bounds) {
+        let (section, field) = key.rsplit_once('.').expect("a dotted key");
+        let file = |value: i128| format!("test_mode = true\n[{section}]\n{field} = {value}\n");
+        for value in [bounds.min, bounds.max] {
+            if let Err(found) = Config::parse(&file(value.into())) {
+                panic!("{key} = {value} must be accepted: {found:?}");
+            }
+        }
+        for value in [i128::from(bounds.min) - 1, i128::from(bounds.max) + 1] {
+            let found = problems(&file(value));
+            assert!(
+                found.iter().any(|p| p.key == key),
+                "{key} = {value}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let config = Config::parse("test_mode = true").expect("defaults are valid");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("/var/lib/iop-profile-server")
+        );
+        assert_eq!(config.bind_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(config.limits.max_connections, 1000);
+        assert_eq!(
+            config.external_address,
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert!(config.loc.is_none() && config.can.is_none());
+    }
+
+    #[test]
+    fn builtin_uses_local_data_dir() {
+        let config = Config::builtin().expect("built-in defaults are valid");
+        assert_eq!(config.data_dir, PathBuf::from("./iop-data"));
+    }
+
+    #[test]
+    fn absent_external_address_is_left_to_discovery() {
+        let config = Config::parse("").expect("defaults are valid");
+        assert_eq!(config.external_address, None);
+        let config = Config::parse("external_address = \"8.8.8.8\"").expect("public address");
+        assert_eq!(config.external_address, Some(IpAddr::from([8, 8, 8, 8])));
+    }
+
+    #[test]
+    fn private_external_address_needs_test_mode() {
+        let found = problems("external_address = \"192.168.1.2\"\n");
+        assert_eq!(found[0].key, "external_address");
+        assert!(Config::parse("external_address = \"192.168.1.2\"\ntest_mode = true").is_ok());
+        assert!(Config::parse("external_address = \"198.51.100.7\"").is_err());
+        assert!(Config::parse("external_address = \"8.8.8.8\"").is_ok());
+    }
+
+    #[test]
+    fn public_address_classification() {
+        for private in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in ["8.8.8.8", "2a00:1450::1", "1.1.1.1"] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+    }
+}
