@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::listeners::ListenerConfig;
 use super::{Bounds, Problem};
+use crate::wire::{is_valid_latitude, is_valid_longitude};
 
 /// Spec §5.7: neighbour profiles must be kept at least a day after their last refresh.
 const MIN_NEIGHBOR_EXPIRATION_SECS: u64 = 86_400;
@@ -138,13 +139,13 @@ pub struct NeighborhoodConfig {
 pub(super) fn check_location(raw: &RawLocation, problems: &mut Vec<Problem>) -> Location {
     let latitude = to_micro_degrees(raw.latitude);
     let longitude = to_micro_degrees(raw.longitude);
-    if !latitude.is_some_and(|v| (-90_000_000..=90_000_000).contains(&v)) {
+    if !latitude.is_some_and(is_valid_latitude) {
         problems.push(Problem::new(
             "location.latitude",
             "must be within -90 and 90",
         ));
     }
-    if !longitude.is_some_and(|v| (-179_999_999..=180_000_000).contains(&v)) {
+    if !longitude.is_some_and(is_valid_longitude) {
         problems.push(Problem::new(
             "location.longitude",
             "must be above -180 and at most 180",
