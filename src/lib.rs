@@ -1,8 +1,8 @@
 //! IoP Profile Server: hosts identities, relays calls between them and shares profiles with the
 //! neighbourhood, speaking the public IoP profile-server protocol.
 //!
-//! Rooms, top to bottom; a room uses only the rooms below it (checked by
-//! `grep -rn "use crate::" src/<room>`):
+//! Rooms, top to bottom; a room uses only the rooms below it (`.ci/layers.py` checks it, so
+//! there is no import cycle):
 //! - [`runtime`] wires everything: ports, data directory, listeners, the task tracker and
 //!   shutdown order, logging, systemd. The only room that spawns long-lived tasks.
 //! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
