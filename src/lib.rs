@@ -6,7 +6,8 @@
 //! - [`runtime`] wires everything: ports, data directory, listeners, the task tracker and
 //!   shutdown order, logging, systemd. The only room that spawns long-lived tasks.
 //! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
-//!   for test clients. `jobs` runs the timers (maintenance, relay deadlines).
+//!   for test clients. `peers` are the outgoing links: LOC, neighbours, followers. `jobs`
+//!   runs the timers (maintenance, relay deadlines).
 //! - `handlers` answer requests, one module per feature area; they never touch a socket.
 //! - `session` is per-connection protocol state and the role/state gates (sync, no I/O).
 //! - `hub` is the state shared between connections: outboxes, presence, call relays. Its
@@ -26,6 +27,7 @@ pub(crate) mod hub;
 pub(crate) mod images;
 pub(crate) mod jobs;
 pub mod net;
+pub(crate) mod peers;
 pub mod role;
 pub mod runtime;
 pub mod search;
