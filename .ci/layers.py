@@ -11,11 +11,13 @@ RANK = {
     "wire": 0, "clock": 0, "role": 0, "images": 0,
     "crypto": 1, "search": 1, "config": 1,
     "store": 2, "hub": 2,
-    "session": 3,
-    "context": 4,
-    "handlers": 5, "peers": 5,
-    "jobs": 6, "net": 6,
-    "runtime": 7,
+    "profile_rules": 3,
+    "session": 4, "neighborhood": 4,
+    "context": 5,
+    "handlers": 6,
+    "jobs": 7, "net": 7,
+    "peers": 8,
+    "runtime": 9,
 }
 USE = re.compile(r"crate::([a-z_]+)")
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod tests")

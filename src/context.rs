@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::crypto::ServerKey;
@@ -22,6 +24,8 @@ pub struct Ctx {
     pub config: Config,
     /// Every served role with the port it is actually bound to, for ListRoles.
     pub role_ports: Vec<(Role, u16)>,
+    /// The address announced to LOC and to other servers.
+    pub external_address: std::net::IpAddr,
     /// Permits for open connections (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Permits for incoming frame bytes held in memory (`limits.max_inflight_bytes`).
@@ -37,9 +41,33 @@ pub struct Ctx {
     pub search_cache_bytes: Arc<Semaphore>,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
+    /// Woken when neighbourhood actions were queued for followers, or a follower finished its
+    /// initialisation: the follower sync delivers at once instead of at its next interval.
+    pub actions_queued: Notify,
+    /// Every task of the server; shutdown waits for them before the database closes.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
 }
 
 impl Ctx {
+    /// Runs `task` under the server's tracker. It must end soon after [`Ctx::shutdown`] is
+    /// cancelled, because the database closes only after every task ended.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// The port serving `role` (0 when no port serves it).
+    pub fn port_of(&self, role: Role) -> u16 {
+        self.role_ports
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or(0, |(_, port)| *port)
+    }
+
     /// A number no other connection of this run has.
     pub fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)

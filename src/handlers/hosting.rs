@@ -9,6 +9,7 @@ use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
+use crate::profile_rules::MAX_TYPE_LEN;
 use crate::session::{Conversation, Session};
 use crate::store::identities::RegisterOutcome;
 use crate::store::records::HostedIdentity;
@@ -22,8 +23,6 @@ const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 const START_TIME_TOLERANCE_MS: i64 = 3_600_000;
 /// Spec §4.5: hosting contracts run for 10 years (a placeholder until plans are billed).
 const CONTRACT_LENGTH_MS: i64 = 10 * 365 * 24 * 3_600_000;
-/// Spec §4.5: identity types are 1..=64 bytes.
-pub const MAX_TYPE_LEN: usize = 64;
 
 /// Whether `ms` is a representable timestamp (spec §1.3).
 pub fn is_valid_timestamp(ms: i64) -> bool {
@@ -156,6 +155,7 @@ pub async fn cancel_hosting_agreement(
     if !ctx.store.cancel_hosting(id, redirect, now.unix_ms).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
+    ctx.actions_queued.notify_one();
     ctx.search.update(|index| index.remove_hosted(&id.0));
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),

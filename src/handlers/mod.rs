@@ -7,6 +7,7 @@ pub mod basic;
 pub mod call;
 pub mod conversation;
 pub mod hosting;
+pub mod neighborhood;
 pub mod profile;
 pub mod reject;
 pub mod relations;
@@ -175,6 +176,18 @@ async fn conversation_request(
         }
         R::RemoveRelatedIdentity(request) => {
             relations::remove_related_identity(ctx, session, request).await
+        }
+        R::StartNeighborhoodInitialization(request) => {
+            neighborhood::start_neighborhood_initialization(ctx, session, &request).await
+        }
+        R::FinishNeighborhoodInitialization(_) => {
+            neighborhood::finish_neighborhood_initialization()
+        }
+        R::NeighborhoodSharedProfileUpdate(request) => {
+            neighborhood::neighborhood_shared_profile_update(ctx, session, request, now).await
+        }
+        R::StopNeighborhoodUpdates(_) => {
+            neighborhood::stop_neighborhood_updates(ctx, session).await
         }
         R::CallIdentityApplicationService(request) => {
             return call::call_identity_application_service(ctx, session, id, &request, now).await;

@@ -32,6 +32,10 @@ pub enum Command {
 pub enum ServerRequestKind {
     /// IncomingCallNotificationRequest (conversation).
     IncomingCallNotification,
+    /// NeighborhoodSharedProfileUpdateRequest (conversation).
+    NeighborhoodSharedProfileUpdate,
+    /// FinishNeighborhoodInitializationRequest (conversation).
+    FinishNeighborhoodInitialization,
     /// ApplicationServiceReceiveMessageNotificationRequest (single).
     ReceiveMessageNotification,
 }
@@ -40,10 +44,6 @@ pub enum ServerRequestKind {
 #[derive(Debug)]
 pub enum Reply {
     /// A task awaits it.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "awaited by neighbourhood sharing once it lands")
-    )]
     Channel(oneshot::Sender<ps::Response>),
     /// A relayed message: the answer is acknowledged on the sender's connection, in the order
     /// the recipient answers (spec §5.5).
@@ -92,6 +92,14 @@ impl Outbox {
     pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Command>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         (Outbox { sender }, receiver)
+    }
+
+    /// Queues a command, waiting while the queue is full (callers bound the wait).
+    pub async fn push(&self, command: Command) -> Result<(), OutboxError> {
+        self.sender
+            .send(command)
+            .await
+            .map_err(|_| OutboxError::Closed)
     }
 
     /// Queues a command without waiting; a full queue is an error, never growth.

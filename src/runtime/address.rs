@@ -10,13 +10,6 @@ use crate::config::Config;
 /// The address to announce: `external_address` when the configuration has one (with
 /// `test_mode = true` and no key the configuration already holds 127.0.0.1), otherwise the
 /// machine's first non-loopback address, or 127.0.0.1 when the machine has no route at all.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "LOC, CAN and neighbour announcements are not wired yet; they call this at start"
-    )
-)]
 pub(crate) fn external_address(config: &Config) -> IpAddr {
     config.external_address.unwrap_or_else(machine_address)
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +30,9 @@ use crate::search::index::SearchIndex;
 use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
 use crate::store::{Store, StoreError};
+
+/// Neighbourhood reports from LOC waiting for the neighbour manager.
+const NEIGHBOURHOOD_REPORTS: usize = 64;
 
 /// Longest wait for connections to finish after shutdown was requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,7 +156,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tls,
         });
     }
+    let (followers, neighbors) = store.drop_unfinished().await?;
+    if followers + neighbors > 0 {
+        tracing::info!(
+            followers,
+            neighbors,
+            "dropped initialisations a stop interrupted"
+        );
+    }
     let search = build_search_index(&store).await?;
+    let neighbor_ids = store.neighbors().await?.into_iter().map(|(id, _)| id);
+    search.update(|index| neighbor_ids.for_each(|id| index.add_server(id)));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let limits = config.limits.clone();
     let relay_timeouts = RelayTimeouts {
         answer: config.timeouts.call_answer,
@@ -165,15 +180,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         key,
         store,
         role_ports: role_ports.clone(),
+        external_address: address::external_address(&config),
         config,
         registry: Registry::default(),
         relays: Relays::new(limits.max_relays as usize, relay_timeouts),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
+        actions_queued: Notify::new(),
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
     });
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
     for port in ports {
         tasks.spawn(listener::accept_loop(
             port,
@@ -187,6 +204,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::clone(&ctx),
         shutdown.clone(),
     ));
+    tasks.spawn(crate::peers::followers::run(Arc::clone(&ctx)));
+    let (reports, neighbourhood) = tokio::sync::mpsc::channel(NEIGHBOURHOOD_REPORTS);
+    tasks.spawn(crate::peers::neighbors::run(
+        Arc::clone(&ctx),
+        neighbourhood,
+    ));
+    // The LOC client (not yet wired) holds the sending side; without it, no reports arrive.
+    drop(reports);
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {

@@ -4,13 +4,10 @@
 //! One compact entry per profile: network id, interned lower-cased type, location, and one
 //! string holding the lower-cased name followed by the extra data. Thumbnails stay on disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::wildcard::Wildcard;
-use crate::wire::ps;
-
-/// Spec §5.8: the type of placeholder profiles, hidden from search.
-pub const INTERNAL_TYPE: &str = "<INTERNAL>";
+use crate::wire::{INTERNAL_TYPE, ps};
 
 /// The searchable part of one profile.
 struct Entry {
@@ -93,6 +90,8 @@ pub struct SearchIndex {
     kind_ids: HashMap<Box<str>, u32>,
     servers: Vec<[u8; 32]>,
     server_ids: HashMap<[u8; 32], u32>,
+    /// Initialised neighbours, listed in `covered_servers` even when they share nothing.
+    covered: HashSet<[u8; 32]>,
     hosted: Table,
     neighbors: Table,
 }
@@ -143,13 +142,42 @@ impl SearchIndex {
             self.neighbors.remove(&id);
             return;
         }
-        let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
-        let server = *self.server_ids.entry(server).or_insert_with(|| {
-            self.servers.push(server);
-            next
-        });
+        let server = self.intern_server(server);
         let entry = self.entry(id, server, profile);
         self.neighbors.upsert(entry);
+    }
+
+    /// Records an initialised neighbour, whether or not it shares profiles.
+    pub fn add_server(&mut self, server: [u8; 32]) {
+        self.intern_server(server);
+    }
+
+    /// Records an initialised neighbour and returns its number in [`SearchIndex::servers`].
+    fn intern_server(&mut self, server: [u8; 32]) -> u32 {
+        self.covered.insert(server);
+        let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
+        *self.server_ids.entry(server).or_insert_with(|| {
+            self.servers.push(server);
+            next
+        })
+    }
+
+    /// Forgets a neighbour and every profile it shares.
+    pub fn remove_server(&mut self, server: &[u8; 32]) {
+        self.covered.remove(server);
+        let Some(&number) = self.server_ids.get(server) else {
+            return;
+        };
+        let ids: Vec<[u8; 32]> = self
+            .neighbors
+            .entries
+            .iter()
+            .filter(|entry| entry.server == number)
+            .map(|entry| entry.id)
+            .collect();
+        for id in &ids {
+            self.neighbors.remove(id);
+        }
     }
 
     /// Removes a neighbour profile.
@@ -170,9 +198,9 @@ impl SearchIndex {
         (self.hosted.entries.len(), self.neighbors.entries.len())
     }
 
-    /// Servers whose profiles are in the index.
+    /// The initialised neighbours.
     pub fn neighbor_servers(&self) -> Vec<[u8; 32]> {
-        self.servers.clone()
+        self.covered.iter().copied().collect()
     }
 
     /// Matches hosted profiles first, then (unless `hosted_only`) neighbour profiles, stopping

@@ -165,6 +165,12 @@ fn kind_matches(kind: ServerRequestKind, response: &ps::Response) -> bool {
             (
                 ServerRequestKind::IncomingCallNotification,
                 Some(C::IncomingCallNotification(_))
+            ) | (
+                ServerRequestKind::NeighborhoodSharedProfileUpdate,
+                Some(C::NeighborhoodSharedProfileUpdate(_))
+            ) | (
+                ServerRequestKind::FinishNeighborhoodInitialization,
+                Some(C::FinishNeighborhoodInitialization(_))
             )
         ),
         None => false,

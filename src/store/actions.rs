@@ -1,7 +1,7 @@
-//! The neighbourhood action queue: per target server, in the order the actions were queued.
+//! The neighbourhood action queue: per follower, in the order the actions were queued.
 //!
-//! Filled in the same transaction as the change that causes it; drained by the neighbourhood
-//! sync task (a later feature).
+//! Filled in the same transaction as the change that causes it, so an acknowledged change is
+//! never lost to followers; drained by the follower sync task (`peers`).
 
 use prost::Message as _;
 use redb::{ReadableTable, WriteTransaction};
@@ -14,7 +14,37 @@ use crate::crypto::NetworkId;
 /// Settings key of the next action sequence number (8 bytes, little endian).
 const NEXT_ACTION_SEQ: &str = "next_action_seq";
 
-/// Queues one action about `identity` for every follower server.
+/// The action sequence counter inside one write transaction.
+pub struct Seq(u64);
+
+impl Seq {
+    /// The next number.
+    pub fn take(&mut self) -> u64 {
+        let seq = self.0;
+        self.0 += 1;
+        seq
+    }
+
+    /// Stores the counter for the next transaction.
+    pub fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        let mut settings = txn.open_table(SETTINGS)?;
+        settings.insert(NEXT_ACTION_SEQ, self.0.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+}
+
+/// Reads the action sequence counter.
+pub fn next_seq(txn: &WriteTransaction) -> Result<Seq, StoreError> {
+    let settings = txn.open_table(SETTINGS)?;
+    let seq = settings
+        .get(NEXT_ACTION_SEQ)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map_or(0, u64::from_le_bytes);
+    Ok(Seq(seq))
+}
+
+/// Queues one action about `identity` for every follower, initialised or not: a follower whose
+/// initialisation is under way gets it after its snapshot (spec §5.7 A.2).
 pub fn queue_for_followers(
     txn: &WriteTransaction,
     kind: ActionKind,
@@ -29,11 +59,7 @@ pub fn queue_for_followers(
     if followers.is_empty() {
         return Ok(());
     }
-    let mut settings = txn.open_table(SETTINGS)?;
-    let mut seq = settings
-        .get(NEXT_ACTION_SEQ)?
-        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map_or(0, u64::from_le_bytes);
+    let mut seq = next_seq(txn)?;
     let action = NeighborhoodAction {
         kind: kind as i32,
         identity_id: identity.0.to_vec(),
@@ -43,9 +69,8 @@ pub fn queue_for_followers(
     .encode_to_vec();
     let mut actions = txn.open_table(ACTIONS)?;
     for follower in followers {
-        actions.insert((follower, seq), action.as_slice())?;
-        seq += 1;
+        actions.insert((follower, seq.take()), action.as_slice())?;
     }
-    settings.insert(NEXT_ACTION_SEQ, seq.to_le_bytes().as_slice())?;
-    Ok(())
+    drop(actions);
+    seq.save(txn)
 }

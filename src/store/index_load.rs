@@ -3,8 +3,8 @@
 use prost::Message as _;
 use redb::ReadableTable;
 
-use super::records::{HostedIdentity, NeighborIdentity};
-use super::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES};
+use super::records::{HostedIdentity, NeighborIdentity, PeerServer};
+use super::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES, NEIGHBORS};
 use super::{Store, StoreError};
 
 /// A profile to index: its owner's id, the hosting neighbour (if shared) and the profile bytes.
@@ -18,8 +18,9 @@ pub struct IndexRecord {
 }
 
 impl Store {
-    /// Initialised, non-cancelled hosted profiles, then every neighbour profile. Corrupt rows
-    /// are skipped with a warning rather than keeping the server from starting.
+    /// Initialised, non-cancelled hosted profiles, then every profile of an initialised
+    /// neighbour. Corrupt rows are skipped with a warning rather than keeping the server from
+    /// starting.
     pub fn index_records(&self) -> Result<Vec<IndexRecord>, StoreError> {
         let txn = redb::ReadableDatabase::begin_read(&*self.db)?;
         let mut records = Vec::new();
@@ -37,9 +38,19 @@ impl Store {
                 Err(_) => tracing::warn!("skipping a corrupt hosted identity while indexing"),
             }
         }
+        let mut initialized = std::collections::HashSet::new();
+        for entry in txn.open_table(NEIGHBORS)?.iter()? {
+            let (key, value) = entry?;
+            if PeerServer::decode(value.value()).is_ok_and(|n| n.initialized) {
+                initialized.insert(key.value());
+            }
+        }
         for entry in txn.open_table(NEIGHBOR_IDENTITIES)?.iter()? {
             let (key, value) = entry?;
             let (server, id) = key.value();
+            if !initialized.contains(&server) {
+                continue;
+            }
             if let Ok(shared) = NeighborIdentity::decode(value.value()) {
                 records.push(IndexRecord {
                     id,

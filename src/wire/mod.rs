@@ -45,6 +45,13 @@ pub const VERSION_1_0_0: [u8; 3] = [1, 0, 0];
 /// Message id used when a frame could not be parsed and its id is unknown (spec §1.1).
 pub const UNKNOWN_MESSAGE_ID: u32 = 0x0BAD_C0DE;
 
+/// Spec §5.8: the type of placeholder profiles a sharing server sends for an identity it can no
+/// longer load; never searchable, never signature-checked.
+pub const INTERNAL_TYPE: &str = "<INTERNAL>";
+
+/// Spec §4.19, §6: profiles one neighbour may share with us.
+pub const MAX_SHARED_PROFILES: u32 = 20_000;
+
 /// Spec §1.3: public keys are 1 to 128 bytes.
 pub const MAX_PUBLIC_KEY_LEN: usize = 128;
 

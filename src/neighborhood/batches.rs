@@ -1,0 +1,165 @@
+//! Cutting what a follower receives into update requests (spec §5.7 A.3): as many items as fit
+//! in one frame, and the `<INTERNAL>` placeholder for an identity that can no longer be loaded
+//! (§5.8).
+
+use prost::Message as _;
+
+use crate::store::followers::SharedProfile;
+use crate::wire::frame::MAX_FRAME_LEN;
+use crate::wire::ps::{self, shared_profile_update_item::ActionType};
+use crate::wire::{INTERNAL_TYPE, VERSION_1_0_0};
+
+/// Bytes the items of one request may take: a frame's limit less 32 (spec §5.7 A.3) and room
+/// for the envelope around the items (header, ids, tags, lengths).
+const ITEM_BUDGET: usize = MAX_FRAME_LEN - 32 - 64;
+
+/// Items gathered for one update request.
+#[derive(Debug, Default)]
+pub struct Batch {
+    items: Vec<ps::SharedProfileUpdateItem>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds `item` when it fits; hands it back when the batch is full (never when empty).
+    pub fn push(
+        &mut self,
+        item: ps::SharedProfileUpdateItem,
+    ) -> Result<(), Box<ps::SharedProfileUpdateItem>> {
+        let len = item.encoded_len();
+        let cost = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        if !self.items.is_empty() && self.bytes + cost > ITEM_BUDGET {
+            return Err(Box::new(item));
+        }
+        self.bytes += cost;
+        self.items.push(item);
+        Ok(())
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The items, leaving the batch empty.
+    pub fn take(&mut self) -> Vec<ps::SharedProfileUpdateItem> {
+        self.bytes = 0;
+        std::mem::take(&mut self.items)
+    }
+}
+
+/// An `add` (or, with `change`, a `change`) item carrying a stored profile and its thumbnail;
+/// the placeholder when the stored profile does not decode.
+pub fn profile_item(
+    profile: &SharedProfile,
+    thumbnail: Vec<u8>,
+    change: bool,
+) -> ps::SharedProfileUpdateItem {
+    let Ok(information) = ps::ProfileInformation::decode(profile.profile.as_slice()) else {
+        return placeholder(&[]);
+    };
+    let signed_profile = Some(ps::SignedProfileInformation {
+        profile: Some(information),
+        signature: profile.signature.clone(),
+    });
+    let action = if change {
+        ActionType::Change(ps::SharedProfileChangeItem {
+            signed_profile,
+            thumbnail_image: thumbnail,
+        })
+    } else {
+        ActionType::Add(ps::SharedProfileAddItem {
+            signed_profile,
+            thumbnail_image: thumbnail,
+        })
+    };
+    ps::SharedProfileUpdateItem {
+        action_type: Some(action),
+    }
+}
+
+/// Spec §5.8: an unsigned `add` of type `<INTERNAL>` named after the key, for an identity whose
+/// profile or thumbnail can no longer be loaded, so that its later `delete` stays consistent.
+pub fn placeholder(public_key: &[u8]) -> ps::SharedProfileUpdateItem {
+    let profile = ps::ProfileInformation {
+        version: VERSION_1_0_0.to_vec(),
+        public_key: public_key.to_vec(),
+        r#type: INTERNAL_TYPE.to_owned(),
+        name: hex::encode(public_key),
+        ..ps::ProfileInformation::default()
+    };
+    ps::SharedProfileUpdateItem {
+        action_type: Some(ActionType::Add(ps::SharedProfileAddItem {
+            signed_profile: Some(ps::SignedProfileInformation {
+                profile: Some(profile),
+                signature: Vec::new(),
+            }),
+            thumbnail_image: Vec::new(),
+        })),
+    }
+}
+
+/// A `delete` item for identity `id`.
+pub fn delete_item(id: &[u8]) -> ps::SharedProfileUpdateItem {
+    ps::SharedProfileUpdateItem {
+        action_type: Some(ActionType::Delete(ps::SharedProfileDeleteItem {
+            identity_network_id: id.to_vec(),
+        })),
+    }
+}
+
+/// A `refresh` item.
+pub fn refresh_item() -> ps::SharedProfileUpdateItem {
+    ps::SharedProfileUpdateItem {
+        action_type: Some(ActionType::Refresh(ps::SharedProfileRefreshAllItem {})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big_item(thumbnail: usize) -> ps::SharedProfileUpdateItem {
+        let profile = SharedProfile {
+            id: [1; 32],
+            profile: ps::ProfileInformation {
+                name: "x".into(),
+                ..ps::ProfileInformation::default()
+            }
+            .encode_to_vec(),
+            signature: vec![0; 64],
+            thumbnail_hash: Vec::new(),
+        };
+        profile_item(&profile, vec![7; thumbnail], false)
+    }
+
+    #[test]
+    fn a_full_batch_hands_the_item_back_and_stays_in_one_frame() {
+        let mut batch = Batch::default();
+        let mut pushed = 0;
+        while batch.push(big_item(5_000)).is_ok() {
+            pushed += 1;
+        }
+        assert!(pushed > 100, "{pushed}");
+        let request = ps::NeighborhoodSharedProfileUpdateRequest {
+            items: batch.take(),
+        };
+        // The request plus the largest envelope stays within a frame.
+        assert!(request.encoded_len() + 64 < MAX_FRAME_LEN - 32);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn placeholders_are_internal_and_named_by_key() {
+        let item = placeholder(&[0xab; 32]);
+        let Some(ActionType::Add(add)) = item.action_type else {
+            panic!("an add item");
+        };
+        let profile = add
+            .signed_profile
+            .and_then(|s| s.profile)
+            .expect("a profile");
+        assert_eq!(profile.r#type, INTERNAL_TYPE);
+        assert_eq!(profile.name, "ab".repeat(32));
+    }
+}

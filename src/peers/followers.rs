@@ -1,0 +1,290 @@
+//! Live delivery to followers (spec §5.7 A.6–A.10): each initialised follower's queued actions,
+//! in order, over our own TLS connection to the srNeighbor port it claimed, after checking that
+//! the server there is the follower.
+//!
+//! Runs when actions are queued and every `action_interval_secs`; a follower that cannot be
+//! reached is tried again after `action_retry_secs`, doubling up to [`MAX_BACKOFF_STEPS`]; one
+//! that refuses an update or turns out to be someone else is dropped with its queue.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::client::{PeerClient, PeerError, sr_neighbor_port};
+use crate::clock::{self, Now};
+use crate::context::Ctx;
+use crate::crypto::NetworkId;
+use crate::handlers::neighborhood::ip_address;
+use crate::neighborhood::batches::{Batch, delete_item, placeholder, profile_item, refresh_item};
+use crate::role::Role;
+use crate::store::StoreError;
+use crate::store::followers::QueuedAction;
+use crate::store::records::{ActionKind, PeerServer};
+use crate::wire::Status;
+use crate::wire::ps::{self, conversation_request};
+
+/// Spec §5.7 A.8: followers served at once (C#: 5).
+const PARALLEL_DELIVERIES: usize = 5;
+/// Actions read from the queue per delivery.
+const ACTIONS_PER_DELIVERY: usize = 200;
+/// How often refreshes are queued for followers that are due one (C#: 11 min).
+const REFRESH_CHECK: Duration = Duration::from_secs(11 * 60);
+/// The retry delay doubles after each failure, up to this many times.
+const MAX_BACKOFF_STEPS: u32 = 4;
+
+/// What became of one delivery round to a follower.
+enum Delivered {
+    /// Everything queued went through (or nothing was queued).
+    Done,
+    /// It could not be reached; try again later.
+    Retry,
+    /// It refused an update or is someone else: it was dropped.
+    Dropped,
+}
+
+/// Delivers queued actions to followers until shutdown.
+pub async fn run(ctx: Arc<Ctx>) {
+    let settings = &ctx.config.neighborhood;
+    let mut tick = tokio::time::interval(settings.action_interval);
+    let mut refresh = tokio::time::interval(REFRESH_CHECK);
+    let mut backoff: HashMap<[u8; 32], (Instant, u32)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            () = ctx.actions_queued.notified() => {}
+            _ = refresh.tick() => queue_refreshes(&ctx).await,
+        }
+        if let Err(error) = deliver_round(&ctx, &mut backoff).await {
+            tracing::warn!(%error, "follower delivery failed");
+        }
+    }
+}
+
+async fn queue_refreshes(ctx: &Ctx) {
+    let interval = ctx.config.neighborhood.follower_refresh;
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    match ctx
+        .store
+        .queue_refreshes(clock::unix_ms(), interval_ms)
+        .await
+    {
+        Ok(dropped) => {
+            for id in dropped {
+                tracing::info!(follower = %NetworkId(id), "follower dropped: refreshes unanswered");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot queue follower refreshes"),
+    }
+}
+
+/// One pass over every initialised follower not waiting out a failure.
+async fn deliver_round(
+    ctx: &Arc<Ctx>,
+    backoff: &mut HashMap<[u8; 32], (Instant, u32)>,
+) -> Result<(), StoreError> {
+    let now = Now::read().instant;
+    let followers = ctx.store.followers().await?;
+    backoff.retain(|id, _| followers.iter().any(|(f, _)| f == id));
+    let due: Vec<([u8; 32], PeerServer)> = followers
+        .into_iter()
+        .filter(|(id, record)| record.initialized && backoff.get(id).is_none_or(|b| b.0 <= now))
+        .collect();
+    let mut due = due.into_iter();
+    let mut running = JoinSet::new();
+    loop {
+        while running.len() < PARALLEL_DELIVERIES {
+            let Some((id, record)) = due.next() else {
+                break;
+            };
+            let ctx = Arc::clone(ctx);
+            running.spawn(async move { (id, deliver(&ctx, id, record).await) });
+        }
+        let Some(finished) = running.join_next().await else {
+            return Ok(());
+        };
+        let Ok((id, outcome)) = finished else {
+            continue;
+        };
+        match outcome {
+            Delivered::Done | Delivered::Dropped => {
+                backoff.remove(&id);
+            }
+            Delivered::Retry => {
+                let steps = backoff.get(&id).map_or(0, |b| b.1);
+                let delay = ctx.config.neighborhood.action_retry * 2_u32.pow(steps);
+                backoff.insert(
+                    id,
+                    (
+                        Now::read().instant + delay,
+                        (steps + 1).min(MAX_BACKOFF_STEPS),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Delivers follower `id`'s queue, batch by batch on one connection.
+async fn deliver(ctx: &Ctx, id: [u8; 32], record: PeerServer) -> Delivered {
+    let actions = match ctx.store.follower_actions(id, ACTIONS_PER_DELIVERY).await {
+        Ok(actions) if actions.is_empty() => return Delivered::Done,
+        Ok(actions) => actions,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a follower's queue");
+            return Delivered::Retry;
+        }
+    };
+    let follower = NetworkId(id);
+    let mut client = match connect(ctx, id, &record).await {
+        Ok(client) => client,
+        Err(PeerError::WrongIdentity) => {
+            return drop_follower(ctx, id, "another server answered").await;
+        }
+        Err(error) => {
+            tracing::debug!(%follower, %error, "follower unreachable");
+            return Delivered::Retry;
+        }
+    };
+    for (items, last_seq) in batches(ctx, actions).await {
+        let update = conversation_request::RequestType::NeighborhoodSharedProfileUpdate(
+            ps::NeighborhoodSharedProfileUpdateRequest { items },
+        );
+        match client.conversation(Vec::new(), update).await {
+            Ok(_) => {
+                if let Err(error) = ctx.store.complete_actions(id, last_seq).await {
+                    tracing::warn!(%error, "cannot record a delivery");
+                    return Delivered::Retry;
+                }
+            }
+            Err(PeerError::Status(Status::ErrorBadRole)) => {
+                forget_port(ctx, id).await;
+                return Delivered::Retry;
+            }
+            Err(PeerError::Status(_)) => {
+                return drop_follower(ctx, id, "it refused an update").await;
+            }
+            Err(error) => {
+                tracing::debug!(%follower, %error, "delivery to a follower broke off");
+                return Delivered::Retry;
+            }
+        }
+    }
+    Delivered::Done
+}
+
+/// Opens a verified connection to the follower: the claimed srNeighbor port first, and when
+/// that fails the one its primary port reports (spec §5.7 A.7, PS08012).
+async fn connect(ctx: &Ctx, id: [u8; 32], record: &PeerServer) -> Result<PeerClient, PeerError> {
+    let ip = ip_address(&record.ip_address).ok_or(PeerError::Protocol("bad stored address"))?;
+    let claimed = u16::try_from(record.sr_neighbor_port).unwrap_or(0);
+    if claimed != 0 {
+        let attempt = PeerClient::connect(SocketAddr::new(ip, claimed), Role::SrNeighbor).await;
+        if let Ok(mut client) = attempt {
+            client.verify(&ctx.key, NetworkId(id)).await?;
+            return Ok(client);
+        }
+    }
+    let primary = u16::try_from(record.primary_port).unwrap_or(0);
+    let port = sr_neighbor_port(ip, primary).await?;
+    if port != claimed {
+        let learnt = u32::from(port);
+        let stored = ctx
+            .store
+            .update_follower(id, move |r| r.sr_neighbor_port = learnt);
+        if let Err(error) = stored.await {
+            tracing::warn!(%error, "cannot store a follower's port");
+        }
+    }
+    let mut client = PeerClient::connect(SocketAddr::new(ip, port), Role::SrNeighbor).await?;
+    client.verify(&ctx.key, NetworkId(id)).await?;
+    Ok(client)
+}
+
+/// The queued actions as update requests, each with the last queue position it covers.
+async fn batches(
+    ctx: &Ctx,
+    actions: Vec<QueuedAction>,
+) -> Vec<(Vec<ps::SharedProfileUpdateItem>, u64)> {
+    let mut requests = Vec::new();
+    let mut batch = Batch::default();
+    let mut last_seq = 0;
+    for action in actions {
+        if let Some(item) = item_for(ctx, &action).await
+            && let Err(item) = batch.push(item)
+        {
+            requests.push((batch.take(), last_seq));
+            // An empty batch takes any item.
+            let _ = batch.push(*item);
+        }
+        last_seq = action.seq;
+    }
+    requests.push((batch.take(), last_seq));
+    requests.retain(|(items, _)| !items.is_empty());
+    if requests.is_empty() {
+        // Only actions that need no item (changes of identities gone since): mark them done.
+        requests.push((Vec::new(), last_seq));
+    }
+    requests
+}
+
+/// The item an action becomes, from the identity's current state; `None` for a change of an
+/// identity that has gone since (its delete follows in the queue).
+async fn item_for(ctx: &Ctx, action: &QueuedAction) -> Option<ps::SharedProfileUpdateItem> {
+    let id = <[u8; 32]>::try_from(action.identity.as_slice()).ok();
+    match action.kind {
+        ActionKind::AddProfile | ActionKind::ChangeProfile => {
+            let change = action.kind == ActionKind::ChangeProfile;
+            let profile = ctx.store.shared_profile(id?).await.ok().flatten();
+            let thumbnail = match &profile {
+                Some(p) => match <[u8; 32]>::try_from(p.thumbnail_hash.as_slice()) {
+                    Ok(hash) => ctx.store.image(hash).await.ok().flatten(),
+                    Err(_) => Some(Vec::new()),
+                },
+                None => None,
+            };
+            match (profile, thumbnail) {
+                (Some(profile), Some(thumbnail)) => Some(profile_item(&profile, thumbnail, change)),
+                (_, _) if change => None,
+                // Spec §5.8: gone since it was queued; a placeholder keeps its delete consistent.
+                (_, _) => placeholder_for(ctx, id?).await,
+            }
+        }
+        ActionKind::RemoveProfile => id.map(|id| delete_item(&id)),
+        ActionKind::RefreshNeighborStatus => Some(refresh_item()),
+        _ => None,
+    }
+}
+
+/// The `<INTERNAL>` placeholder for a hosted identity whose record still names its key.
+async fn placeholder_for(ctx: &Ctx, id: [u8; 32]) -> Option<ps::SharedProfileUpdateItem> {
+    let record = ctx
+        .store
+        .hosted_identity(NetworkId(id))
+        .await
+        .ok()
+        .flatten()?;
+    Some(placeholder(&record.public_key))
+}
+
+async fn forget_port(ctx: &Ctx, id: [u8; 32]) {
+    if let Err(error) = ctx
+        .store
+        .update_follower(id, |r| r.sr_neighbor_port = 0)
+        .await
+    {
+        tracing::warn!(%error, "cannot forget a follower's port");
+    }
+}
+
+async fn drop_follower(ctx: &Ctx, id: [u8; 32], why: &'static str) -> Delivered {
+    tracing::info!(follower = %NetworkId(id), why, "follower dropped");
+    if let Err(error) = ctx.store.remove_follower(id).await {
+        tracing::warn!(%error, "cannot drop a follower");
+    }
+    Delivered::Dropped
+}

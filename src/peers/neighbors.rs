@@ -1,0 +1,435 @@
+//! The receiving side of the neighbourhood (spec §5.7 B): the neighbour servers LOC reports,
+//! the initialisation that pulls each one's profiles, their expiry, and Stop when one goes.
+//!
+//! One manager task owns the schedule: a new neighbour is initialised after a random delay of
+//! up to `init_delay_max_secs`, at most `neighborhood_init_parallelism` at a time; a failed
+//! initialisation is tried again after `action_retry_secs`. Profiles arrive batch by batch into
+//! the store and become searchable only when the neighbour sends Finish.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, sleep_until};
+
+use super::client::{PeerClient, PeerError, sr_neighbor_port};
+use crate::clock::{self, Now};
+use crate::context::Ctx;
+use crate::crypto::{NetworkId, random_bytes};
+use crate::handlers::neighborhood::{apply_items, ip_address, ip_bytes};
+use crate::neighborhood::items::Phase;
+use crate::role::Role;
+use crate::store::StoreError;
+use crate::store::records::PeerServer;
+use crate::wire::Status;
+use crate::wire::ps::{self, conversation_request, conversation_response, request};
+
+/// Spec §5.7 B.3: an initialisation that takes longer is abandoned (C#: 10 min less 90 s).
+const INIT_DEADLINE: Duration = Duration::from_secs(510);
+/// Profiles loaded into the search index at a time when a neighbour finishes.
+const INDEX_PAGE: usize = 500;
+/// How often neighbours are checked for expiry (C#: 31 min).
+const EXPIRY_CHECK: Duration = Duration::from_secs(31 * 60);
+
+/// A profile server in our neighbourhood, as LOC reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Its network id (LOC's service data).
+    pub id: [u8; 32],
+    /// Its address.
+    pub address: IpAddr,
+    /// Its primary port.
+    pub primary_port: u16,
+}
+
+/// What LOC tells the manager.
+#[derive(Debug)]
+#[expect(dead_code, reason = "sent by the LOC client once it is wired")]
+pub enum Report {
+    /// The whole neighbourhood as it is now; neighbours not in it are gone.
+    Known(Vec<Node>),
+    /// A node was added or updated (or reported again, which counts as a refresh).
+    Upsert(Node),
+    /// A node was removed; the id as LOC sent it.
+    Removed(Vec<u8>),
+}
+
+/// Why an initialisation did not complete.
+#[derive(Debug)]
+enum Failure {
+    /// Try again after `action_retry_secs`.
+    Retry(String),
+    /// The server at the address is not the neighbour: forget it.
+    Impostor,
+}
+
+impl From<PeerError> for Failure {
+    fn from(error: PeerError) -> Failure {
+        match error {
+            PeerError::WrongIdentity => Failure::Impostor,
+            other => Failure::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Retry(error.to_string())
+    }
+}
+
+/// The manager's state: initialisations waiting for their time, and running ones.
+struct Schedule {
+    due: HashMap<[u8; 32], Instant>,
+    running: JoinSet<([u8; 32], Result<(), Failure>)>,
+    handles: HashMap<[u8; 32], AbortHandle>,
+}
+
+/// Follows LOC's reports until shutdown.
+pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<Report>) {
+    let mut schedule = Schedule {
+        due: HashMap::new(),
+        running: JoinSet::new(),
+        handles: HashMap::new(),
+    };
+    let mut expiry =
+        tokio::time::interval(EXPIRY_CHECK.min(ctx.config.neighborhood.neighbor_expiration));
+    let mut reporting = true;
+    loop {
+        let next = schedule.due.values().min().copied();
+        let due = async {
+            match next {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            report = reports.recv(), if reporting => match report {
+                Some(report) => handle(&ctx, &mut schedule, report).await,
+                None => reporting = false,
+            },
+            () = due => {}
+            Some(done) = schedule.running.join_next(), if !schedule.running.is_empty() => {
+                if let Ok((id, outcome)) = done {
+                    finished(&ctx, &mut schedule, id, outcome).await;
+                }
+            }
+            _ = expiry.tick() => expire(&ctx, &mut schedule).await,
+        }
+        start_due(&ctx, &mut schedule);
+    }
+    schedule.running.shutdown().await;
+}
+
+async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: Report) {
+    let result = match report {
+        Report::Known(nodes) => known(ctx, schedule, nodes).await,
+        Report::Upsert(node) => upsert(ctx, schedule, node).await,
+        Report::Removed(id) => match <[u8; 32]>::try_from(id.as_slice()) {
+            Ok(id) => remove(ctx, schedule, id, "LOC removed it").await,
+            Err(_) => Ok(()),
+        },
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, "cannot follow a neighbourhood change");
+    }
+}
+
+async fn known(
+    ctx: &Arc<Ctx>,
+    schedule: &mut Schedule,
+    nodes: Vec<Node>,
+) -> Result<(), StoreError> {
+    for (id, _) in ctx.store.neighbors().await? {
+        if !nodes.iter().any(|node| node.id == id) {
+            remove(ctx, schedule, id, "LOC no longer reports it").await?;
+        }
+    }
+    for node in nodes {
+        upsert(ctx, schedule, node).await?;
+    }
+    Ok(())
+}
+
+async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: Node) -> Result<(), StoreError> {
+    if node.id == ctx.key.network_id().0 {
+        return Ok(());
+    }
+    let record = PeerServer {
+        ip_address: ip_bytes(node.address),
+        primary_port: u32::from(node.primary_port),
+        ..PeerServer::default()
+    };
+    let max = ctx.config.limits.max_neighbors;
+    if ctx.store.add_neighbor(node.id, record, max).await? {
+        tracing::info!(neighbor = %NetworkId(node.id), "new neighbour");
+    }
+    match ctx.store.neighbor(node.id).await? {
+        // A fresh report of a neighbour counts as a refresh (spec §5.7 B.5).
+        Some(known) if known.initialized => {
+            let now = clock::unix_ms();
+            ctx.store
+                .update_neighbor(node.id, move |r| r.refreshed_at_ms = now)
+                .await?;
+        }
+        Some(_)
+            if !schedule.due.contains_key(&node.id) && !schedule.handles.contains_key(&node.id) =>
+        {
+            schedule
+                .due
+                .insert(node.id, Now::read().instant + init_delay(ctx));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A random delay up to `init_delay_max_secs`, so a neighbourhood does not initialise at once.
+fn init_delay(ctx: &Ctx) -> Duration {
+    let max = ctx.config.neighborhood.init_delay_max;
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(u64::from_le_bytes(random_bytes()) % max_ms.saturating_add(1))
+}
+
+/// Forgets a neighbour: its initialisation, its profiles, and tells it we stop following.
+async fn remove(
+    ctx: &Arc<Ctx>,
+    schedule: &mut Schedule,
+    id: [u8; 32],
+    why: &'static str,
+) -> Result<(), StoreError> {
+    schedule.due.remove(&id);
+    if let Some(handle) = schedule.handles.remove(&id) {
+        handle.abort();
+    }
+    let Some(record) = ctx.store.neighbor(id).await? else {
+        return Ok(());
+    };
+    ctx.store.clear_neighbor(id, true).await?;
+    ctx.search.update(|index| index.remove_server(&id));
+    tracing::info!(neighbor = %NetworkId(id), why, "neighbour dropped");
+    if record.initialized {
+        ctx.spawn(stop_updates(Arc::clone(ctx), id, record));
+    }
+    Ok(())
+}
+
+/// Drops neighbours that have not refreshed for `neighbor_expiration_secs` (spec §5.7 B.5).
+async fn expire(ctx: &Arc<Ctx>, schedule: &mut Schedule) {
+    let limit = ctx.config.neighborhood.neighbor_expiration;
+    let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+    let now = clock::unix_ms();
+    let neighbors = match ctx.store.neighbors().await {
+        Ok(neighbors) => neighbors,
+        Err(error) => return tracing::warn!(%error, "cannot check neighbours for expiry"),
+    };
+    for (id, record) in neighbors {
+        if record.initialized
+            && now - record.refreshed_at_ms > limit_ms
+            && let Err(error) = remove(ctx, schedule, id, "no refresh in time").await
+        {
+            tracing::warn!(%error, "cannot drop an expired neighbour");
+        }
+    }
+}
+
+fn start_due(ctx: &Arc<Ctx>, schedule: &mut Schedule) {
+    let now = Now::read().instant;
+    let parallelism = usize::try_from(ctx.config.limits.neighborhood_init_parallelism).unwrap_or(1);
+    while schedule.running.len() < parallelism {
+        let Some(id) = schedule
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .next()
+        else {
+            return;
+        };
+        schedule.due.remove(&id);
+        let ctx = Arc::clone(ctx);
+        let handle = schedule.running.spawn(async move {
+            let outcome = tokio::time::timeout(INIT_DEADLINE, initialize(&ctx, id)).await;
+            (
+                id,
+                outcome.unwrap_or_else(|_| Err(Failure::Retry("deadline passed".into()))),
+            )
+        });
+        schedule.handles.insert(id, handle);
+    }
+}
+
+async fn finished(
+    ctx: &Arc<Ctx>,
+    schedule: &mut Schedule,
+    id: [u8; 32],
+    outcome: Result<(), Failure>,
+) {
+    schedule.handles.remove(&id);
+    let neighbor = NetworkId(id);
+    let failure = match outcome {
+        Ok(()) => return tracing::info!(%neighbor, "neighbour initialised"),
+        Err(failure) => failure,
+    };
+    // Nothing of a failed initialisation stays (spec §5.7 B.3).
+    if let Err(error) = ctx.store.clear_neighbor(id, false).await {
+        tracing::warn!(%error, "cannot wipe a failed initialisation");
+    }
+    match failure {
+        Failure::Impostor => {
+            if let Err(error) = remove(ctx, schedule, id, "another server answers there").await {
+                tracing::warn!(%error, "cannot drop a neighbour");
+            }
+        }
+        Failure::Retry(why) => {
+            tracing::info!(%neighbor, why, "neighbour initialisation failed; will retry");
+            let retry = Now::read().instant + ctx.config.neighborhood.action_retry;
+            schedule.due.insert(id, retry);
+        }
+    }
+}
+
+/// Pulls a neighbour's profiles (spec §5.7 B.2–B.3) and commits them when it sends Finish.
+async fn initialize(ctx: &Ctx, id: [u8; 32]) -> Result<(), Failure> {
+    let Some(record) = ctx.store.neighbor(id).await? else {
+        return Err(Failure::Retry("no longer a neighbour".into()));
+    };
+    // Anything an earlier attempt left behind goes first, so every item is new again.
+    ctx.store.clear_neighbor(id, false).await?;
+    let mut client = connect(ctx, id, &record).await?;
+    let start = ps::StartNeighborhoodInitializationRequest {
+        primary_port: u32::from(ctx.port_of(Role::Primary)),
+        sr_neighbor_port: u32::from(ctx.port_of(Role::SrNeighbor)),
+        ip_address: ip_bytes(ctx.external_address),
+    };
+    let body = conversation_request::RequestType::StartNeighborhoodInitialization(start);
+    match client.conversation(Vec::new(), body).await {
+        Ok(_) => {}
+        Err(PeerError::Status(Status::ErrorBadRole)) => {
+            ctx.store
+                .update_neighbor(id, |r| r.sr_neighbor_port = 0)
+                .await?;
+            return Err(Failure::Retry("its srNeighbor port moved".into()));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    receive(ctx, id, &mut client).await
+}
+
+/// Answers the neighbour's update batches and its Finish on our connection.
+async fn receive(ctx: &Ctx, id: [u8; 32], client: &mut PeerClient) -> Result<(), Failure> {
+    loop {
+        let (request_id, incoming) = client.next_request().await?;
+        let body = match incoming.conversation_type {
+            Some(request::ConversationType::ConversationRequest(c)) => c.request_type,
+            _ => None,
+        };
+        match body {
+            Some(conversation_request::RequestType::NeighborhoodSharedProfileUpdate(update)) => {
+                let count = ctx
+                    .store
+                    .neighbor(id)
+                    .await?
+                    .map_or(0, |n| n.shared_profiles);
+                let now = Now::read();
+                let error =
+                    apply_items(ctx, id, count, update.items, Phase::Initialization, now).await?;
+                if let Some(details) = error {
+                    let refusal = Err((Status::ErrorInvalidValue, details.clone()));
+                    client.answer(request_id, refusal).await?;
+                    return Err(Failure::Retry(format!(
+                        "it sent an invalid item: {details}"
+                    )));
+                }
+                let done = conversation_response::ResponseType::NeighborhoodSharedProfileUpdate(
+                    ps::NeighborhoodSharedProfileUpdateResponse {},
+                );
+                client.answer(request_id, Ok(done)).await?;
+            }
+            Some(conversation_request::RequestType::FinishNeighborhoodInitialization(_)) => {
+                commit(ctx, id).await?;
+                let done = conversation_response::ResponseType::FinishNeighborhoodInitialization(
+                    ps::FinishNeighborhoodInitializationResponse {},
+                );
+                // Committed already: a neighbour that does not read the answer changes nothing.
+                let _ = client.answer(request_id, Ok(done)).await;
+                return Ok(());
+            }
+            _ => {
+                let refusal = Err((Status::ErrorRejected, String::new()));
+                client.answer(request_id, refusal).await?;
+            }
+        }
+    }
+}
+
+/// Makes the neighbour initialised and its profiles searchable.
+async fn commit(ctx: &Ctx, id: [u8; 32]) -> Result<(), Failure> {
+    if !ctx.store.finish_neighbor(id, clock::unix_ms()).await? {
+        return Err(Failure::Retry("no longer a neighbour".into()));
+    }
+    ctx.search.update(|index| index.add_server(id));
+    let mut after = None;
+    loop {
+        let page = ctx.store.neighbor_profiles(id, after, INDEX_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        ctx.search.update(|index| {
+            for record in &page {
+                if let Some(profile) = crate::search::decode_profile(&record.profile) {
+                    index.upsert_neighbor(id, record.id, &profile);
+                }
+            }
+        });
+    }
+}
+
+/// A verified connection to the neighbour's srNeighbor port, asking its primary port for it
+/// when it is not known or no longer answers.
+async fn connect(ctx: &Ctx, id: [u8; 32], record: &PeerServer) -> Result<PeerClient, Failure> {
+    let ip = ip_address(&record.ip_address).ok_or(Failure::Impostor)?;
+    let known = u16::try_from(record.sr_neighbor_port).unwrap_or(0);
+    if known != 0
+        && let Ok(mut client) =
+            PeerClient::connect(SocketAddr::new(ip, known), Role::SrNeighbor).await
+    {
+        client.verify(&ctx.key, NetworkId(id)).await?;
+        return Ok(client);
+    }
+    let primary = u16::try_from(record.primary_port).unwrap_or(0);
+    let port = sr_neighbor_port(ip, primary).await?;
+    let learnt = u32::from(port);
+    ctx.store
+        .update_neighbor(id, move |r| r.sr_neighbor_port = learnt)
+        .await?;
+    let mut client = PeerClient::connect(SocketAddr::new(ip, port), Role::SrNeighbor).await?;
+    client.verify(&ctx.key, NetworkId(id)).await?;
+    Ok(client)
+}
+
+/// Tells a dropped neighbour to stop sending us updates (spec §5.7 B.5–B.6); best effort.
+async fn stop_updates(ctx: Arc<Ctx>, id: [u8; 32], record: PeerServer) {
+    let attempt = async {
+        let mut client = connect(&ctx, id, &record).await?;
+        let body = conversation_request::RequestType::StopNeighborhoodUpdates(
+            ps::StopNeighborhoodUpdatesRequest {},
+        );
+        client
+            .conversation(Vec::new(), body)
+            .await
+            .map_err(Failure::from)
+    };
+    let outcome = tokio::select! {
+        () = ctx.shutdown.cancelled() => return,
+        outcome = attempt => outcome,
+    };
+    if let Err(failure) = outcome {
+        tracing::debug!(neighbor = %NetworkId(id), ?failure, "StopNeighborhoodUpdates not delivered");
+    }
+}

@@ -1,0 +1,309 @@
+//! The sharing side of the neighbourhood (spec §5.7 A): the servers that follow our hosted
+//! profiles, the snapshot an initialisation streams, and each follower's action queue.
+//!
+//! A follower is inserted uninitialised by [`Store::start_follower`], in the same write
+//! transaction that pins the snapshot: every profile change committed later queues an action for
+//! it (the queue is filled in the change's own transaction), every one before is in the
+//! snapshot, so each identity reaches the follower exactly once.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::actions::next_seq;
+use super::records::{ActionKind, HostedIdentity, NeighborhoodAction, PeerServer};
+use super::tables::{ACTIONS, FOLLOWERS, HOSTED_IDENTITIES};
+use super::{Store, StoreError};
+
+/// Spec §5.7 A.10: a follower with this many refreshes still queued is dropped.
+const MAX_QUEUED_REFRESHES: usize = 3;
+
+/// What [`Store::start_follower`] decided (spec §4.19 checks 4–6).
+pub enum StartOutcome {
+    /// The follower is recorded; stream this snapshot to it.
+    Started(Snapshot),
+    /// `max_follower_servers` reached.
+    Rejected,
+    /// `neighborhood_init_parallelism` initialisations are under way.
+    Busy,
+    /// It is a follower already, or its initialisation is under way.
+    AlreadyExists,
+}
+
+/// The hosted identities as they were when a follower was recorded.
+#[derive(Clone)]
+pub struct Snapshot(Arc<ReadTransaction>);
+
+/// One hosted profile as stored: what an `add` or `change` item carries.
+#[derive(Debug, Clone)]
+pub struct SharedProfile {
+    /// The identity's network id.
+    pub id: [u8; 32],
+    /// Canonical `ProfileInformation` bytes as signed.
+    pub profile: Vec<u8>,
+    /// The owner's signature over `profile`.
+    pub signature: Vec<u8>,
+    /// The profile's thumbnail hash (empty when none).
+    pub thumbnail_hash: Vec<u8>,
+}
+
+/// One queued action for a follower, with its place in the queue.
+#[derive(Debug, Clone)]
+pub struct QueuedAction {
+    /// Queue position: actions are delivered in this order.
+    pub seq: u64,
+    /// What happened.
+    pub kind: ActionKind,
+    /// The identity it happened to (empty for refreshes).
+    pub identity: Vec<u8>,
+}
+
+fn decode_server(bytes: &[u8]) -> Result<PeerServer, StoreError> {
+    PeerServer::decode(bytes).map_err(|_| StoreError::Record("follower server"))
+}
+
+impl Store {
+    /// Records `id` as an uninitialised follower unless a check of spec §4.19 refuses it, and
+    /// pins the snapshot of hosted identities its initialisation sends.
+    pub async fn start_follower(
+        &self,
+        id: [u8; 32],
+        record: PeerServer,
+        max_followers: u32,
+        parallelism: u32,
+    ) -> Result<StartOutcome, StoreError> {
+        let db = Arc::clone(&self.db);
+        super::run_blocking(move || {
+            let txn = db.begin_write()?;
+            // No other writer can commit before `txn` does, so this read sees exactly the state
+            // the follower is inserted into.
+            let snapshot = db.begin_read()?;
+            let mut table = txn.open_table(FOLLOWERS)?;
+            if table.len()? >= u64::from(max_followers) {
+                return Ok(StartOutcome::Rejected);
+            }
+            let mut starting = 0_u32;
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                starting += u32::from(!decode_server(value.value())?.initialized);
+            }
+            if starting >= parallelism {
+                return Ok(StartOutcome::Busy);
+            }
+            if table.get(id)?.is_some() {
+                return Ok(StartOutcome::AlreadyExists);
+            }
+            table.insert(id, record.encode_to_vec().as_slice())?;
+            drop(table);
+            txn.commit()?;
+            Ok(StartOutcome::Started(Snapshot(Arc::new(snapshot))))
+        })
+        .await
+    }
+
+    /// Up to `limit` initialised, non-cancelled profiles of the snapshot after identity `after`.
+    pub async fn snapshot_page(
+        &self,
+        snapshot: &Snapshot,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<SharedProfile>, StoreError> {
+        let snapshot = snapshot.clone();
+        super::run_blocking(move || {
+            let table = snapshot.0.open_table(HOSTED_IDENTITIES)?;
+            let mut page = Vec::new();
+            for entry in table.range(after.unwrap_or([0; 32])..)? {
+                let (key, value) = entry?;
+                let id = key.value();
+                if Some(id) == after {
+                    continue;
+                }
+                let Ok(record) = HostedIdentity::decode(value.value()) else {
+                    continue;
+                };
+                if record.initialized && !record.cancelled {
+                    page.push(shared(id, record));
+                    if page.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    /// The current profile of hosted identity `id`, if it is initialised and not cancelled.
+    pub async fn shared_profile(&self, id: [u8; 32]) -> Result<Option<SharedProfile>, StoreError> {
+        let record = self.hosted_identity(crate::crypto::NetworkId(id)).await?;
+        Ok(record
+            .filter(|r| r.initialized && !r.cancelled)
+            .map(|r| shared(id, r)))
+    }
+
+    /// Every follower, initialised or not.
+    pub async fn followers(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(FOLLOWERS)?;
+            let mut all = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                all.push((key.value(), decode_server(value.value())?));
+            }
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Changes a follower's row with `change`; false when it is not a follower.
+    pub async fn update_follower(
+        &self,
+        id: [u8; 32],
+        change: impl FnOnce(&mut PeerServer) + Send + 'static,
+    ) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(FOLLOWERS)?;
+            let Some(mut record) = table
+                .get(id)?
+                .map(|v| decode_server(v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            change(&mut record);
+            table.insert(id, record.encode_to_vec().as_slice())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Deletes a follower and every action queued for it; false when it was not one.
+    pub async fn remove_follower(&self, id: [u8; 32]) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let existed = txn.open_table(FOLLOWERS)?.remove(id)?.is_some();
+            let mut actions = txn.open_table(ACTIONS)?;
+            actions.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    /// The first `limit` actions queued for follower `id`, in order.
+    pub async fn follower_actions(
+        &self,
+        id: [u8; 32],
+        limit: usize,
+    ) -> Result<Vec<QueuedAction>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(ACTIONS)?;
+            let mut queued = Vec::new();
+            for entry in table.range((id, 0)..=(id, u64::MAX))?.take(limit) {
+                let (key, value) = entry?;
+                let action = NeighborhoodAction::decode(value.value())
+                    .map_err(|_| StoreError::Record("neighbourhood action"))?;
+                queued.push(QueuedAction {
+                    seq: key.value().1,
+                    kind: action.kind(),
+                    identity: action.identity_id,
+                });
+            }
+            Ok(queued)
+        })
+        .await
+    }
+
+    /// Deletes follower `id`'s actions up to and including `seq`: they were delivered.
+    pub async fn complete_actions(&self, id: [u8; 32], seq: u64) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(ACTIONS)?;
+            table.retain_in((id, 0)..=(id, seq), |_, _| false)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Queues a refresh for every initialised follower last refreshed `interval_ms` or more ago
+    /// (spec §5.7 A.10) and drops followers that left [`MAX_QUEUED_REFRESHES`] unprocessed.
+    /// Returns the dropped followers.
+    pub async fn queue_refreshes(
+        &self,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.write(move |txn| {
+            let due: Vec<([u8; 32], PeerServer)> = {
+                let table = txn.open_table(FOLLOWERS)?;
+                let mut due = Vec::new();
+                for entry in table.iter()? {
+                    let (key, value) = entry?;
+                    let record = decode_server(value.value())?;
+                    if record.initialized && now_ms - record.refreshed_at_ms >= interval_ms {
+                        due.push((key.value(), record));
+                    }
+                }
+                due
+            };
+            let mut dropped = Vec::new();
+            let mut seq = next_seq(txn)?;
+            let refresh = NeighborhoodAction {
+                kind: ActionKind::RefreshNeighborStatus as i32,
+                execute_after_ms: now_ms,
+                ..NeighborhoodAction::default()
+            }
+            .encode_to_vec();
+            for (id, mut record) in due {
+                let mut actions = txn.open_table(ACTIONS)?;
+                let mut queued = 0;
+                for entry in actions.range((id, 0)..=(id, u64::MAX))? {
+                    let (_, value) = entry?;
+                    let kind = NeighborhoodAction::decode(value.value()).map(|a| a.kind());
+                    queued += usize::from(kind == Ok(ActionKind::RefreshNeighborStatus));
+                }
+                if queued >= MAX_QUEUED_REFRESHES {
+                    actions.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                    txn.open_table(FOLLOWERS)?.remove(id)?;
+                    dropped.push(id);
+                    continue;
+                }
+                actions.insert((id, seq.take()), refresh.as_slice())?;
+                record.refreshed_at_ms = now_ms;
+                drop(actions);
+                txn.open_table(FOLLOWERS)?
+                    .insert(id, record.encode_to_vec().as_slice())?;
+            }
+            seq.save(txn)?;
+            Ok(dropped)
+        })
+        .await
+    }
+
+    /// Start-up cleanup (spec §5.7 B.7): initialisations a stop interrupted are forgotten, so
+    /// their servers start afresh. Returns (followers, neighbours) removed.
+    pub async fn drop_unfinished(&self) -> Result<(usize, usize), StoreError> {
+        let followers = self.followers().await?;
+        let mut dropped_followers = 0;
+        for (id, record) in followers {
+            if !record.initialized {
+                dropped_followers += usize::from(self.remove_follower(id).await?);
+            }
+        }
+        let mut dropped_neighbors = 0;
+        for (id, record) in self.neighbors().await? {
+            if !record.initialized {
+                self.clear_neighbor(id, true).await?;
+                dropped_neighbors += 1;
+            }
+        }
+        Ok((dropped_followers, dropped_neighbors))
+    }
+}
+
+fn shared(id: [u8; 32], record: HostedIdentity) -> SharedProfile {
+    SharedProfile {
+        id,
+        profile: record.profile,
+        signature: record.signature,
+        thumbnail_hash: record.thumbnail_image_hash,
+    }
+}
