@@ -13,6 +13,7 @@ mod ps04;
 mod ps05;
 mod ps06;
 mod ps07;
+mod ps08;
 mod relations;
 mod relay;
 mod robustness;

@@ -164,7 +164,8 @@ fn rows_of(
         .collect()
 }
 
-async fn search(
+/// ProfileSearch with `id`, which must be answered OK with a search response.
+pub async fn search(
     client: &mut Client,
     id: u32,
     request: ps::ProfileSearchRequest,

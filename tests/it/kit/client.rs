@@ -117,7 +117,12 @@ impl Client {
 
     /// Reads one message, failing the test if none arrives in time.
     pub async fn receive(&mut self) -> ps::Message {
-        timeout(ANSWER_TIMEOUT, self.read_message())
+        self.receive_within(ANSWER_TIMEOUT).await
+    }
+
+    /// Reads one message, failing the test if none arrives within `window`.
+    pub async fn receive_within(&mut self, window: Duration) -> ps::Message {
+        timeout(window, self.read_message())
             .await
             .expect("a message arrives in time")
             .expect("a well-formed message")

@@ -1,10 +1,12 @@
-//! Building blocks for customer tests: register, check in, update a profile (PS04 "UP").
+//! Building blocks for customer tests: register, check in, update a profile (PS04 "UP"), and the
+//! PS08 customer driver, which keeps each hosted identity's latest signed state.
 
 use iop_profile_server::crypto::sha256;
 use iop_profile_server::role::Role;
 use iop_profile_server::wire::Status;
 use iop_profile_server::wire::ps::{self, conversation_request::RequestType as Conv};
 use prost::Message as _;
+use tokio::task::JoinSet;
 
 use super::client::{Client, Identity, assert_status, conversation_body};
 use super::server::Ports;
@@ -186,4 +188,157 @@ pub fn profile_information(answer: ps::Response) -> ps::GetProfileInformationRes
         ps::single_response::ResponseType::GetProfileInformation(info) => info,
         other => panic!("expected GetProfileInformation, got {other:?}"),
     }
+}
+
+/// A hosted identity as the PS08 customer driver knows it (PS08 §1.2): its latest profile, the
+/// signature sent with it, its images and whether it is still live.
+#[derive(Clone)]
+pub struct Hosted {
+    /// The key pair.
+    pub identity: Identity,
+    /// The latest `ProfileInformation` sent.
+    pub profile: ps::ProfileInformation,
+    /// The signature sent with it.
+    pub signature: Vec<u8>,
+    /// The current profile image (empty when none).
+    pub profile_image: Vec<u8>,
+    /// The current thumbnail (empty when none).
+    pub thumbnail: Vec<u8>,
+    /// False once the hosting agreement is cancelled.
+    pub live: bool,
+}
+
+impl Hosted {
+    /// "Create an identity": register with the profile's type, check in and initialise.
+    pub async fn create(server: &impl Ports, identity: Identity, update: Update) -> Hosted {
+        register(server, &identity, &update.profile.r#type).await;
+        let mut hosted = Hosted {
+            identity,
+            profile: ps::ProfileInformation::default(),
+            signature: Vec::new(),
+            profile_image: Vec::new(),
+            thumbnail: Vec::new(),
+            live: true,
+        };
+        hosted.send(server, update).await;
+        hosted
+    }
+
+    /// "Change": after a fresh check-in, sends the full new state (images re-sent whenever their
+    /// hashes are set) and records it.
+    pub async fn change(&mut self, server: &impl Ports, update: Update) {
+        assert_eq!(
+            update.profile.r#type, self.profile.r#type,
+            "type is unchanged"
+        );
+        self.send(server, update).await;
+    }
+
+    /// "Cancel": after a fresh check-in, CancelHostingAgreement without redirect.
+    pub async fn cancel(&mut self, server: &impl Ports) {
+        let mut client = check_in(server, &self.identity).await;
+        let cancel = Conv::CancelHostingAgreement(ps::CancelHostingAgreementRequest::default());
+        assert_status(
+            &client.conversation(3, Vec::new(), cancel).await,
+            Status::Ok,
+        );
+        self.live = false;
+    }
+
+    /// A profile signed by its owner but never sent to a server: what a simulated neighbour
+    /// shares.
+    pub fn signed(identity: Identity, update: Update) -> Hosted {
+        Hosted {
+            signature: identity.sign(&update.profile.encode_to_vec()),
+            identity,
+            profile: update.profile,
+            profile_image: update.profile_image,
+            thumbnail: update.thumbnail_image,
+            live: true,
+        }
+    }
+
+    /// The identity's network id.
+    pub fn network_id(&self) -> Vec<u8> {
+        self.identity.network_id()
+    }
+
+    /// An update that sends the current state again; recipes change it from here.
+    pub fn update(&self) -> Update {
+        Update {
+            profile: self.profile.clone(),
+            profile_image: self.profile_image.clone(),
+            thumbnail_image: self.thumbnail.clone(),
+            no_propagation: false,
+        }
+    }
+
+    async fn send(&mut self, server: &impl Ports, update: Update) {
+        let mut client = check_in(server, &self.identity).await;
+        let (signature, body) = update.signed(&self.identity);
+        assert_status(
+            &client.conversation(3, signature.clone(), body).await,
+            Status::Ok,
+        );
+        self.signature = signature;
+        self.profile = update.profile;
+        self.profile_image = update.profile_image;
+        self.thumbnail = update.thumbnail_image;
+    }
+}
+
+/// How many identities the driver creates at the same time (PS08 §1.2).
+const PARALLEL_CREATIONS: usize = 8;
+
+/// Creates every identity of `wanted`, [`PARALLEL_CREATIONS`] at a time; keeps their order.
+pub async fn create_all(server: &impl Ports, wanted: Vec<(Identity, Update)>) -> Vec<Hosted> {
+    let ports = ClientPorts {
+        non_customer: server.port(Role::ClNonCustomer),
+        customer: server.port(Role::ClCustomer),
+    };
+    let mut running = JoinSet::new();
+    let mut done = Vec::with_capacity(wanted.len());
+    for (index, (identity, update)) in wanted.into_iter().enumerate() {
+        if running.len() == PARALLEL_CREATIONS {
+            done.push(
+                running
+                    .join_next()
+                    .await
+                    .expect("a task")
+                    .expect("creation"),
+            );
+        }
+        running.spawn(async move { (index, Hosted::create(&ports, identity, update).await) });
+    }
+    while let Some(finished) = running.join_next().await {
+        done.push(finished.expect("creation"));
+    }
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, hosted)| hosted).collect()
+}
+
+/// The two client ports, copied so that creation tasks own them.
+#[derive(Clone, Copy)]
+struct ClientPorts {
+    non_customer: u16,
+    customer: u16,
+}
+
+impl Ports for ClientPorts {
+    fn port(&self, role: Role) -> u16 {
+        match role {
+            Role::ClNonCustomer => self.non_customer,
+            Role::ClCustomer => self.customer,
+            other => panic!("the customer driver does not use {other:?}"),
+        }
+    }
+}
+
+/// Indices of `count` distinct live identities of `hosted`, picked at random.
+pub fn pick_live(hosted: &[Hosted], count: usize) -> Vec<usize> {
+    let live: Vec<usize> = (0..hosted.len()).filter(|&i| hosted[i].live).collect();
+    super::profiles::pick(live.len(), count)
+        .into_iter()
+        .map(|k| live[k])
+        .collect()
 }

@@ -1,17 +1,26 @@
 //! Test kit shared by every integration test: an in-process server, the server binary as a child
-//! process, and a protocol client.
+//! process, a protocol client, and the PS08 parties (customer driver, impersonated neighbour N,
+//! simulated profile server S).
 
 pub mod calls;
 pub mod client;
 pub mod customer;
+pub mod items;
+pub mod neighbour;
 pub mod process;
+pub mod profiles;
 pub mod server;
+pub mod simulated;
 
 pub use calls::*;
 pub use client::*;
 pub use customer::*;
+pub use items::*;
+pub use neighbour::*;
 pub use process::*;
+pub use profiles::*;
 pub use server::*;
+pub use simulated::*;
 
 pub mod runner;
 pub use runner::*;

@@ -33,6 +33,10 @@ pub struct Options {
     pub limits: String,
     /// Extra TOML appended to `[timeouts]`.
     pub timeouts: String,
+    /// Extra TOML appended to `[neighborhood]`.
+    pub neighborhood: String,
+    /// TOML of a `[loc]` table, which is written only when this is not empty.
+    pub loc: String,
 }
 
 impl Default for Options {
@@ -43,6 +47,8 @@ impl Default for Options {
             server_idle_secs: 300,
             limits: String::new(),
             timeouts: String::new(),
+            neighborhood: String::new(),
+            loc: String::new(),
         }
     }
 }
@@ -182,6 +188,10 @@ fn config_text(options: &Options, dir: &TempDir) -> String {
         "[timeouts]\nclient_idle_secs = {}\nserver_idle_secs = {}\ntls_handshake_secs = 5\n{}",
         options.client_idle_secs, options.server_idle_secs, options.timeouts
     );
+    let _ = writeln!(text, "[neighborhood]\n{}", options.neighborhood);
+    if !options.loc.is_empty() {
+        let _ = writeln!(text, "[loc]\n{}", options.loc);
+    }
     text += "[storage]\ncache_bytes = 1048576\n";
     text
 }
