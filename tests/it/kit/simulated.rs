@@ -110,8 +110,12 @@ pub struct SimServer {
 }
 
 impl Drop for SimServer {
+    /// Stops S; a check S failed since the last drain fails the test here.
     fn drop(&mut self) {
         self.stop.cancel();
+        if !std::thread::panicking() {
+            self.drain();
+        }
     }
 }
 
