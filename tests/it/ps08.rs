@@ -108,13 +108,14 @@ impl Neighbourhood {
         let server = sut("").await;
         let hosted = create(&server, count, &images).await;
         let neighbour = Neighbour::random();
-        let simulated = SimServer::start(neighbour.identity.clone(), server.network_id().to_vec());
+        let sut_id = server.network_id().to_vec();
+        let simulated = SimServer::start(neighbour.identity.clone(), sut_id).await;
         Neighbourhood {
-            simulated: simulated.await,
             server,
             images,
             hosted,
             neighbour,
+            simulated,
         }
     }
 

@@ -453,124 +453,11 @@ struct Baseline {
 }
 
 impl Baseline {
-    /// B with round `round`'s modification (the table of PS08023), and the detail the SUT must
-    /// answer.
-    fn round(&self, round: u32) -> (Vec<ps::SharedProfileUpdateItem>, &'static str) {
+    /// B with round `round`'s modification, and the detail the SUT must answer.
+    fn round(&self, round: u32) -> (Vec<ps::SharedProfileUpdateItem>, String) {
         let mut profiles = self.profiles.clone();
-        let mut corrupt: Option<fn(&mut Vec<u8>)> = None;
-        let p3 = &mut profiles[2].profile;
-        let detail = match round {
-            2 => set(
-                &mut p3.version,
-                vec![1, 0],
-                "2.add.signedProfile.profile.version",
-            ),
-            3 => set(
-                &mut p3.version,
-                vec![0, 0, 0],
-                "2.add.signedProfile.profile.version",
-            ),
-            4 => set(
-                &mut p3.public_key,
-                vec![b'a'; 300],
-                "2.add.signedProfile.profile.publicKey",
-            ),
-            5 => {
-                profiles[2] = profiles[0].clone();
-                "2.add.signedProfile.profile.publicKey"
-            }
-            6 => set(
-                &mut p3.r#type,
-                "a".repeat(70),
-                "2.add.signedProfile.profile.type",
-            ),
-            7 => set(
-                &mut p3.r#type,
-                "ɐ".repeat(50),
-                "2.add.signedProfile.profile.type",
-            ),
-            8 => set(
-                &mut p3.r#type,
-                String::new(),
-                "2.add.signedProfile.profile.type",
-            ),
-            9 => set(
-                &mut p3.name,
-                "a".repeat(70),
-                "2.add.signedProfile.profile.name",
-            ),
-            10 => set(
-                &mut p3.name,
-                "ɐ".repeat(50),
-                "2.add.signedProfile.profile.name",
-            ),
-            11 => set(
-                &mut p3.latitude,
-                987_654_321,
-                "2.add.signedProfile.profile.latitude",
-            ),
-            12 => set(
-                &mut p3.longitude,
-                987_654_321,
-                "2.add.signedProfile.profile.longitude",
-            ),
-            13 => set(
-                &mut p3.extra_data,
-                "a".repeat(270),
-                "2.add.signedProfile.profile.extraData",
-            ),
-            14 => set(
-                &mut p3.extra_data,
-                "ɐ".repeat(150),
-                "2.add.signedProfile.profile.extraData",
-            ),
-            15 => set(
-                &mut p3.profile_image_hash,
-                vec![0x01],
-                "2.add.signedProfile.profile.profileImageHash",
-            ),
-            16 => set(
-                &mut p3.profile_image_hash,
-                vec![0x12; 50],
-                "2.add.signedProfile.profile.profileImageHash",
-            ),
-            17 => set(
-                &mut p3.thumbnail_image_hash,
-                vec![0x01],
-                "2.add.signedProfile.profile.thumbnailImageHash",
-            ),
-            18 => set(
-                &mut p3.thumbnail_image_hash,
-                vec![0x12; 50],
-                "2.add.signedProfile.profile.thumbnailImageHash",
-            ),
-            19 => set(
-                &mut corrupt,
-                Some(|s| *s = vec![0x01]),
-                "2.add.signedProfile.signature",
-            ),
-            20 => set(
-                &mut corrupt,
-                Some(|s| *s = vec![0x12; 50]),
-                "2.add.signedProfile.signature",
-            ),
-            21 => set(
-                &mut corrupt,
-                Some(|s| s[0] ^= 0x12),
-                "2.add.signedProfile.signature",
-            ),
-            22..=24 => {
-                self.bad_thumbnail(&mut profiles[3], round);
-                "3.add.thumbnailImage"
-            }
-            25 | 26 => "2.actionType",
-            27 => set(
-                &mut p3.name,
-                String::new(),
-                "2.add.signedProfile.profile.name",
-            ),
-            other => panic!("no round {other}"),
-        };
+        let mut corrupt = None;
+        let detail = self.modify(round, &mut profiles, &mut corrupt);
         let mut items: Vec<_> = profiles.iter().map(|p| add_item(&resign(p))).collect();
         if let Some(corrupt) = corrupt {
             let mut corrupted = resign(&profiles[2]);
@@ -593,6 +480,56 @@ impl Baseline {
         (items, detail)
     }
 
+    /// The table of PS08023: changes `profiles` (or arms a signature corruption) for `round`
+    /// and gives the detail. Rounds 25 and 26 replace item 2 afterwards.
+    fn modify(&self, round: u32, profiles: &mut [Hosted], corrupt: &mut Option<Corrupt>) -> String {
+        let p3 = &mut profiles[2].profile;
+        match round {
+            2 => set(&mut p3.version, vec![1, 0], "version"),
+            3 => set(&mut p3.version, vec![0, 0, 0], "version"),
+            4 => set(&mut p3.public_key, vec![b'a'; 300], "publicKey"),
+            5 => {
+                profiles[2] = profiles[0].clone();
+                "2.add.signedProfile.profile.publicKey".into()
+            }
+            6 => set(&mut p3.r#type, "a".repeat(70), "type"),
+            7 => set(&mut p3.r#type, "ɐ".repeat(50), "type"),
+            8 => set(&mut p3.r#type, String::new(), "type"),
+            9 => set(&mut p3.name, "a".repeat(70), "name"),
+            10 => set(&mut p3.name, "ɐ".repeat(50), "name"),
+            11 => set(&mut p3.latitude, 987_654_321, "latitude"),
+            12 => set(&mut p3.longitude, 987_654_321, "longitude"),
+            13 => set(&mut p3.extra_data, "a".repeat(270), "extraData"),
+            14 => set(&mut p3.extra_data, "ɐ".repeat(150), "extraData"),
+            15 => set(&mut p3.profile_image_hash, vec![0x01], "profileImageHash"),
+            16 => set(
+                &mut p3.profile_image_hash,
+                vec![0x12; 50],
+                "profileImageHash",
+            ),
+            17 => set(
+                &mut p3.thumbnail_image_hash,
+                vec![0x01],
+                "thumbnailImageHash",
+            ),
+            18 => set(
+                &mut p3.thumbnail_image_hash,
+                vec![0x12; 50],
+                "thumbnailImageHash",
+            ),
+            19 => corrupt_with(corrupt, |s| *s = vec![0x01]),
+            20 => corrupt_with(corrupt, |s| *s = vec![0x12; 50]),
+            21 => corrupt_with(corrupt, |s| s[0] ^= 0x12),
+            22..=24 => {
+                self.bad_thumbnail(&mut profiles[3], round);
+                "3.add.thumbnailImage".into()
+            }
+            25 | 26 => "2.actionType".into(),
+            27 => set(&mut p3.name, String::new(), "name"),
+            other => panic!("no round {other}"),
+        }
+    }
+
     /// Rounds 22–24: profile 4 with a thumbnail that does not fit its (re-signed) hash.
     fn bad_thumbnail(&self, profile: &mut Hosted, round: u32) {
         let hash = &mut profile.profile.thumbnail_image_hash;
@@ -610,10 +547,19 @@ impl Baseline {
     }
 }
 
-/// Sets a field for a round and gives the round's detail.
-fn set<T>(field: &mut T, value: T, detail: &'static str) -> &'static str {
+/// A corruption of item 2's valid signature.
+type Corrupt = fn(&mut Vec<u8>);
+
+/// Sets a profile field of item 2 and gives that field's detail.
+fn set<T>(field: &mut T, value: T, name: &str) -> String {
     *field = value;
-    detail
+    format!("2.add.signedProfile.profile.{name}")
+}
+
+/// Arms a corruption of item 2's signature and gives its detail.
+fn corrupt_with(slot: &mut Option<Corrupt>, corrupt: Corrupt) -> String {
+    *slot = Some(corrupt);
+    "2.add.signedProfile.signature".into()
 }
 
 /// The profile signed by its owner over its encoding as sent (PS08023 signing rule).
@@ -635,7 +581,7 @@ async fn ps08023_invalid_items_one_per_round_with_loc_remove_and_re_add() {
         let mut link = setup.announce().await;
         let (items, detail) = baseline.round(round);
         let answer = link.call(update_request(items)).await;
-        assert_invalid(&answer, detail);
+        assert_invalid(&answer, &detail);
         link.close();
         setup.loc.remove(&setup.sid_s).await;
         let log = setup.simulated.drain();
