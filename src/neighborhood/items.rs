@@ -151,15 +151,12 @@ impl Batch<'_> {
         self.added += u32::from(adding);
         let record = NeighborIdentity {
             thumbnail_image_hash: profile.thumbnail_image_hash.clone(),
+            thumbnail: thumbnail.map(|image| image.data).unwrap_or_default(),
             profile: bytes,
             signature: signed.signature,
             ..NeighborIdentity::default()
         };
-        Ok(SharedChange::Upsert {
-            id,
-            record,
-            thumbnail,
-        })
+        Ok(SharedChange::Upsert { id, record })
     }
 
     fn delete(&mut self, delete: &ps::SharedProfileDeleteItem) -> Result<SharedChange, String> {

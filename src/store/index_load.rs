@@ -65,6 +65,13 @@ impl Store {
     }
 }
 
+/// Where a result's thumbnail is: a hosted identity's in an image file named by its hash, a
+/// neighbour's in its row.
+enum Thumbnail {
+    File(Vec<u8>),
+    Inline(Vec<u8>),
+}
+
 /// A search result as stored: the signed profile and, when asked for, the thumbnail bytes.
 pub struct StoredResult {
     /// Canonical `ProfileInformation` bytes.
@@ -98,21 +105,25 @@ impl Store {
                             (r.initialized && !r.cancelled).then_some((
                                 r.profile,
                                 r.signature,
-                                r.thumbnail_image_hash,
+                                Thumbnail::File(r.thumbnail_image_hash),
                             ))
                         }),
                     Some(server) => shared
                         .get((server, id))?
                         .and_then(|v| NeighborIdentity::decode(v.value()).ok())
-                        .map(|r| (r.profile, r.signature, r.thumbnail_image_hash)),
+                        .map(|r| (r.profile, r.signature, Thumbnail::Inline(r.thumbnail))),
                 };
-                results.push(found.map(|(profile, signature, hash)| {
-                    let thumbnail = match <[u8; 32]>::try_from(hash.as_slice()) {
-                        Ok(hash) if thumbnails => {
-                            std::fs::read(super::images::image_path(store.dir(), &hash))
-                                .unwrap_or_default()
-                        }
-                        _ => Vec::new(),
+                results.push(found.map(|(profile, signature, thumbnail)| {
+                    let thumbnail = match thumbnail {
+                        _ if !thumbnails => Vec::new(),
+                        Thumbnail::Inline(bytes) => bytes,
+                        Thumbnail::File(hash) => <[u8; 32]>::try_from(hash.as_slice())
+                            .map(|hash| {
+                                std::fs::read(super::images::image_path(store.dir(), &hash))
+                            })
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default(),
                     };
                     StoredResult {
                         profile,

@@ -10,10 +10,8 @@
 use std::collections::HashMap;
 
 use prost::Message as _;
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::identities::NewImage;
-use super::images::{delete_image, release, retain, write_image};
 use super::index_load::IndexRecord;
 use super::records::{NeighborIdentity, PeerServer};
 use super::tables::{NEIGHBOR_IDENTITIES, NEIGHBORS};
@@ -27,14 +25,12 @@ const DELETE_CHUNK: usize = 500;
 /// One validated change a neighbour shares (spec §4.19).
 #[derive(Debug)]
 pub enum SharedChange {
-    /// An `add` or `change` item: the profile and its thumbnail, when the profile names one.
+    /// An `add` or `change` item: the profile with its thumbnail (in the record).
     Upsert {
         /// The identity's network id.
         id: [u8; 32],
-        /// The profile as signed by its owner.
+        /// The profile as signed by its owner, with the checked thumbnail bytes.
         record: NeighborIdentity,
-        /// The thumbnail bytes, checked against the profile's hash.
-        thumbnail: Option<NewImage>,
     },
     /// A `delete` item.
     Delete {
@@ -158,47 +154,30 @@ impl Store {
     }
 
     /// Applies validated changes from neighbour `server` in one transaction and keeps its
-    /// profile count (spec §4.19). Thumbnails are written before the commit and files nobody
-    /// uses any more are deleted after it.
+    /// profile count (spec §4.19).
     pub async fn apply_shared(
         &self,
         server: [u8; 32],
         changes: Vec<SharedChange>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let store = self.clone();
-        super::run_blocking(move || {
-            let _guard = store.lock_images();
-            for change in &changes {
-                if let SharedChange::Upsert {
-                    thumbnail: Some(image),
-                    ..
-                } = change
-                {
-                    write_image(store.dir(), &image.hash, &image.data)?;
-                }
-            }
-            let txn = store.db.begin_write()?;
-            let mut freed = Vec::new();
+        self.write(move |txn| {
+            let mut shared = txn.open_table(NEIGHBOR_IDENTITIES)?;
             let mut count_change = 0_i64;
             let mut refreshed = false;
             for change in changes {
                 match change {
-                    SharedChange::Upsert {
-                        id,
-                        record,
-                        thumbnail,
-                    } => {
-                        let added =
-                            upsert(&txn, server, id, &record, thumbnail.as_ref(), &mut freed)?;
-                        count_change += i64::from(added);
+                    SharedChange::Upsert { id, record } => {
+                        let old = shared.insert((server, id), record.encode_to_vec().as_slice())?;
+                        count_change += i64::from(old.is_none());
                     }
                     SharedChange::Delete { id } => {
-                        count_change -= i64::from(remove(&txn, server, id, &mut freed)?);
+                        count_change -= i64::from(shared.remove((server, id))?.is_some());
                     }
                     SharedChange::Refresh => refreshed = true,
                 }
             }
+            drop(shared);
             let mut table = txn.open_table(NEIGHBORS)?;
             let mut record = table
                 .get(server)?
@@ -211,11 +190,6 @@ impl Store {
                 record.refreshed_at_ms = now_ms;
             }
             table.insert(server, record.encode_to_vec().as_slice())?;
-            drop(table);
-            txn.commit()?;
-            for hash in &freed {
-                delete_image(store.dir(), hash);
-            }
             Ok(())
         })
         .await
@@ -240,41 +214,34 @@ impl Store {
     ) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut removed = Vec::new();
         loop {
-            let store = self.clone();
-            let chunk = super::run_blocking(move || {
-                let _guard = store.lock_images();
-                let txn = store.db.begin_write()?;
-                let ids: Vec<[u8; 32]> = {
-                    let table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-                    let range = table.range((server, [0; 32])..=(server, [0xff; 32]))?;
-                    let keys = range
-                        .take(DELETE_CHUNK)
-                        .map(|e| e.map(|(k, _)| k.value().1));
-                    keys.collect::<Result<_, _>>()?
-                };
-                let mut freed = Vec::new();
-                for id in &ids {
-                    remove(&txn, server, *id, &mut freed)?;
-                }
-                let mut table = txn.open_table(NEIGHBORS)?;
-                let record = table
-                    .get(server)?
-                    .map(|v| decode_server(v.value()))
-                    .transpose()?;
-                if ids.is_empty() && forget {
-                    table.remove(server)?;
-                } else if let Some(mut record) = record {
-                    record.shared_profiles = 0;
-                    table.insert(server, record.encode_to_vec().as_slice())?;
-                }
-                drop(table);
-                txn.commit()?;
-                for hash in &freed {
-                    delete_image(store.dir(), hash);
-                }
-                Ok(ids)
-            })
-            .await?;
+            let chunk = self
+                .write(move |txn| {
+                    let mut shared = txn.open_table(NEIGHBOR_IDENTITIES)?;
+                    let ids: Vec<[u8; 32]> = {
+                        let range = shared.range((server, [0; 32])..=(server, [0xff; 32]))?;
+                        let keys = range
+                            .take(DELETE_CHUNK)
+                            .map(|e| e.map(|(k, _)| k.value().1));
+                        keys.collect::<Result<_, _>>()?
+                    };
+                    for id in &ids {
+                        shared.remove((server, *id))?;
+                    }
+                    drop(shared);
+                    let mut table = txn.open_table(NEIGHBORS)?;
+                    let record = table
+                        .get(server)?
+                        .map(|v| decode_server(v.value()))
+                        .transpose()?;
+                    if ids.is_empty() && forget {
+                        table.remove(server)?;
+                    } else if let Some(mut record) = record {
+                        record.shared_profiles = 0;
+                        table.insert(server, record.encode_to_vec().as_slice())?;
+                    }
+                    Ok(ids)
+                })
+                .await?;
             if chunk.is_empty() {
                 return Ok(removed);
             }
@@ -320,7 +287,6 @@ impl Store {
         server: [u8; 32],
         id: [u8; 32],
         record: NeighborIdentity,
-        thumbnail: Option<NewImage>,
     ) -> Result<(), StoreError> {
         let now = record.refreshed_at_ms;
         self.write(move |txn| {
@@ -336,11 +302,7 @@ impl Store {
             Ok(())
         })
         .await?;
-        let change = SharedChange::Upsert {
-            id,
-            record,
-            thumbnail,
-        };
+        let change = SharedChange::Upsert { id, record };
         self.apply_shared(server, vec![change], now).await
     }
 
@@ -357,58 +319,4 @@ impl Store {
         })
         .await
     }
-}
-
-/// Inserts or replaces one shared profile and moves its thumbnail reference; true when the
-/// profile is new.
-fn upsert(
-    txn: &WriteTransaction,
-    server: [u8; 32],
-    id: [u8; 32],
-    record: &NeighborIdentity,
-    thumbnail: Option<&NewImage>,
-    freed: &mut Vec<[u8; 32]>,
-) -> Result<bool, StoreError> {
-    let mut table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-    let old = table
-        .get((server, id))?
-        .map(|v| decode_identity(v.value()))
-        .transpose()?;
-    let old_hash = old
-        .as_ref()
-        .map(|o| o.thumbnail_image_hash.clone())
-        .unwrap_or_default();
-    if old_hash != record.thumbnail_image_hash {
-        if let Some(image) = thumbnail {
-            retain(txn, &image.hash)?;
-        }
-        if let Ok(hash) = <[u8; 32]>::try_from(old_hash.as_slice())
-            && release(txn, &hash)?
-        {
-            freed.push(hash);
-        }
-    }
-    table.insert((server, id), record.encode_to_vec().as_slice())?;
-    Ok(old.is_none())
-}
-
-/// Deletes one shared profile and releases its thumbnail; true when it existed.
-fn remove(
-    txn: &WriteTransaction,
-    server: [u8; 32],
-    id: [u8; 32],
-    freed: &mut Vec<[u8; 32]>,
-) -> Result<bool, StoreError> {
-    let mut table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-    let Some(old) = table.remove((server, id))? else {
-        return Ok(false);
-    };
-    let hash = decode_identity(old.value())?.thumbnail_image_hash;
-    drop(old);
-    if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice())
-        && release(txn, &hash)?
-    {
-        freed.push(hash);
-    }
-    Ok(true)
 }

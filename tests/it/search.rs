@@ -50,10 +50,11 @@ async fn seeded_dir() -> tempfile::TempDir {
             thumbnail_image_hash: profile.thumbnail_image_hash.clone(),
             hosting_server_id: NEIGHBOR.to_vec(),
             refreshed_at_ms: now_ms(),
+            thumbnail: image.map(|i| i.data).unwrap_or_default(),
         };
         let id = sha256(&profile.public_key);
         store
-            .put_neighbor_identity(NEIGHBOR, id, record, image)
+            .put_neighbor_identity(NEIGHBOR, id, record)
             .await
             .expect("seed");
     }
