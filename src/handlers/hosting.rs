@@ -156,6 +156,8 @@ pub async fn cancel_hosting_agreement(
         return Err(Reject::status(Status::ErrorNotFound));
     }
     ctx.actions_queued.notify_one();
+    // Spec §4.9: the identity is no longer online; its services and calls end with this.
+    ctx.registry.leave(id, session.link.connection);
     ctx.search.update(|index| index.remove_hosted(&id.0));
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),

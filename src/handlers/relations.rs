@@ -3,7 +3,7 @@
 
 use prost::Message as _;
 
-use super::hosting::is_valid_timestamp;
+use super::hosting::{is_hosted, is_valid_timestamp};
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
@@ -75,6 +75,16 @@ fn check_card(
     Ok(())
 }
 
+/// NOT_FOUND once the session's identity cancelled its hosting (spec §4.9): the session lives
+/// on, the identity's cards no longer change.
+async fn still_hosted(ctx: &Ctx, id: crate::crypto::NetworkId) -> Result<(), Reject> {
+    if is_hosted(ctx, id).await? {
+        Ok(())
+    } else {
+        Err(Reject::status(Status::ErrorNotFound))
+    }
+}
+
 /// AddRelatedIdentityRequest: every check in order, then the quota and uniqueness.
 pub async fn add_related_identity(
     ctx: &Ctx,
@@ -83,6 +93,7 @@ pub async fn add_related_identity(
     request: ps::AddRelatedIdentityRequest,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_peer(session)?;
+    still_hosted(ctx, peer.id).await?;
     let application = request.card_application.unwrap_or_default();
     let signed = request.signed_card.unwrap_or_default();
     let card = signed.card.clone().unwrap_or_default();
@@ -122,6 +133,7 @@ pub async fn remove_related_identity(
     request: ps::RemoveRelatedIdentityRequest,
 ) -> Result<ConversationBody, Reject> {
     let id = authenticated_peer(session)?.id;
+    still_hosted(ctx, id).await?;
     if !ctx
         .store
         .remove_relation(id.0, request.application_id)

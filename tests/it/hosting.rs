@@ -94,6 +94,23 @@ async fn cancelled_identity_can_register_again_but_not_check_in() {
         &customer.conversation(5, Vec::new(), cancel).await,
         Status::ErrorNotFound,
     );
+    // Spec §4.9: services and relationship cards of a cancelled identity no longer change.
+    let services = Conv::ApplicationServiceAdd(ps::ApplicationServiceAddRequest {
+        service_names: vec!["chat".into()],
+    });
+    let remove_service = Conv::ApplicationServiceRemove(ps::ApplicationServiceRemoveRequest {
+        service_name: "chat".into(),
+    });
+    let add_card = Conv::AddRelatedIdentity(ps::AddRelatedIdentityRequest::default());
+    let remove_card = Conv::RemoveRelatedIdentity(ps::RemoveRelatedIdentityRequest {
+        application_id: vec![1],
+    });
+    for (id, request) in [(10, services), (11, remove_service), (12, remove_card)] {
+        let answer = customer.conversation(id, Vec::new(), request).await;
+        assert_status(&answer, Status::ErrorNotFound);
+    }
+    let answer = customer.conversation(13, vec![0; 64], add_card).await;
+    assert_status(&answer, Status::ErrorNotFound);
     // Without a redirect the target server is not known.
     let id = customer.identity.network_id();
     let info = profile_information(customer.profile_information(6, id, false, false).await);
