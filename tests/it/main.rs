@@ -4,6 +4,7 @@ mod board;
 mod cli;
 mod hosting;
 mod kit;
+mod neighborhood;
 mod notify;
 mod ps00;
 mod ps01;
