@@ -2,3 +2,5 @@
 //!
 //! Each peer runs as a task started by `runtime` under the server's tracker, reconnects with a
 //! pause after failures, and puts a timeout on every wait. Nothing here serves a client socket.
+
+pub(crate) mod loc;

@@ -24,6 +24,7 @@ use crate::hub::relay::RelayTimeouts;
 use crate::hub::{Registry, Relays};
 use crate::net::listener::{self, Port};
 use crate::net::tls;
+use crate::peers;
 use crate::role::{Role, RoleSet};
 use crate::search::Search;
 use crate::search::index::SearchIndex;
@@ -187,6 +188,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::clone(&ctx),
         shutdown.clone(),
     ));
+    start_loc(&ctx, &tasks, &shutdown);
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -196,6 +198,45 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tasks,
         ctx,
     })
+}
+
+/// Room for LOC events the consumer has not taken yet; the LOC task waits when it is full.
+const LOC_EVENTS: usize = 64;
+
+/// Starts the LOC task and its consumer when `[loc]` is configured (loc-can.md §1).
+fn start_loc(ctx: &Ctx, tasks: &TaskTracker, shutdown: &CancellationToken) {
+    let Some(loc) = &ctx.config.loc else {
+        tracing::info!("no [loc] configured: running without LOC, so without a neighbourhood");
+        return;
+    };
+    let primary_port = ctx
+        .role_ports
+        .iter()
+        .find(|(role, _)| *role == Role::Primary)
+        .map_or(0, |(_, port)| *port);
+    let settings = peers::loc::LocSettings {
+        address: loc.address,
+        reconnect: loc.reconnect,
+        service_type: loc.service_type,
+        primary_port,
+        network_id: ctx.key.network_id(),
+        configured_location: ctx.config.location,
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(LOC_EVENTS);
+    tasks.spawn(peers::loc::run(settings, sender, shutdown.clone()));
+    // Replaced by the neighbourhood manager.
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = receiver.recv() => match event {
+                    Some(event) => tracing::debug!(?event, "LOC event"),
+                    None => return,
+                },
+            }
+        }
+    });
 }
 
 async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, RoleSet)>, StartError> {
