@@ -4,6 +4,8 @@ mod board;
 mod cli;
 mod hosting;
 mod kit;
+mod loc;
+mod loc_golden;
 mod notify;
 mod ps00;
 mod ps01;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::Sender;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -80,21 +80,14 @@ async fn converse(
     send(&mut output, &register).await?;
     let mut reader = Reader::default();
     loop {
-        let wakeup = earliest(link.next_wakeup(), reader.deadline());
         let step = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             body = reader.frame(&mut input) => link.on_frame(Instant::now(), &body?)?,
-            () = sleep_until_some(wakeup) => {
-                let now = Instant::now();
-                if reader.deadline().is_some_and(|deadline| now >= deadline) {
-                    return Err(LocError::Timeout);
-                }
-                Output {
-                    send: link.on_timer(now)?,
-                    ..Output::default()
-                }
-            }
+            () = sleep_until_some(link.next_wakeup()) => Output {
+                send: link.on_timer(Instant::now())?,
+                ..Output::default()
+            },
         };
         if !carry_out(step, settings, &mut output, events, shutdown, health).await? {
             break;
@@ -180,13 +173,6 @@ async fn send(output: &mut OwnedWriteHalf, frame: &[u8]) -> Result<(), LocError>
     Ok(())
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
@@ -207,13 +193,20 @@ struct Reader {
 }
 
 impl Reader {
-    /// The next frame body. Cancel-safe: state changes only after the one await.
+    /// The next frame body. Cancel-safe: state changes only after the one await. Once a frame
+    /// has begun, the rest must arrive within [`FRAME_TIMEOUT`].
     async fn frame<R: AsyncRead + Unpin>(&mut self, input: &mut R) -> Result<Vec<u8>, LocError> {
         loop {
-            let n = if self.header_filled < HEADER_LEN {
-                input.read(&mut self.header[self.header_filled..]).await?
+            let buffer = if self.header_filled < HEADER_LEN {
+                &mut self.header[self.header_filled..]
             } else {
-                input.read(&mut self.body[self.body_filled..]).await?
+                &mut self.body[self.body_filled..]
+            };
+            let n = match self.started {
+                None => input.read(buffer).await?,
+                Some(started) => timeout_at(started + FRAME_TIMEOUT, input.read(buffer))
+                    .await
+                    .map_err(|_| LocError::Timeout)??,
             };
             if n == 0 {
                 return Err(LocError::Closed);
@@ -234,11 +227,6 @@ impl Reader {
                 return Ok(std::mem::take(&mut self.body));
             }
         }
-    }
-
-    /// When the frame in progress must be complete.
-    fn deadline(&self) -> Option<Instant> {
-        self.started.map(|started| started + FRAME_TIMEOUT)
     }
 }
 
@@ -321,7 +309,7 @@ mod tests {
         });
         let mut reader = Reader::default();
         assert_eq!(reader.frame(&mut ours).await.expect("frame"), [0xAA, 0xBB]);
-        assert!(reader.deadline().is_none());
+        assert!(reader.started.is_none());
         assert_eq!(reader.frame(&mut ours).await.expect("empty frame"), []);
         assert!(matches!(
             reader.frame(&mut ours).await,
@@ -344,17 +332,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_started_frame_has_a_deadline() {
+    async fn a_frame_stalled_midway_times_out() {
         let (mut loc, mut ours) = tokio::io::duplex(64);
         loc.write_all(&[0x0D, 9, 0]).await.expect("write");
-        let mut reader = Reader::default();
         let started = Instant::now();
+        let result = Reader::default().frame(&mut ours).await;
+        assert!(matches!(result, Err(LocError::Timeout)), "{result:?}");
+        assert_eq!(Instant::now(), started + FRAME_TIMEOUT);
+        // An idle connection has no deadline.
+        let mut idle = Reader::default();
         assert!(
-            timeout(Duration::from_secs(1), reader.frame(&mut ours))
+            timeout(FRAME_TIMEOUT * 10, idle.frame(&mut ours))
                 .await
                 .is_err()
         );
-        assert_eq!(reader.deadline(), Some(started + FRAME_TIMEOUT));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Options {
     pub limits: String,
     /// Extra TOML appended to `[timeouts]`.
     pub timeouts: String,
+    /// Extra TOML appended at the end, after every table (e.g. a `[loc]` table).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             server_idle_secs: 300,
             limits: String::new(),
             timeouts: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -183,6 +186,7 @@ fn config_text(options: &Options, dir: &TempDir) -> String {
         options.client_idle_secs, options.server_idle_secs, options.timeouts
     );
     text += "[storage]\ncache_bytes = 1048576\n";
+    text += &options.extra;
     text
 }
 
