@@ -61,47 +61,92 @@ impl ServiceType {
             ServiceType::Code(code) => *code == PROFILE_CODE,
         }
     }
+}
 
-    fn encode(&self, tag: u32, buf: &mut impl BufMut) {
-        match self {
+/// Field codec for a [`ServiceType`], shaped like prost's own (`encoding::uint32`, ...) so that
+/// [`message!`] can use it. The proto3 defaults (empty name, code 0) are not written.
+mod service_type {
+    use super::{Buf, BufMut, DecodeContext, DecodeError, ServiceType, WireType, encoding};
+
+    pub(super) fn encode(tag: u32, value: &ServiceType, buf: &mut impl BufMut) {
+        match value {
             ServiceType::Name(name) if !name.is_empty() => encoding::bytes::encode(tag, name, buf),
             ServiceType::Code(code) if *code != 0 => encoding::uint64::encode(tag, code, buf),
             _ => {}
         }
     }
 
-    fn encoded_len(&self, tag: u32) -> usize {
-        match self {
+    pub(super) fn encoded_len(tag: u32, value: &ServiceType) -> usize {
+        match value {
             ServiceType::Name(name) if !name.is_empty() => encoding::bytes::encoded_len(tag, name),
             ServiceType::Code(code) if *code != 0 => encoding::uint64::encoded_len(tag, code),
             _ => 0,
         }
     }
 
-    /// Reads the field as a string or a varint by its wire type; the last occurrence wins.
-    /// Any other wire type is skipped like an unknown field.
-    fn merge(
-        &mut self,
-        tag: u32,
+    /// A varint is a LOC 1.x code; anything else must be a LOC 2.x string. The last one wins.
+    pub(super) fn merge(
         wire_type: WireType,
+        value: &mut ServiceType,
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        match wire_type {
-            WireType::LengthDelimited => {
-                let mut name = Vec::new();
-                encoding::bytes::merge(wire_type, &mut name, buf, ctx)?;
-                *self = ServiceType::Name(name);
-            }
-            WireType::Varint => {
-                let mut code = 0;
-                encoding::uint64::merge(wire_type, &mut code, buf, ctx)?;
-                *self = ServiceType::Code(code);
-            }
-            _ => encoding::skip_field(wire_type, tag, buf, ctx)?,
+        if wire_type == WireType::Varint {
+            let mut code = 0;
+            encoding::uint64::merge(wire_type, &mut code, buf, ctx)?;
+            *value = ServiceType::Code(code);
+        } else {
+            let mut name = Vec::new();
+            encoding::bytes::merge(wire_type, &mut name, buf, ctx)?;
+            *value = ServiceType::Name(name);
         }
         Ok(())
     }
+}
+
+/// Implements `prost::Message` for a proto3 message of singular fields, each given as
+/// `tag => field as codec` with a codec module of prost's shape. Fields at their default are
+/// not written; unknown fields are skipped.
+macro_rules! message {
+    ($name:ident { $($tag:literal => $field:ident as $($codec:ident)::+),+ $(,)? }) => {
+        impl prost::Message for $name {
+            fn encode_raw(&self, buf: &mut impl BufMut) {
+                $(if !is_default(&self.$field) {
+                    $($codec)::+::encode($tag, &self.$field, buf);
+                })+
+            }
+
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: WireType,
+                buf: &mut impl Buf,
+                ctx: DecodeContext,
+            ) -> Result<(), DecodeError> {
+                match tag {
+                    $($tag => $($codec)::+::merge(wire_type, &mut self.$field, buf, ctx),)+
+                    _ => encoding::skip_field(wire_type, tag, buf, ctx),
+                }
+            }
+
+            fn encoded_len(&self) -> usize {
+                0 $(+ if is_default(&self.$field) {
+                    0
+                } else {
+                    $($codec)::+::encoded_len($tag, &self.$field)
+                })+
+            }
+
+            fn clear(&mut self) {
+                *self = $name::default();
+            }
+        }
+    };
+}
+
+/// Whether a field holds its proto3 default, which is not written.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// `ServiceInfo { type = 1; uint32 port = 2; bytes service_data = 3 }` (loc-can.md §1.4).
@@ -115,50 +160,11 @@ pub struct ServiceInfo {
     pub service_data: Vec<u8>,
 }
 
-impl prost::Message for ServiceInfo {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        self.r#type.encode(1, buf);
-        if self.port != 0 {
-            encoding::uint32::encode(2, &self.port, buf);
-        }
-        if !self.service_data.is_empty() {
-            encoding::bytes::encode(3, &self.service_data, buf);
-        }
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        match tag {
-            1 => self.r#type.merge(tag, wire_type, buf, ctx),
-            2 => encoding::uint32::merge(wire_type, &mut self.port, buf, ctx),
-            3 => encoding::bytes::merge(wire_type, &mut self.service_data, buf, ctx),
-            _ => encoding::skip_field(wire_type, tag, buf, ctx),
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        let port = if self.port == 0 {
-            0
-        } else {
-            encoding::uint32::encoded_len(2, &self.port)
-        };
-        let data = if self.service_data.is_empty() {
-            0
-        } else {
-            encoding::bytes::encoded_len(3, &self.service_data)
-        };
-        self.r#type.encoded_len(1) + port + data
-    }
-
-    fn clear(&mut self) {
-        *self = ServiceInfo::default();
-    }
-}
+message!(ServiceInfo {
+    1 => r#type as service_type,
+    2 => port as encoding::uint32,
+    3 => service_data as encoding::bytes,
+});
 
 /// `DeregisterServiceRequest { service_type = 1 }` (loc-can.md §1.4).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -167,33 +173,9 @@ pub struct DeregisterServiceRequest {
     pub service_type: ServiceType,
 }
 
-impl prost::Message for DeregisterServiceRequest {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        self.service_type.encode(1, buf);
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        if tag == 1 {
-            self.service_type.merge(tag, wire_type, buf, ctx)
-        } else {
-            encoding::skip_field(wire_type, tag, buf, ctx)
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.service_type.encoded_len(1)
-    }
-
-    fn clear(&mut self) {
-        *self = DeregisterServiceRequest::default();
-    }
-}
+message!(DeregisterServiceRequest {
+    1 => service_type as service_type,
+});
 
 #[cfg(test)]
 mod tests {
@@ -261,12 +243,12 @@ mod tests {
     }
 
     #[test]
-    fn odd_wire_types_and_unknown_fields_are_skipped() {
-        // type as fixed32 (skipped), unknown field 9, then port 1.
-        let bytes = [0x0D, 1, 2, 3, 4, 0x48, 0x05, 0x10, 0x01];
-        let info = ServiceInfo::decode(bytes.as_slice()).expect("decodes");
-        assert_eq!(info.r#type, ServiceType::default());
-        assert_eq!(info.port, 1);
+    fn unknown_fields_are_skipped_and_odd_types_refused() {
+        // Unknown field 9, then port 1.
+        let info = ServiceInfo::decode([0x48, 0x05, 0x10, 0x01].as_slice()).expect("decodes");
+        assert_eq!((info.r#type, info.port), (ServiceType::default(), 1));
+        // The type as fixed32, and a string cut short.
+        assert!(ServiceInfo::decode([0x0D, 1, 2, 3, 4].as_slice()).is_err());
         assert!(ServiceInfo::decode([0x0A, 0x05, b'a'].as_slice()).is_err());
     }
 }

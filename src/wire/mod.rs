@@ -3,6 +3,7 @@
 //! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
 
 pub mod frame;
+pub mod loc_envelope;
 pub mod loc_service;
 pub mod request;
 pub mod response;

@@ -15,28 +15,7 @@ use tokio::time::timeout;
 
 use crate::kit::*;
 
-const REGISTER: &str = "0d40000000123e0801123a0a0301000012330a310a2f0a0750726f66696c6510db84011a\
-    20000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const REGISTERED: &str = "0d16000000121408011a10220e0a0c0a0a0d3099df02153bd8f900";
-const GET_NODE_INFO: &str = "0d0f000000120d080212090a0301000012022a00";
-const NODE_INFO: &str = "0d66000000126408021a60225e2a5c0a5a0a0a536565644e6f64653031120e0a047f00\
-    000110d4840118d584011a0a0d3099df02153bd8f90082022f0a0750726f66696c6510db84011a200001020304050\
-    60708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const GET_NEIGHBOURS: &str = "0d11000000120f0803120b0a0301000012041a020801";
-const NO_NEIGHBOURS: &str = "0d0a000000120808031a0422021a00";
-const SECOND_NODE_UPDATED: &str = "0d3d000000123b080112370a030100001230222e0a2c122a0a0c5365636f6e\
-    644e6f64653032120e0a047f00000110e4d20118e5d2011a0a0dacc2d40215c8872201";
-const ACK: &str = "0d0a000000120808011a0422022200";
-const DEREGISTER: &str = "0d180000001216080412120a03010000120b12090a0750726f66696c65";
-const DEREGISTERED: &str = "0d0a000000120808041a0422021200";
-const SEED_LIST: &str = "0d66000000126408031a60225e1a5c0a5a0a0a536565644e6f64653031120e0a047f0000\
-    0110d4840118d584011a0a0d3099df02153bd8f90082022f0a0750726f66696c6510db84011a20000102030405060\
-    708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const SEED_UPDATED: &str = "0d6d000000126b080112670a030100001260225e0a5c125a0a0a536565644e6f646530\
-    31120e0a047f00000110d4840118d584011a0a0d3099df02153bd8f90082022f0a0750726f66696c6510db84011a2\
-    0000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const REGISTER_V1: &str = "0d390000001237080112330a03010000122c0a2a0a28080b10db84011a2000010203040\
-    5060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+include!("../fixtures/loc_appendix.rs");
 
 /// The appendix's PS network id: bytes 00..1f.
 fn appendix_id() -> Vec<u8> {
@@ -93,11 +72,11 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
     let second_node = loc_node("SecondNode02", 26980, second, Vec::new());
     vec![
         (
-            REGISTER,
+            "register",
             register(1, ServiceType::profile_name(), 16987, &appendix_id()),
         ),
         (
-            REGISTERED,
+            "registered",
             loc_response(
                 1,
                 LocalResponse::RegisterService(loc::RegisterServiceResponse {
@@ -106,11 +85,11 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
             ),
         ),
         (
-            GET_NODE_INFO,
+            "get_node_info",
             loc_request(2, LocalRequest::GetNodeInfo(loc::GetNodeInfoRequest {})),
         ),
         (
-            NODE_INFO,
+            "node_info",
             loc_response(
                 2,
                 LocalResponse::GetNodeInfo(loc::GetNodeInfoResponse {
@@ -118,28 +97,28 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
                 }),
             ),
         ),
-        (GET_NEIGHBOURS, get_neighbours(3)),
-        (NO_NEIGHBOURS, loc_neighbours(3, Vec::new())),
+        ("get_neighbours", get_neighbours(3)),
+        ("no_neighbours", loc_neighbours(3, Vec::new())),
         (
-            SECOND_NODE_UPDATED,
+            "second_node_updated",
             loc_notification(1, ChangeType::UpdatedNodeInfo(second_node)),
         ),
-        (ACK, ack(1)),
-        (DEREGISTER, deregister(4)),
+        ("ack", ack(1)),
+        ("deregister", deregister(4)),
         (
-            DEREGISTERED,
+            "deregistered",
             loc_response(
                 4,
                 LocalResponse::DeregisterService(loc::DeregisterServiceResponse {}),
             ),
         ),
-        (SEED_LIST, loc_neighbours(3, vec![seed_node()])),
+        ("seed_list", loc_neighbours(3, vec![seed_node()])),
         (
-            SEED_UPDATED,
+            "seed_updated",
             loc_notification(1, ChangeType::UpdatedNodeInfo(seed_node())),
         ),
         (
-            REGISTER_V1,
+            "register_v1",
             register(1, ServiceType::profile_code(), 16987, &appendix_id()),
         ),
     ]
@@ -147,20 +126,26 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
 
 #[test]
 fn the_kit_encodes_every_appendix_frame_byte_for_byte() {
-    for (golden, message) in appendix() {
-        assert_eq!(frame_hex(&message), golden, "{message:?}");
+    let frames = appendix();
+    let listed = APPENDIX
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .count();
+    assert_eq!(frames.len(), listed, "every appendix frame is checked");
+    for (name, message) in frames {
+        assert_eq!(frame_hex(&message), golden(name), "{name}");
     }
 }
 
 #[test]
 fn every_appendix_frame_decodes_and_encodes_back_identically() {
-    for (golden, message) in appendix() {
-        let bytes = hex::decode(golden).expect("hex");
+    for (name, message) in appendix() {
+        let bytes = hex::decode(golden(name)).expect("hex");
         let (decoded, used) = frame::split::<loc::Message>(&bytes)
             .expect("valid frame")
             .expect("whole frame");
         assert_eq!(used, bytes.len());
-        assert_eq!(decoded, message);
+        assert_eq!(decoded, message, "{name}");
         assert_eq!(frame::encode(&decoded), bytes);
     }
 }
@@ -185,7 +170,7 @@ async fn the_servers_frames_on_the_wire_are_the_appendix_frames() {
     let (primary, id) = (server.port(Role::Primary), server.network_id());
     let expected = register(1, ServiceType::profile_name(), primary, &id);
     assert_eq!(read_raw(&mut loc).await, frame::encode(&expected));
-    loc.write_all(&hex::decode(REGISTERED).expect("hex"))
+    loc.write_all(&hex::decode(golden("registered")).expect("hex"))
         .await
         .expect("write");
     // Ids continue from 2 here: this server sends no GetNodeInfo.
@@ -193,10 +178,10 @@ async fn the_servers_frames_on_the_wire_are_the_appendix_frames() {
     loc.write_all(&frame::encode(&loc_neighbours(2, Vec::new())))
         .await
         .expect("write");
-    loc.write_all(&hex::decode(SEED_UPDATED).expect("hex"))
+    loc.write_all(&hex::decode(golden("seed_updated")).expect("hex"))
         .await
         .expect("write");
-    assert_eq!(hex::encode(read_raw(&mut loc).await), ACK);
+    assert_eq!(hex::encode(read_raw(&mut loc).await), golden("ack"));
     let stopping = tokio::spawn(async move { server.stop().await });
     assert_eq!(read_raw(&mut loc).await, frame::encode(&deregister(3)));
     loc.write_all(&frame::encode(&loc_response(

@@ -16,7 +16,7 @@ use crate::wire::loc::message::MessageType;
 use crate::wire::loc::neighbourhood_change::ChangeType;
 use crate::wire::loc::{self, GpsLocation, NodeInfo, Status};
 use crate::wire::loc_service::{DeregisterServiceRequest, ServiceInfo, ServiceType};
-use crate::wire::{VERSION_1_0_0, is_valid_latitude, is_valid_longitude};
+use crate::wire::{is_valid_latitude, is_valid_longitude, loc_envelope};
 
 /// Longest part of LOC's error `details` kept for the log.
 const MAX_DETAILS: usize = 200;
@@ -133,31 +133,11 @@ pub(super) fn deregister_service(id: u32, kind: LocServiceType) -> Vec<u8> {
 pub(super) fn neighbourhood_updated(id: u32) -> Vec<u8> {
     let body =
         LocalResponse::NeighbourhoodUpdated(loc::NeighbourhoodChangedNotificationResponse {});
-    frame::encode(&loc::Message {
-        id,
-        message_type: Some(MessageType::Response(loc::Response {
-            response_type: Some(loc::response::ResponseType::LocalService(
-                loc::LocalServiceResponse {
-                    local_service_response_type: Some(body),
-                },
-            )),
-            ..loc::Response::default()
-        })),
-    })
+    frame::encode(&loc_envelope::response(id, body))
 }
 
 fn request(id: u32, body: LocalRequest) -> Vec<u8> {
-    frame::encode(&loc::Message {
-        id,
-        message_type: Some(MessageType::Request(loc::Request {
-            version: VERSION_1_0_0.to_vec(),
-            request_type: Some(loc::request::RequestType::LocalService(
-                loc::LocalServiceRequest {
-                    local_service_request_type: Some(body),
-                },
-            )),
-        })),
-    })
+    frame::encode(&loc_envelope::request(id, body))
 }
 
 /// Reads one frame body from LOC. An error status is an error: LOC closes after sending one.
@@ -263,34 +243,14 @@ fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    /// loc-can.md appendix A, C→L and L→C, LOC 2.0 and v1.x.
-    const REGISTER_V2: &str = "0d40000000123e0801123a0a0301000012330a310a2f0a0750726f66696c6510\
-        db84011a20000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-    const REGISTER_V1: &str = "0d390000001237080112330a03010000122c0a2a0a28080b10db84011a2000010\
-        2030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-    const REGISTERED: &str = "0d16000000121408011a10220e0a0c0a0a0d3099df02153bd8f900";
-    const GET_NEIGHBOURS: &str = "0d11000000120f0803120b0a0301000012041a020801";
-    const NO_NEIGHBOURS: &str = "0d0a000000120808031a0422021a00";
-    const SECOND_NODE_UPDATED: &str = "0d3d000000123b080112370a030100001230222e0a2c122a0a0c5365636f\
-        6e644e6f64653032120e0a047f00000110e4d20118e5d2011a0a0dacc2d40215c8872201";
-    const ACK_1: &str = "0d0a000000120808011a0422022200";
-    const DEREGISTER_V2: &str = "0d180000001216080412120a03010000120b12090a0750726f66696c65";
-    const DEREGISTERED: &str = "0d0a000000120808041a0422021200";
-    /// Joining node: GetNeighbourNodes response id=3 with SeedNode01 and its Profile service.
-    const SEED_LIST: &str = "0d66000000126408031a60225e1a5c0a5a0a0a536565644e6f64653031120e0a04\
-        7f00000110d4840118d584011a0a0d3099df02153bd8f90082022f0a0750726f66696c6510db84011a20000102\
-        030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-    /// Joining node: notification id=1 updating SeedNode01 with its Profile service.
-    const SEED_UPDATED: &str = "0d6d000000126b080112670a030100001260225e0a5c125a0a0a536565644e6f\
-        64653031120e0a047f00000110d4840118d584011a0a0d3099df02153bd8f90082022f0a0750726f66696c6510\
-        db84011a20000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    include!("../../../tests/fixtures/loc_appendix.rs");
 
     fn golden_id() -> NetworkId {
         NetworkId(std::array::from_fn(|i| u8::try_from(i).unwrap_or(0)))
     }
 
-    fn parse_hex(text: &str) -> Incoming {
-        let bytes = hex::decode(text).expect("hex");
+    fn parse_golden(name: &str) -> Incoming {
+        let bytes = hex::decode(golden(name)).expect("hex");
         parse(&bytes[frame::HEADER_LEN..]).expect("parses")
     }
 
@@ -308,15 +268,16 @@ mod tests {
     fn requests_match_appendix_a_byte_for_byte() {
         let id = golden_id();
         let string = LocServiceType::String;
-        assert_eq!(
-            hex::encode(register_service(1, string, 16987, &id)),
-            REGISTER_V2
-        );
         let v1 = register_service(1, LocServiceType::Enum, 16987, &id);
-        assert_eq!(hex::encode(v1), REGISTER_V1);
-        assert_eq!(hex::encode(get_neighbour_nodes(3)), GET_NEIGHBOURS);
-        assert_eq!(hex::encode(neighbourhood_updated(1)), ACK_1);
-        assert_eq!(hex::encode(deregister_service(4, string)), DEREGISTER_V2);
+        for (frame, name) in [
+            (register_service(1, string, 16987, &id), "register"),
+            (v1, "register_v1"),
+            (get_neighbour_nodes(3), "get_neighbours"),
+            (neighbourhood_updated(1), "ack"),
+            (deregister_service(4, string), "deregister"),
+        ] {
+            assert_eq!(hex::encode(frame), golden(name), "{name}");
+        }
     }
 
     #[test]
@@ -326,13 +287,14 @@ mod tests {
             longitude: 16_373_819,
         };
         let cases = [
-            (REGISTERED, 1, Answer::Registered(Some(location))),
-            (NO_NEIGHBOURS, 3, Answer::Neighbours(Vec::new())),
-            (DEREGISTERED, 4, Answer::Deregistered),
-            (SEED_LIST, 3, Answer::Neighbours(vec![seed()])),
+            ("registered", 1, Answer::Registered(Some(location))),
+            ("no_neighbours", 3, Answer::Neighbours(Vec::new())),
+            ("deregistered", 4, Answer::Deregistered),
+            ("seed_list", 3, Answer::Neighbours(vec![seed()])),
+            ("node_info", 2, Answer::Other),
         ];
-        for (text, id, answer) in cases {
-            assert_eq!(parse_hex(text), Incoming::Response { id, answer });
+        for (name, id, answer) in cases {
+            assert_eq!(parse_golden(name), Incoming::Response { id, answer });
         }
     }
 
@@ -343,12 +305,12 @@ mod tests {
             id: 1,
             events: Vec::new(),
         };
-        assert_eq!(parse_hex(SECOND_NODE_UPDATED), nothing);
+        assert_eq!(parse_golden("second_node_updated"), nothing);
         let upsert = Incoming::Notification {
             id: 1,
             events: vec![LocEvent::Upsert(seed())],
         };
-        assert_eq!(parse_hex(SEED_UPDATED), upsert);
+        assert_eq!(parse_golden("seed_updated"), upsert);
     }
 
     fn node(services: Vec<ServiceInfo>, ip: Vec<u8>, latitude: i32) -> NodeInfo {
@@ -440,7 +402,7 @@ mod tests {
             parse(&bytes[frame::HEADER_LEN..]),
             Err(LocError::Unexpected(_))
         ));
-        let registering = hex::decode(REGISTER_V2).expect("hex");
+        let registering = hex::decode(golden("register")).expect("hex");
         let not_a_notification = parse(&registering[frame::HEADER_LEN..]);
         assert!(matches!(not_a_notification, Err(LocError::Unexpected(_))));
         assert!(matches!(parse(&[0x12, 0x7F]), Err(LocError::Frame(_))));

@@ -210,13 +210,12 @@ mod tests {
     use super::*;
     use crate::config::Location;
     use crate::crypto::NetworkId;
-    use crate::wire::frame;
     use crate::wire::loc::local_service_request::LocalServiceRequestType as LocalRequest;
     use crate::wire::loc::local_service_response::LocalServiceResponseType as LocalResponse;
-    use crate::wire::loc::message::MessageType;
     use crate::wire::loc::neighbourhood_change::ChangeType;
     use crate::wire::loc::{self, NodeInfo};
     use crate::wire::loc_service::{ServiceInfo, ServiceType};
+    use crate::wire::{frame, loc_envelope};
 
     const WHERE: GpsLocation = GpsLocation {
         latitude: 48_208_176,
@@ -239,17 +238,7 @@ mod tests {
     }
 
     fn answer(id: u32, answer: LocalResponse) -> Vec<u8> {
-        body(&loc::Message {
-            id,
-            message_type: Some(MessageType::Response(loc::Response {
-                response_type: Some(loc::response::ResponseType::LocalService(
-                    loc::LocalServiceResponse {
-                        local_service_response_type: Some(answer),
-                    },
-                )),
-                ..loc::Response::default()
-            })),
-        })
+        body(&loc_envelope::response(id, answer))
     }
 
     fn registered(id: u32) -> Vec<u8> {
@@ -272,21 +261,13 @@ mod tests {
         let change = loc::NeighbourhoodChange {
             change_type: Some(ChangeType::RemovedNodeId(node_id.to_vec())),
         };
-        body(&loc::Message {
+        let changed = loc::NeighbourhoodChangedNotificationRequest {
+            changes: vec![change],
+        };
+        body(&loc_envelope::request(
             id,
-            message_type: Some(MessageType::Request(loc::Request {
-                version: vec![1, 0, 0],
-                request_type: Some(loc::request::RequestType::LocalService(
-                    loc::LocalServiceRequest {
-                        local_service_request_type: Some(LocalRequest::NeighbourhoodChanged(
-                            loc::NeighbourhoodChangedNotificationRequest {
-                                changes: vec![change],
-                            },
-                        )),
-                    },
-                )),
-            })),
-        })
+            LocalRequest::NeighbourhoodChanged(changed),
+        ))
     }
 
     fn profile_node(last: u8) -> NodeInfo {

@@ -1,6 +1,6 @@
-//! LOC messages as the LOC stand-in and the golden-frame tests build them (loc-can.md §1.3–§1.5):
-//! requests carry version 1.0.0, OK responses omit the status. Frames themselves come from
-//! `wire::frame::encode`, the encoder the server uses too.
+//! LOC messages as the LOC stand-in and the golden-frame tests build them (loc-can.md §1.3–§1.5),
+//! on the envelopes the server's LOC client uses too (`wire::loc_envelope`: requests carry
+//! version 1.0.0, OK responses omit the status), framed by `wire::frame::encode`.
 
 use iop_profile_server::wire::frame;
 use iop_profile_server::wire::loc::local_service_request::LocalServiceRequestType as LocalRequest;
@@ -8,6 +8,9 @@ use iop_profile_server::wire::loc::local_service_response::LocalServiceResponseT
 use iop_profile_server::wire::loc::message::MessageType;
 use iop_profile_server::wire::loc::neighbourhood_change::ChangeType;
 use iop_profile_server::wire::loc::{self, GpsLocation, NodeContact, NodeInfo, Status};
+pub use iop_profile_server::wire::loc_envelope::{
+    request as loc_request, response as loc_response,
+};
 use iop_profile_server::wire::loc_service::{ServiceInfo, ServiceType};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -15,44 +18,11 @@ use tokio::time::timeout;
 
 use super::ANSWER_TIMEOUT;
 
-/// The version LOC writes and expects (first byte 1).
-pub const LOC_VERSION: [u8; 3] = [1, 0, 0];
-
 /// Where the appendix A seed node stands (48.2081743, 16.3738189, truncated).
 pub const SEED_LOCATION: GpsLocation = GpsLocation {
     latitude: 48_208_176,
     longitude: 16_373_819,
 };
-
-/// A local-service request with version 1.0.0.
-pub fn loc_request(id: u32, body: LocalRequest) -> loc::Message {
-    loc::Message {
-        id,
-        message_type: Some(MessageType::Request(loc::Request {
-            version: LOC_VERSION.to_vec(),
-            request_type: Some(loc::request::RequestType::LocalService(
-                loc::LocalServiceRequest {
-                    local_service_request_type: Some(body),
-                },
-            )),
-        })),
-    }
-}
-
-/// A successful local-service response: the status is omitted on the wire.
-pub fn loc_response(id: u32, body: LocalResponse) -> loc::Message {
-    loc::Message {
-        id,
-        message_type: Some(MessageType::Response(loc::Response {
-            response_type: Some(loc::response::ResponseType::LocalService(
-                loc::LocalServiceResponse {
-                    local_service_response_type: Some(body),
-                },
-            )),
-            ..loc::Response::default()
-        })),
-    }
-}
 
 /// An error response without a body, as LOC sends before closing.
 pub fn loc_error(id: u32, status: Status, details: &str) -> loc::Message {
