@@ -209,6 +209,7 @@ fn start_loc(ctx: &Ctx, tasks: &TaskTracker, shutdown: &CancellationToken) {
         tracing::info!("no [loc] configured: running without LOC, so without a neighbourhood");
         return;
     };
+    // Config checking guarantees a primary listener; 0 would only mean "no port".
     let primary_port = ctx
         .role_ports
         .iter()

@@ -44,7 +44,7 @@ pub enum Generation {
     V2,
 }
 
-/// A fault for the next request the stand-in answers.
+/// A fault for the next request the stand-in answers (see [`LocStandIn::fail_next`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this error status, then close.
@@ -205,7 +205,8 @@ impl LocStandIn {
         });
     }
 
-    /// Applies `fault` to the next request answered.
+    /// Applies `fault` to the next request answered; [`Fault::Stall`] also to the next push,
+    /// whichever comes first.
     pub fn fail_next(&self, fault: Fault) {
         self.shared.update(|state| state.fault = Some(fault));
     }
