@@ -12,6 +12,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    prost_build::Config::new()
+        // LOC 1.x writes the service type as a varint, LOC 2.x as a string: these two messages
+        // are written by hand to read both (src/wire/loc_service.rs).
+        .extern_path(
+            ".iop.locnet.ServiceInfo",
+            "crate::wire::loc_service::ServiceInfo",
+        )
+        .extern_path(
+            ".iop.locnet.DeregisterServiceRequest",
+            "crate::wire::loc_service::DeregisterServiceRequest",
+        )
+        .compile_fds(descriptors)?;
     Ok(())
 }

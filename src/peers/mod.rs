@@ -5,4 +5,5 @@
 
 pub mod client;
 pub mod followers;
+pub(crate) mod loc;
 pub mod neighbors;

@@ -7,7 +7,7 @@
 //! the store and become searchable only when the neighbour sends Finish.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
+use super::loc::{LocEvent, NeighbourNode};
 use crate::clock::{self, Now};
+use crate::config::is_public;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, random_bytes};
 use crate::handlers::neighborhood::{apply_items, ip_address, ip_bytes};
@@ -33,29 +35,6 @@ const INIT_DEADLINE: Duration = Duration::from_secs(510);
 const INDEX_PAGE: usize = 500;
 /// How often neighbours are checked for expiry (C#: 31 min).
 const EXPIRY_CHECK: Duration = Duration::from_secs(31 * 60);
-
-/// A profile server in our neighbourhood, as LOC reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// Its network id (LOC's service data).
-    pub id: [u8; 32],
-    /// Its address.
-    pub address: IpAddr,
-    /// Its primary port.
-    pub primary_port: u16,
-}
-
-/// What LOC tells the manager.
-#[derive(Debug)]
-#[expect(dead_code, reason = "sent by the LOC client once it is wired")]
-pub enum Report {
-    /// The whole neighbourhood as it is now; neighbours not in it are gone.
-    Known(Vec<Node>),
-    /// A node was added or updated (or reported again, which counts as a refresh).
-    Upsert(Node),
-    /// A node was removed; the id as LOC sent it.
-    Removed(Vec<u8>),
-}
 
 /// Why an initialisation did not complete.
 #[derive(Debug)]
@@ -81,17 +60,21 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// The manager's state: initialisations waiting for their time, and running ones.
+/// The manager's state: initialisations waiting for their time, running ones, and the LOC node
+/// id of each neighbour (a removal names the node, not the profile server).
 struct Schedule {
     due: HashMap<[u8; 32], Instant>,
+    nodes: HashMap<Vec<u8>, [u8; 32]>,
     running: JoinSet<([u8; 32], Result<(), Failure>)>,
     handles: HashMap<[u8; 32], AbortHandle>,
 }
 
-/// Follows LOC's reports until shutdown.
-pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<Report>) {
+/// Follows LOC's reports until shutdown; without LOC (`reports` closed) it only expires
+/// neighbours.
+pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
     let mut schedule = Schedule {
         due: HashMap::new(),
+        nodes: HashMap::new(),
         running: JoinSet::new(),
         handles: HashMap::new(),
     };
@@ -125,14 +108,22 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<Report>) {
     schedule.running.shutdown().await;
 }
 
-async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: Report) {
+async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
     let result = match report {
-        Report::Known(nodes) => known(ctx, schedule, nodes).await,
-        Report::Upsert(node) => upsert(ctx, schedule, node).await,
-        Report::Removed(id) => match <[u8; 32]>::try_from(id.as_slice()) {
-            Ok(id) => remove(ctx, schedule, id, "LOC removed it").await,
-            Err(_) => Ok(()),
-        },
+        LocEvent::Attached { nodes } => known(ctx, schedule, nodes).await,
+        LocEvent::Upsert(node) => upsert(ctx, schedule, node).await,
+        LocEvent::Removed(node_id) => {
+            // LOC names the node; the spec's harness uses the network id as the node id.
+            let id = schedule
+                .nodes
+                .remove(&node_id)
+                .or_else(|| <[u8; 32]>::try_from(node_id.as_slice()).ok());
+            match id {
+                Some(id) => remove(ctx, schedule, id, "LOC removed it").await,
+                None => Ok(()),
+            }
+        }
+        LocEvent::Detached => Ok(()),
     };
     if let Err(error) = result {
         tracing::warn!(%error, "cannot follow a neighbourhood change");
@@ -142,7 +133,7 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: Report) {
 async fn known(
     ctx: &Arc<Ctx>,
     schedule: &mut Schedule,
-    nodes: Vec<Node>,
+    nodes: Vec<NeighbourNode>,
 ) -> Result<(), StoreError> {
     for (id, _) in ctx.store.neighbors().await? {
         if !nodes.iter().any(|node| node.id == id) {
@@ -155,8 +146,10 @@ async fn known(
     Ok(())
 }
 
-async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: Node) -> Result<(), StoreError> {
-    if node.id == ctx.key.network_id().0 {
+async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighbourNode) -> Result<(), StoreError> {
+    // Loopback and private addresses only in labs (spec §4.19), and never ourselves.
+    let reachable = ctx.config.test_mode || is_public(node.address);
+    if node.id == ctx.key.network_id().0 || !reachable {
         return Ok(());
     }
     let record = PeerServer {
@@ -168,7 +161,11 @@ async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: Node) -> Result<(), St
     if ctx.store.add_neighbor(node.id, record, max).await? {
         tracing::info!(neighbor = %NetworkId(node.id), "new neighbour");
     }
-    match ctx.store.neighbor(node.id).await? {
+    let known = ctx.store.neighbor(node.id).await?;
+    if known.is_some() {
+        schedule.nodes.insert(node.node_id, node.id);
+    }
+    match known {
         // A fresh report of a neighbour counts as a refresh (spec §5.7 B.5).
         Some(known) if known.initialized => {
             let now = clock::unix_ms();
@@ -203,6 +200,7 @@ async fn remove(
     why: &'static str,
 ) -> Result<(), StoreError> {
     schedule.due.remove(&id);
+    schedule.nodes.retain(|_, neighbor| *neighbor != id);
     if let Some(handle) = schedule.handles.remove(&id) {
         handle.abort();
     }

@@ -24,15 +24,13 @@ use crate::hub::relay::RelayTimeouts;
 use crate::hub::{Registry, Relays};
 use crate::net::listener::{self, Port};
 use crate::net::tls;
+use crate::peers;
 use crate::role::{Role, RoleSet};
 use crate::search::Search;
 use crate::search::index::SearchIndex;
 use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
 use crate::store::{Store, StoreError};
-
-/// Neighbourhood reports from LOC waiting for the neighbour manager.
-const NEIGHBOURHOOD_REPORTS: usize = 64;
 
 /// Longest wait for connections to finish after shutdown was requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -205,13 +203,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown.clone(),
     ));
     tasks.spawn(crate::peers::followers::run(Arc::clone(&ctx)));
-    let (reports, neighbourhood) = tokio::sync::mpsc::channel(NEIGHBOURHOOD_REPORTS);
+    let (reports, neighbourhood) = tokio::sync::mpsc::channel(LOC_EVENTS);
     tasks.spawn(crate::peers::neighbors::run(
         Arc::clone(&ctx),
         neighbourhood,
     ));
-    // The LOC client (not yet wired) holds the sending side; without it, no reports arrive.
-    drop(reports);
+    start_loc(&ctx, &tasks, &shutdown, reports);
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -221,6 +218,31 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tasks,
         ctx,
     })
+}
+
+/// Room for LOC events the consumer has not taken yet; the LOC task waits when it is full.
+const LOC_EVENTS: usize = 64;
+
+/// Starts the LOC task when `[loc]` is configured (loc-can.md §1); it feeds `reports`.
+fn start_loc(
+    ctx: &Ctx,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    reports: tokio::sync::mpsc::Sender<peers::loc::LocEvent>,
+) {
+    let Some(loc) = &ctx.config.loc else {
+        tracing::info!("no [loc] configured: running without LOC, so without a neighbourhood");
+        return;
+    };
+    let settings = peers::loc::LocSettings {
+        address: loc.address,
+        reconnect: loc.reconnect,
+        service_type: loc.service_type,
+        primary_port: ctx.port_of(Role::Primary),
+        network_id: ctx.key.network_id(),
+        configured_location: ctx.config.location,
+    };
+    tasks.spawn(peers::loc::run(settings, reports, shutdown.clone()));
 }
 
 async fn bind_all(config: &Config) -> Result<Vec<(TcpListener, RoleSet)>, StartError> {

@@ -3,6 +3,8 @@
 //! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
 
 pub mod frame;
+pub mod loc_envelope;
+pub mod loc_service;
 pub mod request;
 pub mod response;
 
@@ -27,9 +29,11 @@ pub mod proto {
         pub mod store {
             include!(concat!(env!("OUT_DIR"), "/iop.store.rs"));
         }
-        /// The LOC local-service protocol.
+        /// The LOC local-service protocol; `ServiceInfo` and `DeregisterServiceRequest` are the
+        /// hand-written ones of [`crate::wire::loc_service`], which read both LOC generations.
         pub mod locnet {
             include!(concat!(env!("OUT_DIR"), "/iop.locnet.rs"));
+            pub use crate::wire::loc_service::{DeregisterServiceRequest, ServiceInfo};
         }
     }
 }

@@ -40,7 +40,7 @@ impl Loc {
     /// Starts L before the SUT, so that the SUT's first connection finds it.
     async fn start() -> Loc {
         Loc {
-            stand_in: LocStandIn::start().await,
+            stand_in: LocStandIn::start(Generation::V2).await,
         }
     }
 
@@ -54,7 +54,7 @@ impl Loc {
 
     /// Within W_loc the SUT registers and subscribes; then L waits 1 s more (PS08 §1.5).
     async fn wait_attached(&self) {
-        timeout(W_LOC, self.stand_in.attached())
+        timeout(W_LOC, self.stand_in.wait_attached(1))
             .await
             .expect("the SUT attaches to L within W_loc");
         sleep(Duration::from_secs(1)).await;
@@ -62,7 +62,7 @@ impl Loc {
 
     /// Pushes an add for S and waits for the SUT's ack.
     async fn add(&self, simulated: &SimServer, sid_s: &[u8]) {
-        let acks = self.stand_in.acks().len();
+        let acks = self.stand_in.seen().acks.len();
         self.stand_in
             .add_neighbour(node_info(simulated, sid_s, self.stand_in.port()))
             .await;
@@ -71,14 +71,14 @@ impl Loc {
 
     /// Pushes a remove for S and waits for the SUT's ack.
     async fn remove(&self, sid_s: &[u8]) {
-        let acks = self.stand_in.acks().len();
-        self.stand_in.remove_neighbour(sid_s.to_vec()).await;
+        let acks = self.stand_in.seen().acks.len();
+        self.stand_in.remove_neighbour(sid_s).await;
         self.wait_ack(acks).await;
     }
 
     async fn wait_ack(&self, before: usize) {
         let acked = async {
-            while self.stand_in.acks().len() <= before {
+            while self.stand_in.seen().acks.len() <= before {
                 sleep(Duration::from_millis(50)).await;
             }
         };
@@ -102,7 +102,7 @@ fn node_info(simulated: &SimServer, sid_s: &[u8], loc_port: u16) -> loc::NodeInf
             longitude: 2_000_000,
         }),
         services: vec![loc::ServiceInfo {
-            r#type: "Profile".into(),
+            r#type: iop_profile_server::wire::loc_service::ServiceType::profile_name(),
             port: simulated.primary_port.into(),
             service_data: sid_s.to_vec(),
         }],

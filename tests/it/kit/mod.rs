@@ -1,11 +1,13 @@
 //! Test kit shared by every integration test: an in-process server, the server binary as a child
-//! process, a protocol client, and the PS08 parties (customer driver, impersonated neighbour N,
-//! simulated profile server S).
+//! process, a protocol client, a LOC stand-in, and the PS08 parties (customer driver,
+//! impersonated neighbour N, simulated profile server S).
 
 pub mod calls;
 pub mod client;
 pub mod customer;
 pub mod items;
+pub mod loc;
+pub mod loc_frames;
 pub mod neighbour;
 pub mod process;
 pub mod profiles;
@@ -16,6 +18,8 @@ pub use calls::*;
 pub use client::*;
 pub use customer::*;
 pub use items::*;
+pub use loc::*;
+pub use loc_frames::*;
 pub use neighbour::*;
 pub use process::*;
 pub use profiles::*;

@@ -37,6 +37,8 @@ pub struct Options {
     pub neighborhood: String,
     /// TOML of a `[loc]` table, which is written only when this is not empty.
     pub loc: String,
+    /// Extra TOML appended at the end, after every table (e.g. a `[loc]` table).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             timeouts: String::new(),
             neighborhood: String::new(),
             loc: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -193,6 +196,7 @@ fn config_text(options: &Options, dir: &TempDir) -> String {
         let _ = writeln!(text, "[loc]\n{}", options.loc);
     }
     text += "[storage]\ncache_bytes = 1048576\n";
+    text += &options.extra;
     text
 }
 
