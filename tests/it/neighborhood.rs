@@ -1,13 +1,17 @@
 //! Neighbourhood faults beyond PS08: peers that misbehave never stall a node or leave state
 //! behind, and the node keeps serving its clients meanwhile.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use iop_profile_server::role::Role;
-use iop_profile_server::wire::Status;
+use iop_profile_server::wire::loc_service::ServiceType;
+use iop_profile_server::wire::{Status, loc};
 
 use crate::kit::*;
+use crate::ps06::{base, search};
 use crate::ps08::options;
+use crate::ps08_loc::{Setup, finish, search_all, send_batch, signed_all};
 
 /// A Ping on a fresh connection to the primary port is answered within a second.
 async fn assert_serving(server: &TestServer) {
@@ -30,4 +34,155 @@ async fn a_follower_that_stops_reading_is_dropped_and_may_start_again() {
     let (again, answer) = neighbour.start(&server, 1, 1).await;
     assert_status(&answer, Status::Ok);
     drop((stalled, again));
+}
+
+/// A server with its own LOC stand-in, as on a real node.
+struct Node {
+    server: TestServer,
+    loc: LocStandIn,
+}
+
+impl Node {
+    async fn start() -> Node {
+        let loc = LocStandIn::start(Generation::V2).await;
+        let options = Options {
+            extra: loc.config("string"),
+            ..options("")
+        };
+        let server = TestServer::start(&options).await;
+        loc.wait_attached(1).await;
+        Node { server, loc }
+    }
+
+    /// What LOC announces about this node's profile server.
+    fn announcement(&self) -> loc::NodeInfo {
+        let id = self.server.network_id().to_vec();
+        loc::NodeInfo {
+            node_id: id.clone(),
+            contact: Some(loc::NodeContact {
+                ip_address: vec![127, 0, 0, 1],
+                node_port: 1,
+                client_port: 1,
+            }),
+            location: Some(loc::GpsLocation {
+                latitude: 1_000_000,
+                longitude: 2_000_000,
+            }),
+            services: vec![loc::ServiceInfo {
+                r#type: ServiceType::profile_name(),
+                port: u32::from(self.server.port(Role::Primary)),
+                service_data: id,
+            }],
+        }
+    }
+
+    /// The public keys of the profiles `server` shares with this node, as its search finds them.
+    async fn shared_by(&self, server: &Node) -> BTreeSet<Vec<u8>> {
+        let mut client = Client::tls(self.server.port(Role::ClNonCustomer)).await;
+        let found = search(&mut client, 1, base(1_000)).await;
+        let from = server.server.network_id().to_vec();
+        found
+            .profiles
+            .iter()
+            .filter(|p| !p.is_hosted && p.hosting_server_network_id == from)
+            .filter_map(|p| p.signed_profile.as_ref()?.profile.as_ref())
+            .map(|p| p.public_key.clone())
+            .collect()
+    }
+
+    /// Waits (on the paused clock) until this node's search shows exactly `expected` from `server`.
+    async fn until_shared(&self, server: &Node, expected: &BTreeSet<Vec<u8>>) {
+        for _ in 0..60 {
+            if self.shared_by(server).await == *expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(self.shared_by(server).await, *expected, "shared profiles");
+    }
+}
+
+fn keys(hosted: &[Hosted]) -> BTreeSet<Vec<u8>> {
+    hosted
+        .iter()
+        .filter(|h| h.live)
+        .map(|h| h.profile.public_key.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_servers_follow_each_other_through_loc() {
+    let (a, b) = (Node::start().await, Node::start().await);
+    let on_a = create_all(&a.server, random_profiles_with_images(2, &Images::jpeg())).await;
+    let mut on_b = create_all(&b.server, random_profiles_with_images(3, &Images::jpeg())).await;
+    a.loc.add_neighbour(b.announcement()).await;
+    b.loc.add_neighbour(a.announcement()).await;
+    // Each initialises from the other and serves the other's profiles in its searches.
+    a.until_shared(&b, &keys(&on_b)).await;
+    b.until_shared(&a, &keys(&on_a)).await;
+    // Later changes on B reach A as live updates: a new profile, then a cancelled one.
+    on_b.extend(create_all(&b.server, random_profiles_with_images(1, &Images::jpeg())).await);
+    a.until_shared(&b, &keys(&on_b)).await;
+    on_b[0].cancel(&b.server).await;
+    a.until_shared(&b, &keys(&on_b)).await;
+    // LOC removes B: A forgets B's profiles.
+    a.loc.remove_neighbour(&b.server.network_id()).await;
+    a.until_shared(&b, &BTreeSet::new()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_neighbour_that_sends_garbage_is_retried_while_clients_are_served() {
+    let node = Node::start().await;
+    // The announced primary port answers every connection with bytes that are no frame.
+    let garbage = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = garbage.local_addr().expect("address").port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = garbage.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = socket.set_nodelay(true);
+            let _ =
+                tokio::io::AsyncWriteExt::write_all(&mut socket, &[0x0D, 0xFF, 0xFF, 0xFF, 0x7F])
+                    .await;
+        }
+    });
+    let mut announcement = node.announcement();
+    announcement.node_id = vec![9; 32];
+    announcement.services[0].service_data = vec![9; 32];
+    announcement.services[0].port = u32::from(port);
+    node.loc.add_neighbour(announcement).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_serving(&node.server).await;
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // action_retry_secs later it tries again, and the node still serves.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_serving(&node.server).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_neighbour_that_disconnects_mid_initialisation_leaves_nothing_and_is_tried_again() {
+    let mut setup = Setup::start().await;
+    let profiles = signed_all(standard_set(&Images::jpeg()));
+    let items: Vec<_> = profiles.iter().map(add_item).collect();
+    let mut link = setup.announce().await;
+    send_batch(&mut link, items[..3].to_vec()).await;
+    link.close();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_serving(&setup.server).await;
+    let mut client = Client::tls(setup.server.port(Role::ClNonCustomer)).await;
+    let found = search(&mut client, 1, search_all(false, 100)).await;
+    assert_eq!(
+        found.total_record_count, 0,
+        "nothing of the broken initialisation is searchable"
+    );
+    // After action_retry_secs the server starts afresh: the first three are new again.
+    let mut again = setup.simulated.handover(Duration::from_secs(30)).await;
+    send_batch(&mut again, items).await;
+    finish(&mut again).await;
+    let found = search(&mut client, 2, search_all(false, 100)).await;
+    assert_eq!(found.total_record_count, 7);
 }

@@ -110,16 +110,16 @@ fn node_info(simulated: &SimServer, sid_s: &[u8], loc_port: u16) -> loc::NodeInf
 }
 
 /// The SUT attached to L, and S with a fresh key.
-struct Setup {
-    server: TestServer,
+pub(crate) struct Setup {
+    pub(crate) server: TestServer,
     loc: Loc,
-    simulated: SimServer,
-    sid_s: Vec<u8>,
+    pub(crate) simulated: SimServer,
+    pub(crate) sid_s: Vec<u8>,
 }
 
 impl Setup {
     /// Step 1 of every LOC test: L, the SUT, ListRoles, S, attachment.
-    async fn start() -> Setup {
+    pub(crate) async fn start() -> Setup {
         let loc = Loc::start().await;
         let options = Options {
             loc: loc.table(),
@@ -140,7 +140,7 @@ impl Setup {
     }
 
     /// L pushes an add; within W_start the SUT sends its Start to S, which answers OK.
-    async fn announce(&mut self) -> SimLink {
+    pub(crate) async fn announce(&mut self) -> SimLink {
         self.loc.add(&self.simulated, &self.sid_s).await;
         let link = self.simulated.handover(W_START).await;
         assert_eq!(
@@ -155,7 +155,7 @@ impl Setup {
     }
 }
 
-fn signed_all(wanted: Vec<(Identity, Update)>) -> Vec<Hosted> {
+pub(crate) fn signed_all(wanted: Vec<(Identity, Update)>) -> Vec<Hosted> {
     wanted
         .into_iter()
         .map(|(identity, update)| Hosted::signed(identity, update))
@@ -163,7 +163,7 @@ fn signed_all(wanted: Vec<(Identity, Update)>) -> Vec<Hosted> {
 }
 
 /// S sends one batch and requires the SUT's answer to be OK with an update response.
-async fn send_batch(link: &mut SimLink, items: Vec<ps::SharedProfileUpdateItem>) {
+pub(crate) async fn send_batch(link: &mut SimLink, items: Vec<ps::SharedProfileUpdateItem>) {
     let answer = link.call(update_request(items)).await;
     assert_status(&answer, Status::Ok);
     let (_, body) = conversation_body(answer);
@@ -171,7 +171,7 @@ async fn send_batch(link: &mut SimLink, items: Vec<ps::SharedProfileUpdateItem>)
 }
 
 /// S sends Finish and requires an OK Finish response.
-async fn finish(link: &mut SimLink) {
+pub(crate) async fn finish(link: &mut SimLink) {
     let answer = link.call(finish_request()).await;
     assert_status(&answer, Status::Ok);
     let (_, body) = conversation_body(answer);
@@ -182,7 +182,7 @@ async fn finish(link: &mut SimLink) {
 }
 
 /// PS06's base search B with `thumbnails` and `max` as both record counts.
-fn search_all(thumbnails: bool, max: u32) -> ps::ProfileSearchRequest {
+pub(crate) fn search_all(thumbnails: bool, max: u32) -> ps::ProfileSearchRequest {
     ps::ProfileSearchRequest {
         include_thumbnail_images: thumbnails,
         max_response_record_count: max,
