@@ -42,8 +42,11 @@ fn main() {
 }
 
 async fn run() {
-    let thumbnail = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/thumbnail.jpg"))
-        .expect("fixture");
+    let thumbnail = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/thumbnail.jpg"
+    ))
+    .expect("fixture");
     let records = profiles(&thumbnail);
     let b_dir = tempfile::tempdir().expect("temp dir");
     seed(b_dir.path(), &records);
@@ -71,7 +74,10 @@ async fn run() {
     let peak = peak_kib(pid);
 
     let raw = raw_redb_rate(&records);
-    println!("profiles shared: {PROFILES} with a thumbnail each ({} bytes)", thumbnail.len() + 20);
+    println!(
+        "profiles shared: {PROFILES} with a thumbnail each ({} bytes)",
+        thumbnail.len() + 20
+    );
     println!("redb raw writes of the same records (baseline): {raw:.0} records/s");
     println!(
         "initialisation from a real server: {initialisation:.0} profiles/s, ratio {:.2}",
@@ -171,7 +177,9 @@ async fn start_in_process(dir: &std::path::Path) -> ([u8; 32], u16) {
         dir.display().to_string()
     );
     let config = Config::parse(&text).expect("config");
-    let server = iop_profile_server::runtime::start(config).await.expect("B starts");
+    let server = iop_profile_server::runtime::start(config)
+        .await
+        .expect("B starts");
     let id = server.network_id().0;
     let port = server.port_of(Role::Primary).expect("primary");
     // B runs until the process ends.
@@ -211,7 +219,9 @@ async fn searchable(client: &mut Client) -> u32 {
             longitude: NO_LOCATION,
             ..Default::default()
         };
-        let answer = client.single(kind + 1, Single::ProfileSearch(request)).await;
+        let answer = client
+            .single(kind + 1, Single::ProfileSearch(request))
+            .await;
         assert_status(&answer, iop_profile_server::wire::Status::Ok);
         if let Found::ProfileSearch(found) = single_body(answer) {
             total += found.total_record_count;
@@ -249,7 +259,10 @@ fn raw_redb_rate(records: &[Record]) -> f64 {
                 thumbnail: r.thumbnail.clone(),
                 ..Default::default()
             };
-            (sha256(&r.key.verifying_key().to_bytes()), row.encode_to_vec())
+            (
+                sha256(&r.key.verifying_key().to_bytes()),
+                row.encode_to_vec(),
+            )
         })
         .collect();
     let started = Instant::now();

@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(checked) => {
+                for unused in checked.unused_keys() {
+                    println!("{}: warning: {unused}", config.display());
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }

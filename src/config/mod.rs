@@ -203,6 +203,19 @@ impl Config {
         raw.check()
     }
 
+    /// Keys that are valid but change nothing in this build, so `check-config` and the start-up
+    /// log can say so instead of ignoring them silently.
+    pub fn unused_keys(&self) -> Vec<Problem> {
+        let mut unused = Vec::new();
+        if self.can.is_some() {
+            unused.push(Problem::new(
+                "can",
+                "CAN is not supported yet: no contact record or client object is published",
+            ));
+        }
+        unused
+    }
+
     /// The roles of every configured port, for the role-per-port map.
     pub fn roles_on_port(&self, port: u16) -> RoleSet {
         self.listeners

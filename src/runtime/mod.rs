@@ -209,6 +209,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         neighbourhood,
     ));
     start_loc(&ctx, &tasks, &shutdown, reports);
+    for unused in ctx.config.unused_keys() {
+        tracing::warn!(key = %unused.key, "{}", unused.message);
+    }
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {

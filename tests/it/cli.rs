@@ -41,6 +41,26 @@ fn check_config_accepts_a_valid_file() {
 }
 
 #[test]
+fn check_config_warns_about_keys_this_build_does_not_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let body = format!(
+        "{}[can]\napi_url = \"http://127.0.0.1:15001\"\n",
+        listeners(16987, 16988)
+    );
+    let config = write_config(dir.path(), &body);
+    let out = cli(&["check-config", "--config", &config]);
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("warning: can: CAN is not supported yet"),
+        "{printed}"
+    );
+    let plain = write_config(dir.path(), &listeners(16987, 16988));
+    let quiet = cli(&["check-config", "--config", &plain]);
+    assert!(!String::from_utf8_lossy(&quiet.stdout).contains("warning"));
+}
+
+#[test]
 fn check_config_names_every_bad_key_and_exits_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let body = "[[listener]]\nport = 1\nroles = [\"primary\", \"cl_customer\"]\n\
