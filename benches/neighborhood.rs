@@ -16,17 +16,16 @@ use iop_profile_server::role::Role;
 use iop_profile_server::store::records::{HostedIdentity, NeighborIdentity};
 use iop_profile_server::store::tables::{HOSTED_IDENTITIES, IMAGES};
 use iop_profile_server::store::{Store, images};
-use iop_profile_server::wire::loc_service::{ServiceInfo, ServiceType};
+use iop_profile_server::wire::ps;
 use iop_profile_server::wire::ps::single_request::RequestType as Single;
 use iop_profile_server::wire::ps::single_response::ResponseType as Found;
-use iop_profile_server::wire::{loc, ps};
 use prost::Message as _;
 use redb::{Database, TableDefinition};
 
 mod common;
-use common::kit::loc::{Generation, LocStandIn};
+use common::kit::loc::{Generation, LocStandIn, announcement};
 use common::kit::{Client, assert_status, single_body};
-use common::{rss_kib, spawn_server};
+use common::{peak_kib, rss_kib, spawn_server};
 
 const PROFILES: u32 = 20_000;
 /// Profiles per type: searches for one type count up to their 10,000 cap.
@@ -57,7 +56,7 @@ async fn run() {
     let a = spawn_server(
         a_dir.path(),
         &format!(
-            "test_mode = true\n{}[neighborhood]\ninit_delay_max_secs = 0\n",
+            "{}[neighborhood]\ninit_delay_max_secs = 0\n",
             loc.config("string")
         ),
     );
@@ -85,7 +84,7 @@ async fn run() {
     );
     println!(
         "receiving server resident memory: {before} KiB before, peak {peak} KiB, growth {:.1} MiB",
-        (peak.saturating_sub(before)) as f64 / 1024.0
+        f64::from(u32::try_from(peak.saturating_sub(before)).unwrap_or(u32::MAX)) / 1024.0
     );
 }
 
@@ -187,26 +186,6 @@ async fn start_in_process(dir: &std::path::Path) -> ([u8; 32], u16) {
     (id, port)
 }
 
-fn announcement(id: &[u8; 32], primary: u16) -> loc::NodeInfo {
-    loc::NodeInfo {
-        node_id: id.to_vec(),
-        contact: Some(loc::NodeContact {
-            ip_address: vec![127, 0, 0, 1],
-            node_port: 1,
-            client_port: 1,
-        }),
-        location: Some(loc::GpsLocation {
-            latitude: 48_000_000,
-            longitude: 16_000_000,
-        }),
-        services: vec![ServiceInfo {
-            r#type: ServiceType::profile_name(),
-            port: u32::from(primary),
-            service_data: id.to_vec(),
-        }],
-    }
-}
-
 /// How many of B's profiles A's search finds: one count per type (each below the cap).
 async fn searchable(client: &mut Client) -> u32 {
     let mut total = 0;
@@ -228,16 +207,6 @@ async fn searchable(client: &mut Client) -> u32 {
         }
     }
     total
-}
-
-/// VmHWM of a process in KiB: its peak resident memory so far.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM line")
 }
 
 /// Records per second redb takes for the same rows A stores, in durable transactions of

@@ -40,14 +40,23 @@ pub fn spawn_server(dir: &Path, extra: &str) -> Server {
     Server::start_with(dir, extra)
 }
 
-/// VmRSS of a process in KiB.
+/// VmRSS of a process in KiB: its resident memory now.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM of a process in KiB: its peak resident memory so far.
+pub fn peak_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
+        .expect("a memory line")
 }
 
 /// Opens a TLS connection that accepts the server's self-signed certificate.

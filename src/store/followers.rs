@@ -13,6 +13,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetada
 
 use super::actions::next_seq;
 use super::records::{ActionKind, HostedIdentity, NeighborhoodAction, PeerServer};
+use super::servers::decode as decode_server;
 use super::tables::{ACTIONS, FOLLOWERS, HOSTED_IDENTITIES};
 use super::{Store, StoreError};
 
@@ -57,10 +58,6 @@ pub struct QueuedAction {
     pub kind: ActionKind,
     /// The identity it happened to (empty for refreshes).
     pub identity: Vec<u8>,
-}
-
-fn decode_server(bytes: &[u8]) -> Result<PeerServer, StoreError> {
-    PeerServer::decode(bytes).map_err(|_| StoreError::Record("follower server"))
 }
 
 impl Store {
@@ -144,16 +141,7 @@ impl Store {
 
     /// Every follower, initialised or not.
     pub async fn followers(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(FOLLOWERS)?;
-            let mut all = Vec::new();
-            for entry in table.iter()? {
-                let (key, value) = entry?;
-                all.push((key.value(), decode_server(value.value())?));
-            }
-            Ok(all)
-        })
-        .await
+        self.servers(FOLLOWERS).await
     }
 
     /// Changes a follower's row with `change`; false when it is not a follower.
@@ -162,20 +150,7 @@ impl Store {
         id: [u8; 32],
         change: impl FnOnce(&mut PeerServer) + Send + 'static,
     ) -> Result<bool, StoreError> {
-        self.write(move |txn| {
-            let mut table = txn.open_table(FOLLOWERS)?;
-            let Some(mut record) = table
-                .get(id)?
-                .map(|v| decode_server(v.value()))
-                .transpose()?
-            else {
-                return Ok(false);
-            };
-            change(&mut record);
-            table.insert(id, record.encode_to_vec().as_slice())?;
-            Ok(true)
-        })
-        .await
+        self.update_server(FOLLOWERS, id, change).await
     }
 
     /// Deletes a follower and every action queued for it; false when it was not one.

@@ -11,6 +11,7 @@ pub mod index_load;
 pub mod keys;
 pub mod neighbors;
 pub mod relations;
+pub mod servers;
 pub mod tables;
 
 /// The records stored in the tables (protobuf, generated from `proto/store.proto`).

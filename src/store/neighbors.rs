@@ -14,6 +14,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::index_load::IndexRecord;
 use super::records::{NeighborIdentity, PeerServer};
+use super::servers::decode as decode_server;
 use super::tables::{NEIGHBOR_IDENTITIES, NEIGHBORS};
 use super::{Store, StoreError};
 use crate::wire::ps::ProfileInformation;
@@ -41,10 +42,6 @@ pub enum SharedChange {
     Refresh,
 }
 
-fn decode_server(bytes: &[u8]) -> Result<PeerServer, StoreError> {
-    PeerServer::decode(bytes).map_err(|_| StoreError::Record("neighbour server"))
-}
-
 fn decode_identity(bytes: &[u8]) -> Result<NeighborIdentity, StoreError> {
     NeighborIdentity::decode(bytes).map_err(|_| StoreError::Record("neighbour identity"))
 }
@@ -62,16 +59,7 @@ impl Store {
 
     /// Every neighbour, initialised or not.
     pub async fn neighbors(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(NEIGHBORS)?;
-            let mut all = Vec::new();
-            for entry in table.iter()? {
-                let (key, value) = entry?;
-                all.push((key.value(), decode_server(value.value())?));
-            }
-            Ok(all)
-        })
-        .await
+        self.servers(NEIGHBORS).await
     }
 
     /// Records a neighbour LOC reported, uninitialised, unless it is known already or `max`
@@ -114,20 +102,7 @@ impl Store {
         id: [u8; 32],
         change: impl FnOnce(&mut PeerServer) + Send + 'static,
     ) -> Result<bool, StoreError> {
-        self.write(move |txn| {
-            let mut table = txn.open_table(NEIGHBORS)?;
-            let Some(mut record) = table
-                .get(id)?
-                .map(|v| decode_server(v.value()))
-                .transpose()?
-            else {
-                return Ok(false);
-            };
-            change(&mut record);
-            table.insert(id, record.encode_to_vec().as_slice())?;
-            Ok(true)
-        })
-        .await
+        self.update_server(NEIGHBORS, id, change).await
     }
 
     /// The stored type of each of `ids` that neighbour `server` shares already.

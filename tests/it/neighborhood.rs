@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use iop_profile_server::role::Role;
-use iop_profile_server::wire::loc_service::ServiceType;
 use iop_profile_server::wire::{Status, loc};
 
+use crate::kit::loc::announcement;
 use crate::kit::*;
 use crate::ps06::{base, search};
 use crate::ps08::options;
@@ -56,24 +56,7 @@ impl Node {
 
     /// What LOC announces about this node's profile server.
     fn announcement(&self) -> loc::NodeInfo {
-        let id = self.server.network_id().to_vec();
-        loc::NodeInfo {
-            node_id: id.clone(),
-            contact: Some(loc::NodeContact {
-                ip_address: vec![127, 0, 0, 1],
-                node_port: 1,
-                client_port: 1,
-            }),
-            location: Some(loc::GpsLocation {
-                latitude: 1_000_000,
-                longitude: 2_000_000,
-            }),
-            services: vec![loc::ServiceInfo {
-                r#type: ServiceType::profile_name(),
-                port: u32::from(self.server.port(Role::Primary)),
-                service_data: id,
-            }],
-        }
+        announcement(&self.server.network_id(), self.server.port(Role::Primary))
     }
 
     /// The public keys of the profiles `server` shares with this node, as its search finds them.

@@ -131,6 +131,28 @@ enum Input {
     Push(ChangeType),
 }
 
+/// The node LOC announces for the profile server `id` listening on `primary` at 127.0.0.1: its
+/// LOC node id is the network id (as in PS08 §1.5), at 1°N 2°E.
+pub fn announcement(id: &[u8; 32], primary: u16) -> NodeInfo {
+    NodeInfo {
+        node_id: id.to_vec(),
+        contact: Some(loc::NodeContact {
+            ip_address: vec![127, 0, 0, 1],
+            node_port: 1,
+            client_port: 1,
+        }),
+        location: Some(GpsLocation {
+            latitude: 1_000_000,
+            longitude: 2_000_000,
+        }),
+        services: vec![ServiceInfo {
+            r#type: ServiceType::profile_name(),
+            port: u32::from(primary),
+            service_data: id.to_vec(),
+        }],
+    }
+}
+
 /// A running LOC stand-in; dropping it stops it.
 pub struct LocStandIn {
     shared: Arc<Shared>,
