@@ -16,6 +16,7 @@ use crate::hub::{Command, Outbox, Reply, ServerRequestKind};
 use crate::neighborhood::batches::{Batch, placeholder, profile_item};
 use crate::neighborhood::items::{self, Phase, Shared};
 use crate::search::decode_profile;
+use crate::store::Durability;
 use crate::store::followers::{Snapshot, StartOutcome};
 use crate::store::neighbors::SharedChange;
 use crate::store::records::PeerServer;
@@ -171,7 +172,13 @@ pub async fn apply_items(
     while changes.peek().is_some() {
         let chunk: Vec<SharedChange> = changes.by_ref().take(APPLY_CHUNK).collect();
         let index_changes: Vec<IndexChange> = chunk.iter().filter_map(IndexChange::of).collect();
-        ctx.store.apply_shared(server, chunk, now.unix_ms).await?;
+        let durability = match phase {
+            Phase::Initialization => Durability::None,
+            Phase::Live => Durability::Immediate,
+        };
+        ctx.store
+            .apply_shared(server, chunk, now.unix_ms, durability)
+            .await?;
         // Profiles of a neighbour still initialising become searchable only once it finishes.
         if phase == Phase::Live {
             ctx.search.update(|index| {
@@ -254,12 +261,8 @@ async fn stream_snapshot(
             .map_err(|_| "the snapshot cannot be read")?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        for profile in page {
-            let thumbnail = match <[u8; 32]>::try_from(profile.thumbnail_hash.as_slice()) {
-                Ok(hash) => ctx.store.image(hash).await.ok().flatten(),
-                Err(_) => Some(Vec::new()),
-            };
-            let item = match thumbnail {
+        for mut profile in page {
+            let item = match profile.thumbnail.take() {
                 Some(thumbnail) => profile_item(&profile, thumbnail, false),
                 // Cancelled since the snapshot and its thumbnail deleted (spec §5.8).
                 None => placeholder(&public_key_of(&profile.profile)),

@@ -128,7 +128,7 @@ mod tests {
             }
             .encode_to_vec(),
             signature: vec![0; 64],
-            thumbnail_hash: Vec::new(),
+            thumbnail: None,
         };
         profile_item(&profile, vec![7; thumbnail], false)
     }

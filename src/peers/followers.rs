@@ -239,14 +239,8 @@ async fn item_for(ctx: &Ctx, action: &QueuedAction) -> Option<ps::SharedProfileU
     match action.kind {
         ActionKind::AddProfile | ActionKind::ChangeProfile => {
             let change = action.kind == ActionKind::ChangeProfile;
-            let profile = ctx.store.shared_profile(id?).await.ok().flatten();
-            let thumbnail = match &profile {
-                Some(p) => match <[u8; 32]>::try_from(p.thumbnail_hash.as_slice()) {
-                    Ok(hash) => ctx.store.image(hash).await.ok().flatten(),
-                    Err(_) => Some(Vec::new()),
-                },
-                None => None,
-            };
+            let mut profile = ctx.store.shared_profile(id?).await.ok().flatten();
+            let thumbnail = profile.as_mut().and_then(|p| p.thumbnail.take());
             match (profile, thumbnail) {
                 (Some(profile), Some(thumbnail)) => Some(profile_item(&profile, thumbnail, change)),
                 (_, _) if change => None,

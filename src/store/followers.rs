@@ -6,12 +6,14 @@
 //! it (the queue is filled in the change's own transaction), every one before is in the
 //! snapshot, so each identity reaches the follower exactly once.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message as _;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::actions::next_seq;
+use super::images::image_path;
 use super::records::{ActionKind, HostedIdentity, NeighborhoodAction, PeerServer};
 use super::servers::decode as decode_server;
 use super::tables::{ACTIONS, FOLLOWERS, HOSTED_IDENTITIES};
@@ -45,8 +47,9 @@ pub struct SharedProfile {
     pub profile: Vec<u8>,
     /// The owner's signature over `profile`.
     pub signature: Vec<u8>,
-    /// The profile's thumbnail hash (empty when none).
-    pub thumbnail_hash: Vec<u8>,
+    /// The thumbnail bytes (empty when the profile has none); `None` when its file can no
+    /// longer be read (the identity was cancelled since).
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 /// One queued action for a follower, with its place in the queue.
@@ -107,6 +110,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<SharedProfile>, StoreError> {
         let snapshot = snapshot.clone();
+        let dir = self.dir.clone();
         super::run_blocking(move || {
             let table = snapshot.0.open_table(HOSTED_IDENTITIES)?;
             let mut page = Vec::new();
@@ -120,7 +124,7 @@ impl Store {
                     continue;
                 };
                 if record.initialized && !record.cancelled {
-                    page.push(shared(id, record));
+                    page.push(shared(&dir, id, record));
                     if page.len() == limit {
                         break;
                     }
@@ -134,9 +138,13 @@ impl Store {
     /// The current profile of hosted identity `id`, if it is initialised and not cancelled.
     pub async fn shared_profile(&self, id: [u8; 32]) -> Result<Option<SharedProfile>, StoreError> {
         let record = self.hosted_identity(crate::crypto::NetworkId(id)).await?;
-        Ok(record
-            .filter(|r| r.initialized && !r.cancelled)
-            .map(|r| shared(id, r)))
+        let dir = self.dir.clone();
+        super::run_blocking(move || {
+            Ok(record
+                .filter(|r| r.initialized && !r.cancelled)
+                .map(|r| shared(&dir, id, r)))
+        })
+        .await
     }
 
     /// Every follower, initialised or not.
@@ -274,11 +282,16 @@ impl Store {
     }
 }
 
-fn shared(id: [u8; 32], record: HostedIdentity) -> SharedProfile {
+/// A hosted record as shared, with its thumbnail read from its file.
+fn shared(dir: &Path, id: [u8; 32], record: HostedIdentity) -> SharedProfile {
+    let thumbnail = match <[u8; 32]>::try_from(record.thumbnail_image_hash.as_slice()) {
+        Ok(hash) => std::fs::read(image_path(dir, &hash)).ok(),
+        Err(_) => Some(Vec::new()),
+    };
     SharedProfile {
         id,
         profile: record.profile,
         signature: record.signature,
-        thumbnail_hash: record.thumbnail_image_hash,
+        thumbnail,
     }
 }

@@ -20,6 +20,7 @@ pub use crate::wire::proto::iop::store as records;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use redb::Durability;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SETTINGS};
@@ -150,9 +151,21 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_with(Durability::Immediate, work).await
+    }
+
+    /// Like [`Store::write`], but `Durability::None` skips the fsync: for staged data that a
+    /// later durable commit makes permanent, and that start-up discards if none came.
+    pub async fn write_with<T, F>(&self, durability: Durability, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
         let db = Arc::clone(&self.db);
         run_blocking(move || {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)
+                .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
             let value = work(&txn)?;
             txn.commit()?;
             Ok(value)

@@ -129,14 +129,16 @@ impl Store {
     }
 
     /// Applies validated changes from neighbour `server` in one transaction and keeps its
-    /// profile count (spec §4.19).
+    /// profile count (spec §4.19). Staged changes of an initialisation need no fsync: they count
+    /// only once [`Store::finish_neighbor`] commits durably, and start-up drops them otherwise.
     pub async fn apply_shared(
         &self,
         server: [u8; 32],
         changes: Vec<SharedChange>,
         now_ms: i64,
+        durability: super::Durability,
     ) -> Result<(), StoreError> {
-        self.write(move |txn| {
+        self.write_with(durability, move |txn| {
             let mut shared = txn.open_table(NEIGHBOR_IDENTITIES)?;
             let mut count_change = 0_i64;
             let mut refreshed = false;
@@ -278,7 +280,8 @@ impl Store {
         })
         .await?;
         let change = SharedChange::Upsert { id, record };
-        self.apply_shared(server, vec![change], now).await
+        self.apply_shared(server, vec![change], now, super::Durability::Immediate)
+            .await
     }
 
     /// The profile neighbour `server` shares for identity `id`.
