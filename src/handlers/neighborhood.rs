@@ -167,7 +167,16 @@ pub async fn apply_items(
         .store
         .shared_types(server, items::named_ids(&items))
         .await?;
-    let checked = items::check(items, phase, &Shared { types, count });
+    // Signatures are the costly part: checked on every core the blocking pool may use.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(usize::from(ctx.config.runtime.max_blocking_threads));
+    let (items, verified) = tokio::task::spawn_blocking(move || {
+        let verified = items::signatures(&items, threads);
+        (items, verified)
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Task(e.to_string()))?;
+    let checked = items::check(items, phase, &Shared { types, count }, &verified);
     let mut changes = checked.changes.into_iter().peekable();
     while changes.peek().is_some() {
         let chunk: Vec<SharedChange> = changes.by_ref().take(APPLY_CHUNK).collect();

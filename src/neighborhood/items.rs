@@ -59,15 +59,57 @@ pub fn named_ids(items: &[ps::SharedProfileUpdateItem]) -> Vec<[u8; 32]> {
         .collect()
 }
 
-/// Checks `items` in order against what the neighbour already shares.
-pub fn check(items: Vec<ps::SharedProfileUpdateItem>, phase: Phase, shared: &Shared) -> Checked {
+/// Whether each item's signature verifies (false for an item without a signed profile): the
+/// costly part of a check, spread over up to `threads` threads. [`check`] takes the result, so
+/// the order of the checks stays that of the spec.
+pub fn signatures(items: &[ps::SharedProfileUpdateItem], threads: usize) -> Vec<bool> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(signature_holds).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn signature_holds(item: &ps::SharedProfileUpdateItem) -> bool {
+    let signed = match &item.action_type {
+        Some(ActionType::Add(add)) => add.signed_profile.as_ref(),
+        Some(ActionType::Change(change)) => change.signed_profile.as_ref(),
+        _ => None,
+    };
+    signed.is_some_and(|signed| {
+        let profile = signed.profile.clone().unwrap_or_default();
+        verify(
+            &profile.public_key,
+            &profile.encode_to_vec(),
+            &signed.signature,
+        )
+    })
+}
+
+/// Checks `items` in order against what the neighbour already shares; `verified` holds the
+/// [`signatures`] of the same items.
+pub fn check(
+    items: Vec<ps::SharedProfileUpdateItem>,
+    phase: Phase,
+    shared: &Shared,
+    verified: &[bool],
+) -> Checked {
     let mut batch = Batch {
         shared,
+        verified,
+        index: 0,
         seen: HashSet::new(),
         added: 0,
     };
     let mut changes = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
+        batch.index = index;
         match batch.item(item, phase) {
             Ok(change) => changes.push(change),
             Err(field) => {
@@ -86,6 +128,10 @@ pub fn check(items: Vec<ps::SharedProfileUpdateItem>, phase: Phase, shared: &Sha
 
 struct Batch<'a> {
     shared: &'a Shared,
+    /// Whether each item's signature holds.
+    verified: &'a [bool],
+    /// The item being checked.
+    index: usize,
     /// Identities named by earlier items of this request.
     seen: HashSet<[u8; 32]>,
     /// Profiles earlier items of this request add.
@@ -128,9 +174,8 @@ impl Batch<'_> {
         check_profile_fields(&profile, None)
             .map_err(|field| bad(&format!("signedProfile.profile.{field}")))?;
         let bytes = profile.encode_to_vec();
-        if profile.r#type != INTERNAL_TYPE
-            && !verify(&profile.public_key, &bytes, &signed.signature)
-        {
+        let holds = self.verified.get(self.index).copied().unwrap_or(false);
+        if profile.r#type != INTERNAL_TYPE && !holds {
             return Err(bad("signedProfile.signature"));
         }
         let id = sha256(&profile.public_key);

@@ -1,6 +1,12 @@
 //! The check order of spec §4.19 and PS08023, item by item.
 
 use super::*;
+
+/// Checks as the server does: signatures first, on two threads.
+fn check(items: Vec<ps::SharedProfileUpdateItem>, phase: Phase, shared: &Shared) -> Checked {
+    let verified = signatures(&items, 2);
+    super::check(items, phase, shared, &verified)
+}
 use crate::crypto::ServerKey;
 
 fn signed(key: &ServerKey, name: &str) -> ps::SignedProfileInformation {
