@@ -17,16 +17,18 @@ use crate::neighborhood::batches::{Batch, placeholder, profile_item};
 use crate::neighborhood::items::{self, Phase, Shared};
 use crate::search::decode_profile;
 use crate::store::Durability;
-use crate::store::followers::{Snapshot, StartOutcome};
+use crate::store::StoreError;
+use crate::store::followers::{SharedProfile, Snapshot, StartOutcome};
 use crate::store::neighbors::SharedChange;
 use crate::store::records::PeerServer;
 use crate::wire::ps::{self, conversation_request, conversation_response::ResponseType};
 use crate::wire::{Status, request};
 
-/// Spec §4.19: shared changes are applied in transactions of at most this many items.
+/// Spec §4.19: live changes are applied in transactions of at most this many items. An
+/// initialisation's batch is staged in one transaction: nothing of it counts before Finish.
 const APPLY_CHUNK: usize = 100;
 /// Snapshot profiles read from the database at a time while packing batches.
-const SNAPSHOT_PAGE: usize = 64;
+const SNAPSHOT_PAGE: usize = 256;
 
 /// StartNeighborhoodInitializationRequest: checks in the order of spec §4.19, records the
 /// follower and starts streaming our hosted profiles to it on this connection.
@@ -162,7 +164,7 @@ pub async fn apply_items(
     items: Vec<ps::SharedProfileUpdateItem>,
     phase: Phase,
     now: Now,
-) -> Result<Option<String>, crate::store::StoreError> {
+) -> Result<Option<String>, StoreError> {
     let types = ctx
         .store
         .shared_types(server, items::named_ids(&items))
@@ -175,11 +177,15 @@ pub async fn apply_items(
         (items, verified)
     })
     .await
-    .map_err(|e| crate::store::StoreError::Task(e.to_string()))?;
+    .map_err(|e| StoreError::Task(e.to_string()))?;
     let checked = items::check(items, phase, &Shared { types, count }, &verified);
     let mut changes = checked.changes.into_iter().peekable();
     while changes.peek().is_some() {
-        let chunk: Vec<SharedChange> = changes.by_ref().take(APPLY_CHUNK).collect();
+        let size = match phase {
+            Phase::Initialization => usize::MAX,
+            Phase::Live => APPLY_CHUNK,
+        };
+        let chunk: Vec<SharedChange> = changes.by_ref().take(size).collect();
         let index_changes: Vec<IndexChange> = chunk.iter().filter_map(IndexChange::of).collect();
         let durability = match phase {
             Phase::Initialization => Durability::None,
@@ -261,15 +267,16 @@ async fn stream_snapshot(
     snapshot: &Snapshot,
 ) -> Result<(), &'static str> {
     let mut batch = Batch::default();
-    let mut after = None;
-    loop {
-        let page = ctx
-            .store
-            .snapshot_page(snapshot, after, SNAPSHOT_PAGE)
+    let mut next = Some(read_page(ctx, snapshot, None));
+    while let Some(reading) = next.take() {
+        let page = reading
             .await
-            .map_err(|_| "the snapshot cannot be read")?;
+            .ok()
+            .and_then(Result::ok)
+            .ok_or("the snapshot cannot be read")?;
         let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        // The next page is read while this one is sent and the follower answers.
+        next = Some(read_page(ctx, snapshot, Some(last.id)));
         for mut profile in page {
             let item = match profile.thumbnail.take() {
                 Some(thumbnail) => profile_item(&profile, thumbnail, false),
@@ -297,6 +304,17 @@ async fn stream_snapshot(
         finish,
     )
     .await
+}
+
+/// Reads the snapshot page after `after` in a task of the server's tracker.
+fn read_page(
+    ctx: &Ctx,
+    snapshot: &Snapshot,
+    after: Option<[u8; 32]>,
+) -> tokio::task::JoinHandle<Result<Vec<SharedProfile>, StoreError>> {
+    let (store, snapshot) = (ctx.store.clone(), snapshot.clone());
+    ctx.tasks
+        .spawn(async move { store.snapshot_page(&snapshot, after, SNAPSHOT_PAGE).await })
 }
 
 fn public_key_of(profile: &[u8]) -> Vec<u8> {
