@@ -4,18 +4,23 @@
 //! Rooms, top to bottom; a room uses only the rooms below it (`.ci/layers.py` checks it, so
 //! there is no import cycle):
 //! - [`runtime`] wires everything: ports, data directory, listeners, the task tracker and
-//!   shutdown order, logging, systemd. The only room that spawns long-lived tasks.
+//!   shutdown order, logging, systemd. The only room that starts long-lived tasks.
+//! - `peers` are the outgoing links: the LOC client, neighbours we receive profiles from,
+//!   followers we deliver to.
 //! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
-//!   for test clients. `peers` are the outgoing links: LOC, neighbours, followers. `jobs`
-//!   runs the timers (maintenance, relay deadlines).
+//!   for test clients. `jobs` runs the timers (maintenance, relay deadlines).
 //! - `handlers` answer requests, one module per feature area; they never touch a socket.
+//! - `context` bundles what handlers may use: key, store, config, hub, search, budgets, the
+//!   task tracker.
 //! - `session` is per-connection protocol state and the role/state gates (sync, no I/O).
+//!   `neighborhood` decides which shared profile items are valid and how snapshots are cut
+//!   into frames (pure).
+//! - `profile_rules`: the checks every profile passes, from a customer or a neighbour.
 //! - `hub` is the state shared between connections: outboxes, presence, call relays. Its
 //!   decisions take `now` and return effects; it uses only `wire`, `crypto` and `clock`.
-//! - `context` bundles what handlers may use: key, store, config, hub, search, budgets.
-//! - Leaves: [`store`] (the only code touching the data directory), [`search`] (the in-memory
-//!   profile index), `images` (image checks), [`config`], [`wire`] (protocol bytes, pure),
-//!   [`crypto`], [`role`], [`clock`] (the one source of time).
+//!   [`store`] is the only code touching the data directory.
+//! - Leaves: [`search`] (the in-memory profile index), `images` (image checks), [`config`],
+//!   [`wire`] (protocol bytes, pure), [`crypto`], [`role`], [`clock`] (the one source of time).
 #![forbid(unsafe_code)]
 
 pub mod clock;

@@ -5,5 +5,5 @@
 
 pub mod client;
 pub mod followers;
-pub(crate) mod loc;
+pub mod loc;
 pub mod neighbors;
