@@ -13,7 +13,8 @@ use iop_profile_server::search::wildcard::Wildcard;
 use iop_profile_server::search::{Query, regex_type};
 use iop_profile_server::store::Store;
 use iop_profile_server::store::records::{HostedIdentity, NeighborIdentity};
-use iop_profile_server::store::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES};
+use iop_profile_server::store::records::PeerServer;
+use iop_profile_server::store::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES, NEIGHBORS};
 use iop_profile_server::wire::ps;
 use prost::Message as _;
 
@@ -81,6 +82,15 @@ async fn generate(store: &Store) {
                     (server, random_bytes::<32>()),
                     record.encode_to_vec().as_slice(),
                 )?;
+            }
+            // The 100 servers are initialised neighbours: only their profiles are searchable.
+            let mut neighbors = txn.open_table(NEIGHBORS)?;
+            let initialised = PeerServer {
+                initialized: true,
+                ..Default::default()
+            };
+            for server in 0..100_u8 {
+                neighbors.insert([server; 32], initialised.encode_to_vec().as_slice())?;
             }
             Ok(())
         })
