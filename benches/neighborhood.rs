@@ -134,6 +134,8 @@ fn profiles(jpeg: &[u8]) -> Vec<Record> {
 /// Writes B's hosted identities straight into its database (one transaction; image files
 /// without fsync: setup, not measurement).
 fn seed(dir: &std::path::Path, records: &[Record]) {
+    // Data is only served beside its identity.
+    iop_profile_server::store::keys::load_or_create_identity(dir).expect("identity");
     let store = Store::open(dir, 64 << 20).expect("store");
     drop(store);
     let db = Database::create(dir.join(iop_profile_server::store::DATABASE_FILE)).expect("db");

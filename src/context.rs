@@ -39,6 +39,8 @@ pub struct Ctx {
     /// Permits for bytes of cached search results, over all connections
     /// (`limits.search_cache_bytes`).
     pub search_cache_bytes: Arc<Semaphore>,
+    /// Searches allowed to run at once on the blocking pool (one per runtime worker).
+    pub search_slots: Arc<Semaphore>,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
     /// Woken when neighbourhood actions were queued for followers, or a follower finished its

@@ -61,8 +61,8 @@ fn main() -> ExitCode {
             let Some(config) = load(config.as_ref()) else {
                 return ExitCode::from(EXIT_USAGE);
             };
-            match runtime::prepare_data_dir(&config) {
-                Ok((key, _)) => {
+            match runtime::init_data_dir(&config) {
+                Ok(key) => {
                     println!("{}", key.network_id());
                     ExitCode::SUCCESS
                 }

@@ -116,7 +116,7 @@ async fn single_request(
     let body = single.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_single(&body), session)?;
     let answer = match body {
-        R::Ping(request) => Ok(basic::ping(request, now)),
+        R::Ping(request) => basic::ping(request, now),
         R::ListRoles(_) => Ok(basic::list_roles(ctx)),
         R::ListHostingPlans(_) => hosting::list_hosting_plans(ctx).await,
         R::GetProfileInformation(request) => profile::get_profile_information(ctx, request).await,

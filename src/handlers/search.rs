@@ -1,6 +1,8 @@
 //! ProfileSearch and ProfileSearchPart (spec §4.18): validation in table order, the index query,
 //! and the per-connection result cache.
 
+use std::sync::Arc;
+
 use super::reject::Reject;
 use crate::clock::Now;
 use crate::context::Ctx;
@@ -74,19 +76,42 @@ fn query(request: &ps::ProfileSearchRequest) -> Result<Query, Reject> {
     })
 }
 
+/// Checks the request and runs it on the blocking pool, one search per runtime worker at a
+/// time: compiling a pattern and scanning every profile can take milliseconds of CPU, which
+/// must not hold up the runtime thread that serves other connections.
+async fn run_off_runtime(
+    ctx: &Arc<Ctx>,
+    request: ps::ProfileSearchRequest,
+) -> Result<(Vec<Hit>, bool), Reject> {
+    let internal = |_| Reject::status(Status::ErrorInternal);
+    let slot = Arc::clone(&ctx.search_slots)
+        .acquire_owned()
+        .await
+        .map_err(internal)?;
+    let shared = Arc::clone(ctx);
+    ctx.tasks
+        .spawn_blocking(move || {
+            let _slot = slot;
+            let query = query(&request)?;
+            Ok(shared.search.run(&query))
+        })
+        .await
+        .map_err(|_| Reject::status(Status::ErrorInternal))?
+}
+
 /// ProfileSearchRequest: runs the query, answers the first slice, caches the rest.
 pub async fn profile_search(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     session: &mut Session,
     request: ps::ProfileSearchRequest,
     now: Now,
 ) -> Result<ResponseType, Reject> {
     // A new search always discards the previous results.
     session.search_cache = None;
-    let query = query(&request)?;
-    let (hits, consulted_neighbors) = ctx.search.run(&query);
+    let max_response_record_count = request.max_response_record_count;
     let thumbnails = request.include_thumbnail_images;
-    let first = hits.len().min(request.max_response_record_count as usize);
+    let (hits, consulted_neighbors) = run_off_runtime(ctx, request).await?;
+    let first = hits.len().min(max_response_record_count as usize);
     let profiles = load(ctx, &hits[..first], thumbnails).await?;
     let mut covered_servers = vec![ctx.key.network_id().0.to_vec()];
     if consulted_neighbors {
@@ -103,7 +128,7 @@ pub async fn profile_search(
     }
     Ok(ResponseType::ProfileSearch(ps::ProfileSearchResponse {
         total_record_count: total,
-        max_response_record_count: request.max_response_record_count,
+        max_response_record_count,
         covered_servers,
         profiles,
     }))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::hub::{Command, Link, Outbox, carry_out};
 use crate::role::{Role, RoleSet};
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
-use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
+use crate::wire::{Status, UNKNOWN_MESSAGE_ID, decode_cost, frame, ps, response};
 
 /// After a protocol violation, how long unread input is drained so the error reply is not lost
 /// to a TCP reset (PS00010 note).
@@ -73,6 +73,7 @@ where
         session: Session::new(setup.roles, link),
         pending: Pending::new(first_server_request_id(setup.roles)),
         write_timeout: ctx.config.timeouts.write,
+        idle: setup.idle,
         ctx,
     };
     let end = connection.run(setup, commands, &shutdown).await;
@@ -115,6 +116,8 @@ struct Connection<S> {
     session: Session,
     pending: Pending,
     write_timeout: Duration,
+    /// The port's idle timeout; also the longest wait for in-flight budget.
+    idle: Duration,
     ctx: Arc<Ctx>,
 }
 
@@ -169,12 +172,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Eof) => return End::PeerClosed,
                 Ok(Step::Header(len)) => {
-                    match self.admit_body(&mut reader, len, setup.idle).await {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => continue,
-                        Err(end) => return end,
+                    let Ok(none) = Arc::clone(&self.ctx.inflight_bytes).try_acquire_many_owned(0)
+                    else {
+                        return End::Shutdown;
+                    };
+                    match reader.begin_body(len, none) {
+                        Some(frame) => frame,
+                        None => continue,
                     }
                 }
+                Ok(Step::Arrived(bytes)) => match self.reserve(bytes).await {
+                    Ok(permit) => match reader.charge(permit) {
+                        Some(frame) => frame,
+                        None => continue,
+                    },
+                    Err(end) => return end,
+                },
                 Ok(Step::Frame(frame)) => frame,
                 Err(error) => return self.read_failed(&error).await,
             };
@@ -185,22 +198,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Waits for in-flight budget for a body of `len` bytes. The wait is the server's doing, not
-    /// the peer's, so it gets a full idle period of its own.
-    async fn admit_body(
-        &mut self,
-        reader: &mut FrameReader,
-        len: usize,
-        idle: Duration,
-    ) -> Result<Option<Frame>, End> {
-        // `len` is at most MAX_BODY_LEN, far below u32::MAX.
-        let permits = u32::try_from(len).unwrap_or(u32::MAX);
+    /// Waits for `bytes` of in-flight budget. The wait is the server's doing, not the peer's,
+    /// so it gets a full idle period of its own.
+    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, End> {
+        // Callers ask for at most the whole budget, which is a u32 (config bounds).
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
         let budget = Arc::clone(&self.ctx.inflight_bytes);
-        match timeout(idle, budget.acquire_many_owned(permits)).await {
-            Ok(Ok(permit)) => Ok(reader.begin_body(len, permit)),
+        match timeout(self.idle, budget.acquire_many_owned(permits)).await {
+            Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(End::Shutdown),
             Err(_) => Err(End::Idle),
         }
+    }
+
+    /// Charges what decoding `body` will allocate beyond its own bytes (the elements of its
+    /// repeated fields) to the frame's permit. A frame that could never fit in the whole budget
+    /// is a protocol violation: no honest message comes near it.
+    async fn charge_decoding(
+        &mut self,
+        body: &[u8],
+        permit: &mut OwnedSemaphorePermit,
+    ) -> Result<(), End> {
+        let extra = decode_cost::repeated_cost(body);
+        if extra == 0 {
+            return Ok(());
+        }
+        let budget =
+            usize::try_from(self.ctx.config.limits.max_inflight_bytes).unwrap_or(usize::MAX);
+        if body.len().saturating_add(extra) > budget {
+            tracing::debug!(extra, "message would decode beyond the in-flight budget");
+            return Err(self.violation(UNKNOWN_MESSAGE_ID, "").await);
+        }
+        permit.merge(self.reserve(extra).await?);
+        Ok(())
     }
 
     async fn read_failed(&mut self, error: &ReadError) -> End {
@@ -218,7 +248,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Handles one complete frame; `Some` ends the connection.
     async fn frame(&mut self, frame: Frame) -> Option<End> {
-        let Frame { body, permit } = frame;
+        let Frame { body, mut permit } = frame;
+        if let Err(end) = self.charge_decoding(&body, &mut permit).await {
+            return Some(end);
+        }
         let message = match frame::decode_body::<ps::Message>(&body) {
             Ok(message) => message,
             Err(cause) => {
@@ -263,6 +296,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 }
             }
+            // An empty message carries no id of its own (0 is proto3's absent value).
+            None if message.id == 0 => Some(self.violation(UNKNOWN_MESSAGE_ID, "").await),
             None => Some(self.violation(message.id, "").await),
         }
     }

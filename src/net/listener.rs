@@ -37,14 +37,6 @@ pub async fn accept_loop(
 ) {
     let local_port = port.listener.local_addr().map_or(0, |a| a.port());
     loop {
-        // The permit comes first: beyond max_connections nothing is accepted or handshaken.
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            permit = Arc::clone(&ctx.connections).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = port.listener.accept() => accepted,
@@ -56,6 +48,16 @@ pub async fn accept_loop(
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        // Beyond max_connections the accepted socket waits, unread and without a handshake, for
+        // a slot; this port accepts nothing more meanwhile. An idle port holds no slot, so one
+        // port can serve all max_connections.
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            permit = Arc::clone(&ctx.connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
         };
         let span =
             tracing::info_span!("conn", %peer, port = local_port, identity = tracing::field::Empty);

@@ -23,12 +23,15 @@ use crate::wire::ps::{
     self, conversation_request, conversation_response, message, response, single_request,
     single_response,
 };
-use crate::wire::{Status, VERSION_1_0_0, frame, request};
+use crate::wire::{Status, VERSION_1_0_0, decode_cost, frame, request};
 
 /// Spec §6: the longest wait for one message from another server (C#: 60 s).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest wait for a TCP connection and its TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most memory one message from another server may take once decoded, beyond its own bytes:
+/// a full batch of shared profiles needs about a tenth of it.
+const MAX_DECODE_EXTRA: usize = 8 * 1024 * 1024;
 /// Requests of the other server kept while we wait for the answer to ours.
 const MAX_QUEUED_REQUESTS: usize = 4;
 
@@ -230,6 +233,9 @@ impl PeerClient {
             let len = frame::body_len(&header).map_err(|_| PeerError::Protocol("bad frame"))?;
             let mut body = vec![0; len];
             self.stream.read_exact(&mut body).await.map_err(io_error)?;
+            if decode_cost::repeated_cost(&body) > MAX_DECODE_EXTRA {
+                return Err(PeerError::Protocol("message too costly to decode"));
+            }
             frame::decode_body::<ps::Message>(&body).map_err(|_| PeerError::Protocol("bad body"))
         };
         let message = timeout(READ_TIMEOUT, read)

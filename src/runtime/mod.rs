@@ -28,6 +28,7 @@ use crate::peers;
 use crate::role::{Role, RoleSet};
 use crate::search::Search;
 use crate::search::index::SearchIndex;
+use crate::store::data_dir::{self, Opening};
 use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
 use crate::store::{Store, StoreError};
@@ -56,12 +57,25 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
 }
 
-/// Creates the data directory, the server identity and the TLS certificate when missing.
-pub fn prepare_data_dir(config: &Config) -> Result<(ServerKey, TlsMaterial), StoreError> {
+/// Creates the data directory, the server identity and the TLS certificate when missing, unless
+/// that would orphan or replace data already there ([`data_dir::check`]).
+pub fn prepare_data_dir(
+    config: &Config,
+    opening: Opening,
+) -> Result<(ServerKey, TlsMaterial), StoreError> {
+    data_dir::check(&config.data_dir, opening)?;
     keys::ensure_dir(&config.data_dir)?;
     let key = keys::load_or_create_identity(&config.data_dir)?;
     let tls = keys::load_or_create_tls(&config.data_dir)?;
     Ok((key, tls))
+}
+
+/// `init`: creates whatever the data directory lacks, the database included, and returns the
+/// server key. Blocking.
+pub fn init_data_dir(config: &Config) -> Result<ServerKey, StoreError> {
+    let (key, _) = prepare_data_dir(config, Opening::Init)?;
+    Store::open(&config.data_dir, config.storage.cache_bytes)?;
+    Ok(key)
 }
 
 /// A started server.
@@ -134,7 +148,7 @@ impl RunningServer {
 /// Binds every listener, prepares the data directory and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let bound = bind_all(&config).await?;
-    let (key, tls_material) = prepare_data_dir(&config)?;
+    let (key, tls_material) = prepare_data_dir(&config, Opening::Run)?;
     let acceptor = TlsAcceptor::from(tls::server_config(&tls_material)?);
     let dir = config.data_dir.clone();
     let cache = config.storage.cache_bytes;
@@ -172,6 +186,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         answer: config.timeouts.call_answer,
         join: config.timeouts.relay_join,
     };
+    let search_slots = usize::from(config.runtime.worker_threads.max(1));
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -184,6 +199,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         relays: Relays::new(limits.max_relays as usize, relay_timeouts),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
+        search_slots: Arc::new(Semaphore::new(search_slots)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
         actions_queued: Notify::new(),
         tasks: tasks.clone(),

@@ -85,17 +85,20 @@ pub fn load_or_create_tls(dir: &Path) -> Result<TlsMaterial, StoreError> {
 fn write_secret_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&temp)
-        .map_err(|e| StoreError::io(&temp, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StoreError::io(&temp, e))?;
-    fs::rename(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .map_err(|e| StoreError::io(&temp, e))
+        .and_then(|()| fs::rename(&temp, &path).map_err(|e| StoreError::io(&path, e)));
+    if let Err(error) = written {
+        // A full disk must not leave a half-written secret behind.
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))?;
@@ -136,5 +139,19 @@ mod tests {
         let second = load_or_create_tls(dir.path()).expect("load");
         assert_eq!(first.cert_der, second.cert_der);
         assert_eq!(first.key_der, second.key_der);
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_put_in_place_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The key's name is taken by a non-empty directory: the rename fails.
+        fs::create_dir_all(dir.path().join(TLS_KEY_FILE).join("occupied")).expect("mkdir");
+        assert!(load_or_create_tls(dir.path()).is_err());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(TLS_KEY_FILE)]);
     }
 }

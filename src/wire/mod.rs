@@ -2,6 +2,7 @@
 //!
 //! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
 
+pub mod decode_cost;
 pub mod frame;
 pub mod loc_envelope;
 pub mod loc_service;

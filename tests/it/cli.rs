@@ -127,3 +127,74 @@ fn run_serves_and_stops_cleanly_on_sigterm() {
     let mut again = ServerProcess::start(dir.path());
     assert!(again.terminate().success());
 }
+
+fn run_config(dir: &Path) -> String {
+    write_config(dir, &listeners(free_port(), free_port()))
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a command that is expected to refuse; one that goes on serving is stopped and fails
+/// the test instead of hanging it.
+fn refused(args: &[&str]) -> Output {
+    let child = server_command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let pid = child.id().to_string();
+    let (exited, exit_seen) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let timeout = std::time::Duration::from_secs(60);
+        if exit_seen.recv_timeout(timeout).is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().expect("exit status");
+    // The child is gone: the watchdog must not signal its (reusable) pid.
+    let _ = exited.send(());
+    let _ = watchdog.join();
+    assert_eq!(out.status.code(), Some(2), "{args:?} did not refuse");
+    out
+}
+
+#[test]
+fn a_lost_database_beside_its_identity_is_not_recreated_by_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = run_config(dir.path());
+    let id = cli(&["init", "--config", &config]).stdout;
+    let database = dir.path().join("data/profile-server.redb");
+    std::fs::remove_file(&database).expect("init created the database");
+    let error = stderr_of(&refused(&["run", "--config", &config]));
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    assert!(error.contains("profile-server.redb: missing"), "{error}");
+    assert!(error.contains("init"), "{error}");
+    assert!(!database.exists(), "nothing was created");
+    // Going on with an empty database is an explicit step, and keeps the network id.
+    let again = cli(&["init", "--config", &config]);
+    assert!(again.status.success(), "{}", stderr_of(&again));
+    assert_eq!(again.stdout, id);
+    assert!(database.exists());
+}
+
+#[test]
+fn data_without_its_identity_never_gets_a_new_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = run_config(dir.path());
+    assert!(cli(&["init", "--config", &config]).status.success());
+    let identity = dir.path().join("data/identity.key");
+    std::fs::remove_file(&identity).expect("remove");
+    for command in ["run", "init"] {
+        let error = stderr_of(&refused(&[command, "--config", &config]));
+        assert!(
+            error.contains("identity.key: missing"),
+            "{command}: {error}"
+        );
+        assert!(!identity.exists(), "{command} created a new identity");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod board;
 mod cli;
+mod hardening;
 mod hosting;
 mod kit;
 mod loc;

@@ -31,6 +31,8 @@ fn shared_profile(name: &str, kind: &str) -> ps::ProfileInformation {
 /// A data directory holding neighbour profiles (one with a thumbnail, one `<INTERNAL>`).
 async fn seeded_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A database is only served beside its identity.
+    iop_profile_server::store::keys::load_or_create_identity(dir.path()).expect("identity");
     let store = Store::open(dir.path(), 1 << 20).expect("open store");
     let thumbnail = fixture("thumbnail.jpg");
     for (name, kind, with_thumbnail) in [

@@ -1,0 +1,259 @@
+//! Abuse a single client can try: frames that decode into far more memory than they take on the
+//! wire, frames that announce a body and never send it, and messages at the edges of the
+//! framing rules. The node must refuse them cheaply and go on serving everyone else.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use iop_profile_server::role::Role;
+use iop_profile_server::wire::{UNKNOWN_MESSAGE_ID, frame, ps, request};
+use prost::encoding::{WireType, decode_key, encode_key, encode_varint};
+use tokio::time::Instant;
+
+use crate::kit::{
+    Client, Layout, Options, ServerProcess, TestServer, assert_invalid, assert_status,
+    into_response,
+};
+use iop_profile_server::wire::Status;
+
+/// A body of `count` copies of `element`, as field `field` of a message nested in `path`
+/// (outermost first): how an attacker builds an amplification frame by hand.
+fn nested(path: &[u32], field: u32, element: &[u8], count: usize) -> Vec<u8> {
+    let mut inner = Vec::with_capacity(count * (element.len() + 3));
+    for _ in 0..count {
+        encode_key(field, WireType::LengthDelimited, &mut inner);
+        encode_varint(element.len() as u64, &mut inner);
+        inner.extend_from_slice(element);
+    }
+    for &outer in path.iter().rev() {
+        let mut wrapped = Vec::with_capacity(inner.len() + 8);
+        encode_key(outer, WireType::LengthDelimited, &mut wrapped);
+        encode_varint(inner.len() as u64, &mut wrapped);
+        wrapped.extend_from_slice(&inner);
+        inner = wrapped;
+    }
+    inner
+}
+
+/// Wraps a message body in the 5-byte header and the MessageWithHeader field 2.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x12];
+    encode_varint(message.len() as u64, &mut body);
+    body.extend_from_slice(message);
+    let mut frame = vec![frame::MARKER];
+    frame.extend_from_slice(&u32::try_from(body.len()).expect("fits").to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A count of 2-byte elements that keeps the frame just within 1 MiB.
+const ELEMENTS: usize = 524_200;
+
+/// Message.request(2).conversation_request(2).neighborhood_shared_profile_update(...) with
+/// empty items.
+fn empty_update_items() -> Vec<u8> {
+    let field = ps::conversation_request::RequestType::NeighborhoodSharedProfileUpdate(
+        ps::NeighborhoodSharedProfileUpdateRequest::default(),
+    );
+    let number = conversation_field_number(&field);
+    framed(&nested(&[2, 2, number], 1, &[], ELEMENTS))
+}
+
+/// Message.response(3).single_response(...).profile_search(...) with empty profiles (field 4),
+/// sent unasked.
+fn unsolicited_search_results() -> Vec<u8> {
+    let body =
+        ps::single_response::ResponseType::ProfileSearch(ps::ProfileSearchResponse::default());
+    let number = single_response_field_number(&body);
+    framed(&nested(&[3, 8, number], 4, &[], ELEMENTS))
+}
+
+/// The field number an encoded oneof body starts with.
+fn field_number(mut encoded: &[u8]) -> u32 {
+    decode_key(&mut encoded).expect("a key").0
+}
+
+fn conversation_field_number(body: &ps::conversation_request::RequestType) -> u32 {
+    let mut bytes = Vec::new();
+    body.encode(&mut bytes);
+    field_number(&bytes)
+}
+
+fn single_response_field_number(body: &ps::single_response::ResponseType) -> u32 {
+    let mut bytes = Vec::new();
+    body.encode(&mut bytes);
+    field_number(&bytes)
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field present")
+}
+
+/// Sends `frame` and reads the one answer the server sends before closing.
+fn answer_to(port: u16, frame: &[u8]) -> ps::Message {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(frame).expect("send");
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let (message, _) = frame::split::<ps::Message>(&received)
+        .expect("a valid frame")
+        .expect("a whole frame");
+    message
+}
+
+fn ping_works(port: u16) -> bool {
+    let ping = request::single(
+        9,
+        ps::single_request::RequestType::Ping(ps::PingRequest {
+            payload: b"still here".to_vec(),
+        }),
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(&frame::encode(&ping)).expect("send");
+    let mut header = [0; frame::HEADER_LEN];
+    if stream.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let mut body = vec![0; frame::body_len(&header).expect("valid header")];
+    stream.read_exact(&mut body).is_ok()
+}
+
+#[test]
+fn frames_that_decode_into_far_more_memory_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = ServerProcess::start(dir.path());
+    let pid = server.child.id();
+    let before = status_kib(pid, "VmRSS:");
+    for frame in [empty_update_items(), unsolicited_search_results()] {
+        assert!(frame.len() <= frame::MAX_FRAME_LEN);
+        let answer = answer_to(server.primary, &frame);
+        assert_eq!(answer.id, UNKNOWN_MESSAGE_ID);
+        assert_status(&into_response(answer), Status::ErrorProtocolViolation);
+    }
+    assert!(ping_works(server.primary));
+    let peak_growth = status_kib(pid, "VmHWM:").saturating_sub(before);
+    assert!(
+        peak_growth <= 16 * 1024,
+        "peak resident memory grew by {peak_growth} KiB"
+    );
+    assert!(server.terminate().success());
+}
+
+/// A server whose whole in-flight budget is one maximal frame.
+fn tight_budget() -> Options {
+    Options {
+        limits: "max_inflight_bytes = 1048576".into(),
+        ..Options::layout(Layout::Shared)
+    }
+}
+
+async fn assert_ping_answered_while_held(server: &TestServer, holders: &mut [Client]) {
+    let started = Instant::now();
+    let mut client = Client::plain(server.port(Role::Primary)).await;
+    assert_status(&client.ping(1, b"through").await, Status::Ok);
+    let idle = Duration::from_secs(Options::default().client_idle_secs);
+    assert!(
+        started.elapsed() < idle,
+        "answered only after the holders were cut off"
+    );
+    for holder in holders {
+        assert!(
+            !holder.is_closed_within(Duration::from_millis(10)).await,
+            "the holder is still connected"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_announced_and_never_sent_do_not_stall_other_clients() {
+    let server = TestServer::start(&tight_budget()).await;
+    let mut holders = Vec::new();
+    for _ in 0..17 {
+        let mut holder = Client::plain(server.port(Role::Primary)).await;
+        holder
+            .send_raw(&[0x0D, 0xFB, 0xFF, 0x0F, 0x00])
+            .await
+            .expect("send");
+        holders.push(holder);
+    }
+    assert_ping_answered_while_held(&server, &mut holders).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_holding_the_whole_budget_does_not_stall_small_requests() {
+    let server = TestServer::start(&tight_budget()).await;
+    let mut holder = Client::plain(server.port(Role::Primary)).await;
+    let announced = frame::MAX_BODY_LEN;
+    let mut bytes = vec![0x0D];
+    bytes.extend_from_slice(&u32::try_from(announced).expect("fits").to_le_bytes());
+    bytes.resize(frame::HEADER_LEN + announced - 1, 0x00);
+    holder.send_raw(&bytes).await.expect("send");
+    assert_ping_answered_while_held(&server, &mut [holder]).await;
+}
+
+#[tokio::test]
+async fn an_empty_message_is_a_violation_with_the_unknown_id() {
+    let server = TestServer::start(&Options::default()).await;
+    for bytes in [vec![0x0D, 0, 0, 0, 0], vec![0x0D, 2, 0, 0, 0, 0x12, 0x00]] {
+        let mut client = Client::plain(server.port(Role::Primary)).await;
+        client.send_raw(&bytes).await.expect("send");
+        let answer = client.receive().await;
+        assert_eq!(answer.id, UNKNOWN_MESSAGE_ID);
+        assert_status(&into_response(answer), Status::ErrorProtocolViolation);
+    }
+}
+
+#[tokio::test]
+async fn a_ping_whose_echo_would_exceed_a_frame_is_invalid() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut client = Client::plain(server.port(Role::Primary)).await;
+    // The largest payload that still fits in a request frame.
+    let overhead = frame::encode(&request::single(
+        u32::MAX,
+        ps::single_request::RequestType::Ping(ps::PingRequest {
+            payload: vec![0; 1 << 19],
+        }),
+    ))
+    .len()
+        - (1 << 19);
+    let payload = vec![0x5A; frame::MAX_FRAME_LEN - overhead];
+    let answer = client.ping(u32::MAX, &payload).await;
+    assert_invalid(&answer, "payload");
+    assert_status(&client.ping(2, b"small").await, Status::Ok);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_port_can_hold_every_connection_slot() {
+    let options = Options {
+        limits: "max_connections = 3".into(),
+        ..Options::layout(Layout::Shared)
+    };
+    let server = TestServer::start(&options).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(Client::plain(server.port(Role::Primary)).await);
+    }
+    for (id, client) in (1..).zip(&mut clients) {
+        client
+            .send(&request::single(
+                id,
+                ps::single_request::RequestType::Ping(ps::PingRequest::default()),
+            ))
+            .await
+            .expect("send");
+        let answer = client.receive_within(Duration::from_secs(5)).await;
+        assert_status(&into_response(answer), Status::Ok);
+    }
+}
