@@ -8,7 +8,7 @@ import sys
 
 # Lower numbers sit lower; a room may use only rooms of a strictly lower rank.
 RANK = {
-    "wire": 0, "clock": 0, "role": 0, "images": 0,
+    "wire": 0, "clock": 0, "role": 0, "images": 0, "log_gate": 0,
     "crypto": 1, "search": 1, "config": 1,
     "store": 2, "hub": 2,
     "profile_rules": 3,

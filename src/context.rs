@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::crypto::ServerKey;
-use crate::hub::{Registry, Relays};
+use crate::hub::{Addresses, Registry, Relays};
 use crate::role::Role;
 use crate::search::Search;
 use crate::store::Store;
@@ -34,6 +34,8 @@ pub struct Ctx {
     pub registry: Registry,
     /// Calls and their relays.
     pub relays: Relays,
+    /// What each IP address holds (`limits.max_connections_per_address`, registrations).
+    pub addresses: Arc<Addresses>,
     /// The profile search index.
     pub search: Search,
     /// Permits for bytes of cached search results, over all connections

@@ -16,11 +16,13 @@
 //!   `neighborhood` decides which shared profile items are valid and how snapshots are cut
 //!   into frames (pure).
 //! - `profile_rules`: the checks every profile passes, from a customer or a neighbour.
-//! - `hub` is the state shared between connections: outboxes, presence, call relays. Its
-//!   decisions take `now` and return effects; it uses only `wire`, `crypto` and `clock`.
+//! - `hub` is the state shared between connections: outboxes, presence, call relays, what each
+//!   IP address holds. Its decisions take `now` and return effects; it uses only `wire`,
+//!   `crypto` and `clock`.
 //!   [`store`] is the only code touching the data directory.
 //! - Leaves: [`search`] (the in-memory profile index), `images` (image checks), [`config`],
-//!   [`wire`] (protocol bytes, pure), [`crypto`], [`role`], [`clock`] (the one source of time).
+//!   [`wire`] (protocol bytes, pure), [`crypto`], [`role`], [`clock`] (the one source of time),
+//!   `log_gate` (the rate limit on log lines a peer can cause).
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -31,6 +33,7 @@ pub(crate) mod handlers;
 pub(crate) mod hub;
 pub(crate) mod images;
 pub(crate) mod jobs;
+pub(crate) mod log_gate;
 pub(crate) mod neighborhood;
 pub mod net;
 pub(crate) mod peers;

@@ -38,6 +38,16 @@ pub struct Limits {
     /// Bytes of search results cached for ProfileSearchPart, over all connections; at least
     /// 64 KiB.
     pub search_cache_bytes: u32,
+    /// Open connections from one IP address; a household behind one NAT shares it.
+    pub max_connections_per_address: u32,
+    /// RegisterHosting requests from one IP address in an hour that passed their checks and
+    /// reached the database.
+    pub registrations_per_address_per_hour: u32,
+    /// ProfileSearch requests one connection may start in a second.
+    pub searches_per_connection_per_sec: u32,
+    /// Whether clients on loopback addresses (this machine, or a local proxy that makes every
+    /// client look local) are exempt from the three per-client limits above.
+    pub exempt_loopback: bool,
 }
 
 impl Default for Limits {
@@ -53,12 +63,16 @@ impl Default for Limits {
             connection_queue_frames: 64,
             max_relays: 100,
             search_cache_bytes: 4 * 1024 * 1024,
+            max_connections_per_address: 100,
+            registrations_per_address_per_hour: 60,
+            searches_per_connection_per_sec: 10,
+            exempt_loopback: true,
         }
     }
 }
 
 /// Bounds of every `[limits]` key, in the order of [`Limits::values`].
-const BOUNDS: [(&str, Bounds); 10] = [
+const BOUNDS: [(&str, Bounds); 13] = [
     ("max_connections", Bounds::new(1, 1_000_000)),
     (
         "max_hosted_identities",
@@ -79,11 +93,17 @@ const BOUNDS: [(&str, Bounds); 10] = [
     ("connection_queue_frames", Bounds::new(4, 4096)),
     ("max_relays", Bounds::new(1, 10_000)),
     ("search_cache_bytes", Bounds::new(64 * 1024, GIB)),
+    ("max_connections_per_address", Bounds::new(1, 1_000_000)),
+    (
+        "registrations_per_address_per_hour",
+        Bounds::new(1, 1_000_000),
+    ),
+    ("searches_per_connection_per_sec", Bounds::new(1, 100_000)),
 ];
 
 impl Limits {
     /// Every value, in the order of [`BOUNDS`].
-    fn values(&self) -> [u32; 10] {
+    fn values(&self) -> [u32; 13] {
         [
             self.max_connections,
             self.max_hosted_identities,
@@ -95,6 +115,9 @@ impl Limits {
             self.connection_queue_frames,
             self.max_relays,
             self.search_cache_bytes,
+            self.max_connections_per_address,
+            self.registrations_per_address_per_hour,
+            self.searches_per_connection_per_sec,
         ]
     }
 }

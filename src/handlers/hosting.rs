@@ -9,6 +9,7 @@ use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
+use crate::log_gate::LogGate;
 use crate::profile_rules::MAX_TYPE_LEN;
 use crate::session::{Conversation, Session};
 use crate::store::identities::RegisterOutcome;
@@ -47,6 +48,9 @@ pub async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseTy
     ))
 }
 
+/// Registrations refused over the per-address limit that are logged, per minute.
+static REGISTRATIONS_REFUSED: LogGate = LogGate::new(6);
+
 /// RegisterHostingRequest: checks the signed contract, then stores the agreement (spec §4.5).
 pub async fn register_hosting(
     ctx: &Ctx,
@@ -66,6 +70,7 @@ pub async fn register_hosting(
     if contract.identity_public_key != peer.public_key {
         return Err(Reject::invalid("contract.identityPublicKey"));
     }
+    let instant = now.instant;
     let now = now.unix_ms;
     if !is_valid_timestamp(contract.start_time)
         || contract.start_time < now - START_TIME_TOLERANCE_MS
@@ -85,6 +90,17 @@ pub async fn register_hosting(
         registered_at_ms: now,
         ..Default::default()
     };
+    if let Some(slot) = &session.address
+        && !ctx.addresses.take_registration(slot, instant)
+    {
+        if let Some(held_back) = REGISTRATIONS_REFUSED.pass(instant) {
+            tracing::warn!(
+                held_back,
+                "registration refused: limits.registrations_per_address_per_hour reached"
+            );
+        }
+        return Err(Reject::status(Status::ErrorBusy));
+    }
     let max = ctx.config.limits.max_hosted_identities;
     match ctx.store.register_hosting(peer.id, record, max).await? {
         RegisterOutcome::Registered => Ok(ConversationBody {

@@ -108,6 +108,10 @@ pub async fn profile_search(
 ) -> Result<ResponseType, Reject> {
     // A new search always discards the previous results.
     session.search_cache = None;
+    let limit = ctx.config.limits.searches_per_connection_per_sec;
+    if session.address.is_some() && !session.searches.take(now.instant, limit) {
+        return Err(Reject::status(Status::ErrorBusy));
+    }
     let max_response_record_count = request.max_response_record_count;
     let thumbnails = request.include_thumbnail_images;
     let (hits, consulted_neighbors) = run_off_runtime(ctx, request).await?;

@@ -1,14 +1,16 @@
 //! State shared between connections: each connection's [`Outbox`], who is online
-//! ([`Registry`]) and the call relays ([`Relays`]).
+//! ([`Registry`]), the call relays ([`Relays`]) and what each IP address holds ([`Addresses`]).
 //!
 //! Uses only `wire`, `crypto` and `clock`'s types; never a socket, never the clock itself. The
 //! relay decisions take `now` and return [`Effect`]s; [`carry_out`] is the one place where
 //! those meet the connections' queues.
 
+pub mod addresses;
 pub mod outbox;
 pub mod registry;
 pub mod relay;
 
+pub use addresses::{AddressLimits, AddressSlot, Addresses};
 pub use outbox::{Command, Link, Outbox, Reply, ServerRequestKind};
 pub use registry::Registry;
 pub use relay::Relays;

@@ -16,7 +16,7 @@ use super::frame_reader::{Frame, FrameReader, ReadError, Step};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
-use crate::hub::{Command, Link, Outbox, carry_out};
+use crate::hub::{AddressSlot, Command, Link, Outbox, carry_out};
 use crate::role::{Role, RoleSet};
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
@@ -49,6 +49,8 @@ pub enum End {
 
 /// The connection's fixed parameters.
 pub struct Setup {
+    /// Its share of the peer's IP address; none for an address exempt from the limits.
+    pub address_slot: Option<AddressSlot>,
     /// Roles served on the port.
     pub roles: RoleSet,
     /// Idle timeout of the port.
@@ -68,15 +70,23 @@ where
         connection: ctx.connection_number(),
         outbox,
     };
+    let Setup {
+        address_slot,
+        roles,
+        idle,
+        session_end,
+    } = setup;
+    let mut session = Session::new(roles, link);
+    session.address = address_slot;
     let mut connection = Connection {
         stream,
-        session: Session::new(setup.roles, link),
-        pending: Pending::new(first_server_request_id(setup.roles)),
+        session,
+        pending: Pending::new(first_server_request_id(roles)),
         write_timeout: ctx.config.timeouts.write,
-        idle: setup.idle,
+        idle,
         ctx,
     };
-    let end = connection.run(setup, commands, &shutdown).await;
+    let end = connection.run(session_end, commands, &shutdown).await;
     connection.leave_hub();
     if end == End::FinalAnswer {
         connection.close_gracefully().await;
@@ -142,14 +152,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn run(
         &mut self,
-        setup: Setup,
+        session_end: Instant,
         mut commands: mpsc::Receiver<Command>,
         shutdown: &CancellationToken,
     ) -> End {
         let mut reader = FrameReader::default();
-        let mut idle_deadline = Instant::now() + setup.idle;
+        let mut idle_deadline = Instant::now() + self.idle;
         loop {
-            let deadline = idle_deadline.min(setup.session_end);
+            let deadline = idle_deadline.min(session_end);
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
@@ -164,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Some(end) => return end,
                     None => continue,
                 },
-                Event::Deadline if deadline == setup.session_end => return End::SessionLimit,
+                Event::Deadline if deadline == session_end => return End::SessionLimit,
                 Event::Deadline => return End::Idle,
                 Event::Read(step) => step,
             };
@@ -191,7 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(Step::Frame(frame)) => frame,
                 Err(error) => return self.read_failed(&error).await,
             };
-            idle_deadline = Instant::now() + setup.idle;
+            idle_deadline = Instant::now() + self.idle;
             if let Some(end) = self.frame(frame).await {
                 return end;
             }

@@ -251,7 +251,9 @@ mod tests {
     #[tokio::test]
     async fn a_large_body_is_charged_to_the_budget_as_it_arrives() {
         let len = 3 * CHUNK + 17;
-        let body: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
+        let body: Vec<u8> = (0..len)
+            .map(|i| u8::try_from(i % 251).unwrap_or(0))
+            .collect();
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         client.write_all(&header(len)).await.expect("write");
         client.write_all(&body).await.expect("write");

@@ -13,10 +13,16 @@ use tracing::Instrument;
 
 use super::connection::{self, End, Setup};
 use crate::context::Ctx;
+use crate::hub::AddressSlot;
+use crate::log_gate::LogGate;
 use crate::role::RoleSet;
 
 /// Pause after an accept error such as EMFILE, so a full file table does not spin the loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Refusals over the per-address limit that are logged, per minute.
+static OVER_ADDRESS_LIMIT: LogGate = LogGate::new(6);
+/// Accept errors that are logged, per minute.
+static ACCEPT_FAILED: LogGate = LogGate::new(6);
 
 /// One bound port with what it serves.
 pub struct Port {
@@ -44,10 +50,29 @@ pub async fn accept_loop(
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
-                tracing::warn!(%error, port = local_port, "accept failed");
+                if let Some(held_back) = ACCEPT_FAILED.pass(Instant::now()) {
+                    tracing::warn!(%error, port = local_port, held_back, "accept failed");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        // An IPv4 client on a dual-stack socket counts as its IPv4 address.
+        let ip = peer.ip().to_canonical();
+        let address_slot = if ctx.config.limits.exempt_loopback && ip.is_loopback() {
+            None
+        } else if let Some(slot) = ctx.addresses.connect(ip, Instant::now()) {
+            Some(slot)
+        } else {
+            if let Some(held_back) = OVER_ADDRESS_LIMIT.pass(Instant::now()) {
+                tracing::warn!(
+                    %peer,
+                    held_back,
+                    "connection refused: limits.max_connections_per_address reached"
+                );
+            }
+            drop(tcp);
+            continue;
         };
         // Beyond max_connections the accepted socket waits, unread and without a handshake, for
         // a slot; this port accepts nothing more meanwhile. An idle port holds no slot, so one
@@ -67,7 +92,7 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         tasks.spawn(
             async move {
-                let end = handle(tcp, peer, tls, roles, ctx, shutdown).await;
+                let end = handle(tcp, peer, address_slot, tls, roles, ctx, shutdown).await;
                 tracing::debug!(?end, "connection closed");
                 drop(permit);
             }
@@ -79,6 +104,7 @@ pub async fn accept_loop(
 async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
+    address_slot: Option<AddressSlot>,
     tls: Option<TlsAcceptor>,
     roles: RoleSet,
     ctx: Arc<Ctx>,
@@ -88,6 +114,7 @@ async fn handle(
     let timeouts = ctx.config.timeouts;
     let idle = timeouts.idle_for(roles);
     let setup = Setup {
+        address_slot,
         roles,
         idle,
         session_end: Instant::now() + timeouts.session_max,

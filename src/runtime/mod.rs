@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
-use crate::hub::{Registry, Relays};
+use crate::hub::{AddressLimits, Addresses, Registry, Relays};
 use crate::net::listener::{self, Port};
 use crate::net::tls;
 use crate::peers;
@@ -197,6 +197,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config,
         registry: Registry::default(),
         relays: Relays::new(limits.max_relays as usize, relay_timeouts),
+        addresses: Addresses::new(AddressLimits {
+            connections: limits.max_connections_per_address,
+            registrations: limits.registrations_per_address_per_hour,
+            // Every address with a connection, plus room for recent registrants.
+            capacity: limits.max_connections as usize + 4096,
+        }),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),

@@ -192,13 +192,9 @@ mod tests {
             connection: 0,
             outbox,
         };
-        Session {
-            roles: RoleSet::of(roles),
-            conversation,
-            link,
-            relay: None,
-            search_cache: None,
-        }
+        let mut session = Session::new(RoleSet::of(roles), link);
+        session.conversation = conversation;
+        session
     }
 
     fn started() -> Conversation {

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod pending;
 
 use crate::crypto::NetworkId;
+use crate::hub::AddressSlot;
 use crate::hub::outbox::Link;
 use crate::hub::relay::Binding;
 use crate::role::RoleSet;
@@ -92,6 +93,34 @@ pub struct Session {
     pub relay: Option<Binding>,
     /// The latest search's results, for ProfileSearchPart.
     pub search_cache: Option<SearchCache>,
+    /// The connection's share of its IP address; none when the address is exempt from the
+    /// per-client limits (and in unit tests).
+    pub address: Option<AddressSlot>,
+    /// ProfileSearch requests started in the current second.
+    pub searches: PerSecond,
+}
+
+/// Counts events in one-second windows.
+#[derive(Debug, Default)]
+pub struct PerSecond {
+    window: Option<(tokio::time::Instant, u32)>,
+}
+
+impl PerSecond {
+    /// Counts one event at `now`; `false` (and nothing counted) when `limit` events already
+    /// happened in the current second.
+    pub fn take(&mut self, now: tokio::time::Instant, limit: u32) -> bool {
+        let second = std::time::Duration::from_secs(1);
+        let (start, count) = match self.window {
+            Some((start, count)) if now.duration_since(start) < second => (start, count),
+            _ => (now, 0),
+        };
+        if count >= limit {
+            return false;
+        }
+        self.window = Some((start, count + 1));
+        true
+    }
 }
 
 /// One connection's cached search results (spec §4.18): ids only, profiles are loaded per part.
@@ -116,6 +145,8 @@ impl Session {
             link,
             relay: None,
             search_cache: None,
+            address: None,
+            searches: PerSecond::default(),
         }
     }
 }
@@ -155,5 +186,15 @@ mod tests {
         );
         assert_eq!(session.conversation, Conversation::None);
         assert_eq!(session.conversation.peer(), None);
+    }
+
+    #[test]
+    fn searches_are_counted_per_second() {
+        let mut searches = PerSecond::default();
+        let start = tokio::time::Instant::now();
+        assert!(searches.take(start, 2));
+        assert!(searches.take(start, 2));
+        assert!(!searches.take(start + std::time::Duration::from_millis(999), 2));
+        assert!(searches.take(start + std::time::Duration::from_secs(1), 2));
     }
 }

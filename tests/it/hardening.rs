@@ -12,8 +12,8 @@ use prost::encoding::{WireType, decode_key, encode_key, encode_varint};
 use tokio::time::Instant;
 
 use crate::kit::{
-    Client, Layout, Options, ServerProcess, TestServer, assert_invalid, assert_status,
-    into_response,
+    Client, Identity, Layout, Options, ServerProcess, TestServer, assert_invalid, assert_status,
+    into_response, register,
 };
 use iop_profile_server::wire::Status;
 
@@ -256,4 +256,73 @@ async fn one_port_can_hold_every_connection_slot() {
         let answer = client.receive_within(Duration::from_secs(5)).await;
         assert_status(&into_response(answer), Status::Ok);
     }
+}
+
+/// Options with a per-client limit that applies to this test's loopback clients too.
+fn limited(limits: &str) -> Options {
+    Options {
+        limits: format!("{limits}\nexempt_loopback = false"),
+        ..Options::layout(Layout::Shared)
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_share_are_closed() {
+    let server = TestServer::start(&limited("max_connections_per_address = 2")).await;
+    let port = server.port(Role::Primary);
+    let mut first = Client::plain(port).await;
+    let mut second = Client::plain(port).await;
+    assert_status(&first.ping(1, b"a").await, Status::Ok);
+    assert_status(&second.ping(1, b"b").await, Status::Ok);
+    let mut third = Client::plain(port).await;
+    assert!(third.is_closed_within(Duration::from_secs(5)).await);
+    drop(first);
+    // The closed connection's share comes back once the server has seen it go.
+    let mut answered = false;
+    for _ in 0..50 {
+        let mut again = Client::plain(port).await;
+        let _ = again
+            .send(&request::single(
+                2,
+                ps::single_request::RequestType::Ping(ps::PingRequest::default()),
+            ))
+            .await;
+        if again.receive_or_closed().await.is_some() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered, "a freed share is given to a new connection");
+    assert_status(&second.ping(2, b"b").await, Status::Ok);
+}
+
+#[tokio::test]
+async fn registrations_over_the_hourly_share_are_busy() {
+    let server = TestServer::start(&limited("registrations_per_address_per_hour = 2")).await;
+    for identity in [Identity::random(), Identity::random()] {
+        register(&server, &identity, "Test Type").await;
+    }
+    let mut third = Client::tls(server.port(Role::ClNonCustomer)).await;
+    third.start_conversation(1).await;
+    assert_status(&third.register_hosting(2).await, Status::ErrorBusy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn searches_over_the_per_second_rate_are_busy() {
+    let server = TestServer::start(&limited("searches_per_connection_per_sec = 2")).await;
+    let mut client = Client::tls(server.port(Role::ClNonCustomer)).await;
+    let search = || {
+        ps::single_request::RequestType::ProfileSearch(ps::ProfileSearchRequest {
+            max_response_record_count: 10,
+            max_total_record_count: 10,
+            latitude: 0x7FFF_FFFF,
+            ..Default::default()
+        })
+    };
+    assert_status(&client.single(1, search()).await, Status::Ok);
+    assert_status(&client.single(2, search()).await, Status::Ok);
+    assert_status(&client.single(3, search()).await, Status::ErrorBusy);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_status(&client.single(4, search()).await, Status::Ok);
 }

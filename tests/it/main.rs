@@ -2,6 +2,7 @@
 
 mod board;
 mod cli;
+mod fuzz_frames;
 mod hardening;
 mod hosting;
 mod kit;
