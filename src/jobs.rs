@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, Now};
 use crate::context::Ctx;
 use crate::hub::carry_out;
+use crate::store::images::Sweep;
 
 /// How often cancelled identities past their redirect period are deleted (C#: 119 min).
 const PURGE_INTERVAL: Duration = Duration::from_secs(119 * 60);
@@ -21,6 +22,8 @@ const IMAGE_CLEANUP_INTERVAL: Duration = Duration::from_secs(37 * 60);
 pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut purge = tokio::time::interval(PURGE_INTERVAL);
     let mut images = tokio::time::interval(IMAGE_CLEANUP_INTERVAL);
+    // Orphaned image files are reported when their number changes, not on every sweep.
+    let mut orphans_reported = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -29,9 +32,16 @@ pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 Ok(count) => tracing::info!(count, "purged expired hosted identities"),
                 Err(error) => tracing::warn!(%error, "purging expired identities failed"),
             },
-            _ = images.tick() => match ctx.store.remove_unused_images().await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(count, "deleted unused image files"),
+            _ = images.tick() => match ctx.store.sweep_images().await {
+                Ok(Sweep { deleted, orphans }) => {
+                    if deleted > 0 {
+                        tracing::info!(deleted, "deleted released image files");
+                    }
+                    if orphans != orphans_reported && orphans > 0 {
+                        tracing::warn!(orphans, "image files that no record names; left in place");
+                    }
+                    orphans_reported = orphans;
+                }
                 Err(error) => tracing::warn!(%error, "image cleanup failed"),
             },
         }

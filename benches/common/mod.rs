@@ -50,14 +50,7 @@ pub fn peak_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a memory line")
-}
+use kit::status_kib;
 
 /// Opens a TLS connection that accepts the server's self-signed certificate.
 pub async fn connect_tls(port: u16) -> TlsStream<TcpStream> {

@@ -10,7 +10,7 @@ use prost::Message as _;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::actions::queue_for_followers;
-use super::images::{delete_image, release, retain, write_image};
+use super::images::{release, retain, write_image};
 use super::records::{ActionKind, HostedIdentity};
 use super::tables::HOSTED_IDENTITIES;
 use super::{Store, StoreError};
@@ -165,9 +165,7 @@ impl Store {
                 queue_for_followers(&txn, kind, id, update.now_ms)?;
             }
             txn.commit()?;
-            for hash in &freed {
-                delete_image(store.dir(), hash);
-            }
+            store.delete_released(&freed)?;
             Ok(true)
         })
         .await
@@ -216,9 +214,7 @@ impl Store {
                 queue_for_followers(&txn, ActionKind::RemoveProfile, id, now_ms)?;
             }
             txn.commit()?;
-            for hash in &freed {
-                delete_image(store.dir(), hash);
-            }
+            store.delete_released(&freed)?;
             Ok(true)
         })
         .await

@@ -3,7 +3,11 @@
 //!
 //! Every change of a reference count happens under [`Store::images_lock`](super::Store) together
 //! with the file work: files are written (temp, fsync, rename) before the transaction that
-//! references them commits, and deleted only after the transaction that released them committed.
+//! references them commits, and deleted only after the transaction that released them committed
+//! and recorded the release in `IMAGE_RELEASES`. Nothing else deletes an image file: a file
+//! that no committed release names (an upload whose transaction never committed, or one the
+//! tables lost track of) is reported by the sweep and left in place. A file read back is checked
+//! against its hash; a missing or damaged one is served as no image.
 
 use std::fs;
 use std::io::Write;
@@ -11,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::tables::IMAGES;
+use super::tables::{IMAGE_RELEASES, IMAGES};
 use super::{Store, StoreError};
+use crate::crypto::sha256;
 
 /// Directory under the data directory that holds image files.
 pub const IMAGES_DIR: &str = "images";
@@ -42,30 +47,36 @@ pub fn write_image(dir: &Path, hash: &[u8; 32], data: &[u8]) -> Result<(), Store
         .map_err(|e| StoreError::io(parent, e))
 }
 
-/// Deletes an image file; a missing file is not an error.
-pub fn delete_image(dir: &Path, hash: &[u8; 32]) {
+/// Deletes an image file; true when it is gone (a missing file counts as gone).
+fn delete_image(dir: &Path, hash: &[u8; 32]) -> bool {
     let path = image_path(dir, hash);
-    if let Err(error) = fs::remove_file(&path)
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), %error, "cannot delete unused image");
+    match fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot delete unused image");
+            false
+        }
     }
 }
 
-/// Adds one reference to an image.
+/// Adds one reference to an image; an image referenced again is no longer released.
 pub fn retain(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<(), StoreError> {
     let mut table = txn.open_table(IMAGES)?;
     let count = table.get(hash)?.map_or(0, |v| v.value());
     table.insert(hash, count.saturating_add(1))?;
+    txn.open_table(IMAGE_RELEASES)?.remove(hash)?;
     Ok(())
 }
 
-/// Drops one reference; returns true when it was the last, so the file may go after commit.
+/// Drops one reference; when it was the last, records the release (in the same transaction)
+/// and returns true: [`Store::delete_released`] may delete the file once this committed.
 pub fn release(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<bool, StoreError> {
     let mut table = txn.open_table(IMAGES)?;
     let count = table.get(hash)?.map_or(0, |v| v.value());
     if count <= 1 {
         table.remove(hash)?;
+        txn.open_table(IMAGE_RELEASES)?.insert(hash, ())?;
         Ok(true)
     } else {
         table.insert(hash, count - 1)?;
@@ -73,43 +84,107 @@ pub fn release(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<bool, StoreErr
     }
 }
 
+/// What an image sweep found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// Released images whose files were deleted.
+    pub deleted: usize,
+    /// Files that neither a reference nor a committed release names, left in place.
+    pub orphans: usize,
+}
+
 impl Store {
-    /// Reads an image by hash; `None` when there is no such file.
+    /// Reads an image by hash; `None` when its file is missing or does not hash to `hash`
+    /// (logged: the file was lost or damaged on disk).
     pub async fn image(&self, hash: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let path = image_path(self.dir(), &hash);
         tokio::task::spawn_blocking(move || match fs::read(&path) {
-            Ok(data) => Ok(Some(data)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(data) if sha256(&data) == hash => Ok(Some(data)),
+            Ok(_) => {
+                tracing::error!(path = %path.display(), "image file is damaged; served as no image");
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(path = %path.display(), "image file is missing; served as no image");
+                Ok(None)
+            }
             Err(e) => Err(StoreError::io(&path, e)),
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Deletes image files no record references (left behind by a crash between a release and
-    /// the file deletion, or by a write whose transaction never committed). Returns how many.
-    pub async fn remove_unused_images(&self) -> Result<usize, StoreError> {
+    /// Deletes the files of `released` images (their release committed) and forgets the
+    /// releases. Called with the images lock held; the rows go without an fsync, since a lost
+    /// removal only makes the next sweep delete an already missing file.
+    pub(super) fn delete_released(&self, released: &[[u8; 32]]) -> Result<(), StoreError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let gone: Vec<_> = released
+            .iter()
+            .filter(|hash| delete_image(self.dir(), hash))
+            .collect();
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
+        {
+            let mut releases = txn.open_table(IMAGE_RELEASES)?;
+            for hash in gone {
+                releases.remove(hash)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Finishes releases a crash interrupted (deletes the files of released, unreferenced
+    /// images), removes temporary files of interrupted uploads, and counts the image files
+    /// nothing names, which it leaves in place.
+    pub async fn sweep_images(&self) -> Result<Sweep, StoreError> {
         let store = self.clone();
         super::run_blocking(move || {
             let _guard = store.lock_images();
-            let root = store.dir().join(IMAGES_DIR);
+            let released: Vec<[u8; 32]> = {
+                let txn = store.db.begin_read()?;
+                let releases = txn.open_table(IMAGE_RELEASES)?;
+                let images = txn.open_table(IMAGES)?;
+                let mut released = Vec::new();
+                for row in releases.iter()? {
+                    let hash = row?.0.value();
+                    if images.get(&hash)?.is_none() {
+                        released.push(hash);
+                    }
+                }
+                released
+            };
+            store.delete_released(&released)?;
             let txn = store.db.begin_read()?;
-            let table = txn.open_table(IMAGES)?;
-            let mut removed = 0;
-            for file in image_files(&root) {
+            let images = txn.open_table(IMAGES)?;
+            let mut orphans = 0;
+            for file in image_files(&store.dir().join(IMAGES_DIR)) {
+                if file.extension().is_some_and(|e| e == "tmp") {
+                    // Written under the images lock, which this sweep holds: an upload that
+                    // never completed.
+                    let _ = fs::remove_file(&file);
+                    continue;
+                }
                 let hash = file
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| <[u8; 32]>::try_from(hex::decode(n).ok()?).ok());
-                let referenced = match hash {
-                    Some(hash) => table.get(&hash)?.is_some(),
+                let named = match hash {
+                    Some(hash) => images.get(&hash)?.is_some(),
                     None => false,
                 };
-                if !referenced && fs::remove_file(&file).is_ok() {
-                    removed += 1;
+                if !named {
+                    orphans += 1;
                 }
             }
-            Ok(removed)
+            Ok(Sweep {
+                deleted: released.len(),
+                orphans,
+            })
         })
         .await
     }
@@ -125,4 +200,95 @@ fn image_files(root: &Path) -> Vec<PathBuf> {
         .filter_map(|prefix| fs::read_dir(prefix.path()).ok())
         .flat_map(|files| files.filter_map(Result::ok).map(|f| f.path()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 1 << 20).expect("store");
+        (dir, store)
+    }
+
+    fn commit(store: &Store, work: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) {
+        let txn = store.db.begin_write().expect("txn");
+        work(&txn).expect("work");
+        txn.commit().expect("commit");
+    }
+
+    fn stored(store: &Store, data: &[u8]) -> [u8; 32] {
+        let hash = sha256(data);
+        write_image(store.dir(), &hash, data).expect("write");
+        hash
+    }
+
+    #[tokio::test]
+    async fn a_file_that_no_committed_release_names_is_left_in_place() {
+        let (_dir, store) = open();
+        let hash = stored(&store, b"an upload whose transaction never committed");
+        let sweep = store.sweep_images().await.expect("sweep");
+        assert_eq!(
+            sweep,
+            Sweep {
+                deleted: 0,
+                orphans: 1
+            }
+        );
+        assert!(image_path(store.dir(), &hash).exists());
+    }
+
+    #[tokio::test]
+    async fn a_release_a_crash_interrupted_is_finished_by_the_sweep() {
+        let (_dir, store) = open();
+        let hash = stored(&store, b"an image");
+        commit(&store, |txn| retain(txn, &hash));
+        // The release commits, then the process dies before deleting the file.
+        commit(&store, |txn| release(txn, &hash).map(|last| assert!(last)));
+        let sweep = store.sweep_images().await.expect("sweep");
+        assert_eq!(
+            sweep,
+            Sweep {
+                deleted: 1,
+                orphans: 0
+            }
+        );
+        assert!(!image_path(store.dir(), &hash).exists());
+        let again = store.sweep_images().await.expect("sweep");
+        assert_eq!(
+            again,
+            Sweep::default(),
+            "the release is forgotten once done"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_referenced_again_after_its_release_stays() {
+        let (_dir, store) = open();
+        let hash = stored(&store, b"an image used twice");
+        commit(&store, |txn| retain(txn, &hash));
+        commit(&store, |txn| release(txn, &hash).map(drop));
+        commit(&store, |txn| retain(txn, &hash));
+        let sweep = store.sweep_images().await.expect("sweep");
+        assert_eq!(sweep, Sweep::default());
+        assert!(image_path(store.dir(), &hash).exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_damaged_file_is_served_as_no_image() {
+        let (_dir, store) = open();
+        let good = stored(&store, b"intact");
+        assert_eq!(
+            store.image(good).await.expect("read"),
+            Some(b"intact".to_vec())
+        );
+        let damaged = sha256(b"what was uploaded");
+        write_image(store.dir(), &damaged, b"what the disk returns").expect("write");
+        assert_eq!(store.image(damaged).await.expect("read"), None);
+        assert_eq!(
+            store.image(sha256(b"never stored")).await.expect("read"),
+            None
+        );
+    }
 }

@@ -38,6 +38,10 @@ pub const ACTIONS: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::ne
 /// Reference counts of image files, by SHA-256 of the image.
 pub const IMAGES: TableDefinition<[u8; 32], u32> = TableDefinition::new("images_v1");
 
+/// Images whose last reference a committed transaction dropped: only these files may be
+/// deleted. A row goes once its file is gone, or when the image is referenced again.
+pub const IMAGE_RELEASES: TableDefinition<[u8; 32], ()> = TableDefinition::new("image_releases_v1");
+
 /// Creates every table that does not exist yet, inside `txn`.
 pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(SETTINGS)?;
@@ -48,5 +52,6 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(RELATIONS)?;
     txn.open_table(ACTIONS)?;
     txn.open_table(IMAGES)?;
+    txn.open_table(IMAGE_RELEASES)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::kit::{
     Client, Identity, Layout, Options, ServerProcess, TestServer, assert_invalid, assert_status,
-    into_response, register,
+    into_response, register, status_kib,
 };
 use iop_profile_server::wire::Status;
 
@@ -84,15 +84,6 @@ fn single_response_field_number(body: &ps::single_response::ResponseType) -> u32
     let mut bytes = Vec::new();
     body.encode(&mut bytes);
     field_number(&bytes)
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("field present")
 }
 
 /// Sends `frame` and reads the one answer the server sends before closing.

@@ -6,6 +6,16 @@ use std::process::{Child, Stdio};
 
 use super::runner::server_command;
 
+/// A memory line of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, ...) in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a memory line")
+}
+
 /// A free loopback port (taken and released at once).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
