@@ -235,7 +235,7 @@ impl IndexChange {
 async fn share_snapshot(ctx: Arc<Ctx>, follower: [u8; 32], outbox: Outbox, snapshot: Snapshot) {
     let outcome = tokio::select! {
         () = ctx.shutdown.cancelled() => Err("the server is stopping"),
-        outcome = stream_snapshot(&ctx, &outbox, &snapshot) => outcome,
+        outcome = stream_snapshot(&ctx, follower, &outbox, &snapshot) => outcome,
     };
     drop(snapshot);
     let id = crate::crypto::NetworkId(follower);
@@ -263,6 +263,7 @@ async fn share_snapshot(ctx: Arc<Ctx>, follower: [u8; 32], outbox: Outbox, snaps
 
 async fn stream_snapshot(
     ctx: &Ctx,
+    follower: [u8; 32],
     outbox: &Outbox,
     snapshot: &Snapshot,
 ) -> Result<(), &'static str> {
@@ -294,6 +295,12 @@ async fn stream_snapshot(
     if !batch.is_empty() {
         send_update(ctx, outbox, batch.take()).await?;
     }
+    // Its slot is free before Finish goes out, so a follower that answers Finish and leaves
+    // never makes the next one wait (PS08008).
+    ctx.store
+        .update_follower(follower, |record| record.finishing = true)
+        .await
+        .map_err(|_| "the follower cannot be recorded")?;
     let finish = conversation_request::RequestType::FinishNeighborhoodInitialization(
         ps::FinishNeighborhoodInitializationRequest {},
     );

@@ -28,7 +28,8 @@ pub enum StartOutcome {
     Started(Snapshot),
     /// `max_follower_servers` reached.
     Rejected,
-    /// `neighborhood_init_parallelism` initialisations are under way.
+    /// `neighborhood_init_parallelism` initialisations are under way (sending their snapshot;
+    /// one that only awaits the answer to Finish no longer counts).
     Busy,
     /// It is a follower already, or its initialisation is under way.
     AlreadyExists,
@@ -86,7 +87,8 @@ impl Store {
             let mut starting = 0_u32;
             for entry in table.iter()? {
                 let (_, value) = entry?;
-                starting += u32::from(!decode_server(value.value())?.initialized);
+                let follower = decode_server(value.value())?;
+                starting += u32::from(!follower.initialized && !follower.finishing);
             }
             if starting >= parallelism {
                 return Ok(StartOutcome::Busy);
