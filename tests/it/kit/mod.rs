@@ -2,6 +2,7 @@
 //! process, a protocol client, a LOC stand-in, and the PS08 parties (customer driver,
 //! impersonated neighbour N, simulated profile server S).
 
+pub mod attacks;
 pub mod calls;
 pub mod client;
 pub mod customer;
@@ -14,6 +15,7 @@ pub mod profiles;
 pub mod server;
 pub mod simulated;
 
+pub use attacks::*;
 pub use calls::*;
 pub use client::*;
 pub use customer::*;
