@@ -74,8 +74,9 @@ impl Store {
         max_followers: u32,
         parallelism: u32,
     ) -> Result<StartOutcome, StoreError> {
-        let db = Arc::clone(&self.db);
+        let store = self.clone();
         super::run_blocking(move || {
+            let db = store.db()?;
             let txn = db.begin_write()?;
             // No other writer can commit before `txn` does, so this read sees exactly the state
             // the follower is inserted into.

@@ -120,7 +120,7 @@ impl Store {
             {
                 write_image(store.dir(), &image.hash, &image.data)?;
             }
-            let txn = store.db.begin_write()?;
+            let txn = store.db()?.begin_write()?;
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
                 return Ok(false);
@@ -182,7 +182,7 @@ impl Store {
         let store = self.clone();
         super::run_blocking(move || {
             let _guard = store.lock_images();
-            let txn = store.db.begin_write()?;
+            let txn = store.db()?.begin_write()?;
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
                 return Ok(false);

@@ -125,7 +125,7 @@ impl Store {
             .iter()
             .filter(|hash| delete_image(self.dir(), hash))
             .collect();
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
         {
@@ -146,7 +146,7 @@ impl Store {
         super::run_blocking(move || {
             let _guard = store.lock_images();
             let released: Vec<[u8; 32]> = {
-                let txn = store.db.begin_read()?;
+                let txn = store.db()?.begin_read()?;
                 let releases = txn.open_table(IMAGE_RELEASES)?;
                 let images = txn.open_table(IMAGES)?;
                 let mut released = Vec::new();
@@ -159,7 +159,7 @@ impl Store {
                 released
             };
             store.delete_released(&released)?;
-            let txn = store.db.begin_read()?;
+            let txn = store.db()?.begin_read()?;
             let images = txn.open_table(IMAGES)?;
             let mut orphans = 0;
             for file in image_files(&store.dir().join(IMAGES_DIR)) {
@@ -213,7 +213,7 @@ mod tests {
     }
 
     fn commit(store: &Store, work: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) {
-        let txn = store.db.begin_write().expect("txn");
+        let txn = store.db().expect("db").begin_write().expect("txn");
         work(&txn).expect("work");
         txn.commit().expect("commit");
     }

@@ -22,7 +22,7 @@ impl Store {
     /// neighbour. Corrupt rows are skipped with a warning rather than keeping the server from
     /// starting.
     pub fn index_records(&self) -> Result<Vec<IndexRecord>, StoreError> {
-        let txn = redb::ReadableDatabase::begin_read(&*self.db)?;
+        let txn = redb::ReadableDatabase::begin_read(&*self.db()?)?;
         let mut records = Vec::new();
         for entry in txn.open_table(HOSTED_IDENTITIES)?.iter()? {
             let (key, value) = entry?;
@@ -92,7 +92,7 @@ impl Store {
     ) -> Result<Vec<Option<StoredResult>>, StoreError> {
         let store = self.clone();
         super::run_blocking(move || {
-            let txn = redb::ReadableDatabase::begin_read(&*store.db)?;
+            let txn = redb::ReadableDatabase::begin_read(&*store.db()?)?;
             let hosted = txn.open_table(HOSTED_IDENTITIES)?;
             let shared = txn.open_table(NEIGHBOR_IDENTITIES)?;
             let mut results = Vec::with_capacity(hits.len());

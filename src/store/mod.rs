@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod data_dir;
+pub mod database;
 pub mod followers;
 pub mod identities;
 pub mod images;
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// A stored record does not decode.
     #[error("stored {0} record is corrupt")]
     Record(&'static str),
+    /// The database is being reopened after a failed write (see [`database`]).
+    #[error("the database is being reopened after a failed write")]
+    Unavailable,
     /// A key file holds something else than expected.
     #[error("{path}: {reason}")]
     Corrupt {
@@ -95,7 +99,7 @@ redb_errors!(
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    handle: Arc<database::Handle>,
     dir: PathBuf,
     /// Serialises image reference changes with their file writes and deletions.
     images_lock: Arc<Mutex<()>>,
@@ -105,18 +109,33 @@ impl Store {
     /// Opens (or creates) the database in `dir` with a page cache of `cache_bytes`, creates
     /// missing tables and checks the schema version. Blocking: call before the runtime serves.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Store::open_with(dir, cache_bytes, database::file_backend())
+    }
+
+    /// Like [`Store::open`], with the database's storage opened by `backend`.
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: u64,
+        backend: database::OpenBackend,
+    ) -> Result<Store, StoreError> {
         let path = dir.join(DATABASE_FILE);
         let cache = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
-        let db = Database::builder().set_cache_size(cache).create(&path)?;
-        let txn = db.begin_write()?;
+        let handle = database::Handle::open(&path, cache, backend)?;
+        let txn = handle.get()?.begin_write()?;
         tables::create_all(&txn)?;
         check_schema(&txn)?;
         txn.commit()?;
         Ok(Store {
-            db: Arc::new(db),
+            handle: Arc::new(handle),
             dir: dir.to_path_buf(),
             images_lock: Arc::default(),
         })
+    }
+
+    /// The database to use now. Blocking (see [`database::Handle::get`]): call it on the
+    /// blocking pool, inside the work that uses it.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.handle.get()
     }
 
     /// The data directory.
@@ -137,9 +156,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let store = self.clone();
         run_blocking(move || {
-            let txn = db.begin_read()?;
+            let txn = store.db()?.begin_read()?;
             work(&txn)
         })
         .await
@@ -162,9 +181,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let store = self.clone();
         run_blocking(move || {
-            let mut txn = db.begin_write()?;
+            let mut txn = store.db()?.begin_write()?;
             txn.set_durability(durability)
                 .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
             let value = work(&txn)?;
