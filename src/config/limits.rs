@@ -45,8 +45,11 @@ pub struct Limits {
     pub registrations_per_address_per_hour: u32,
     /// ProfileSearch requests one connection may start in a second.
     pub searches_per_connection_per_sec: u32,
+    /// Bytes of incoming frames one IP address may hold while they arrive, of
+    /// `max_inflight_bytes`; at least one whole frame.
+    pub max_inflight_bytes_per_address: u32,
     /// Whether clients on loopback addresses (this machine, or a local proxy that makes every
-    /// client look local) are exempt from the three per-client limits above.
+    /// client look local) are exempt from the four per-client limits above.
     pub exempt_loopback: bool,
 }
 
@@ -66,13 +69,14 @@ impl Default for Limits {
             max_connections_per_address: 100,
             registrations_per_address_per_hour: 60,
             searches_per_connection_per_sec: 10,
+            max_inflight_bytes_per_address: 4 * 1024 * 1024,
             exempt_loopback: true,
         }
     }
 }
 
 /// Bounds of every `[limits]` key, in the order of [`Limits::values`].
-const BOUNDS: [(&str, Bounds); 13] = [
+const BOUNDS: [(&str, Bounds); 14] = [
     ("max_connections", Bounds::new(1, 1_000_000)),
     (
         "max_hosted_identities",
@@ -99,11 +103,15 @@ const BOUNDS: [(&str, Bounds); 13] = [
         Bounds::new(1, 1_000_000),
     ),
     ("searches_per_connection_per_sec", Bounds::new(1, 100_000)),
+    (
+        "max_inflight_bytes_per_address",
+        Bounds::new(MIB, GIB).because("one 1 MiB frame must fit"),
+    ),
 ];
 
 impl Limits {
     /// Every value, in the order of [`BOUNDS`].
-    fn values(&self) -> [u32; 13] {
+    fn values(&self) -> [u32; 14] {
         [
             self.max_connections,
             self.max_hosted_identities,
@@ -118,6 +126,7 @@ impl Limits {
             self.max_connections_per_address,
             self.registrations_per_address_per_hour,
             self.searches_per_connection_per_sec,
+            self.max_inflight_bytes_per_address,
         ]
     }
 }

@@ -1,5 +1,5 @@
-//! What one IP address may take from the server: open connections, and hosting registrations
-//! per hour.
+//! What one IP address may take from the server: open connections, its share of the in-flight
+//! budget for frames still arriving, and hosting registrations per hour.
 //!
 //! The table holds an entry per address with an open connection or a registration in the last
 //! hour. Entries are created only by connections, so it never holds more than
@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// The span over which registrations are counted.
@@ -24,13 +25,17 @@ pub struct AddressLimits {
     pub connections: u32,
     /// Registrations per address per [`REGISTRATION_WINDOW`].
     pub registrations: u32,
+    /// Bytes of frames still arriving that one address may hold.
+    pub inflight_share: usize,
     /// Most addresses remembered; at least the server's `max_connections`.
     pub capacity: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     connections: u32,
+    /// Permits for the bytes of frames its connections are receiving.
+    share: Arc<Semaphore>,
     /// When the current registration window started, and how many it counted.
     registrations: Option<(Instant, u32)>,
 }
@@ -54,6 +59,14 @@ pub struct Addresses {
 pub struct AddressSlot {
     addresses: Arc<Addresses>,
     ip: IpAddr,
+    share: Arc<Semaphore>,
+}
+
+impl AddressSlot {
+    /// The address's permits for bytes of frames still arriving, shared by its connections.
+    pub fn inflight_share(&self) -> &Arc<Semaphore> {
+        &self.share
+    }
 }
 
 impl Drop for AddressSlot {
@@ -88,7 +101,12 @@ impl Addresses {
         if !table.contains_key(&ip) && table.len() >= self.limits.capacity {
             make_room(&mut table, now);
         }
-        let entry = table.entry(ip).or_default();
+        let share = self.limits.inflight_share;
+        let entry = table.entry(ip).or_insert_with(|| Entry {
+            connections: 0,
+            share: Arc::new(Semaphore::new(share)),
+            registrations: None,
+        });
         if entry.connections >= self.limits.connections {
             return None;
         }
@@ -96,6 +114,7 @@ impl Addresses {
         Some(AddressSlot {
             addresses: Arc::clone(self),
             ip,
+            share: Arc::clone(&entry.share),
         })
     }
 
@@ -103,7 +122,10 @@ impl Addresses {
     /// had its share of the current hour (nothing is counted then).
     pub fn take_registration(&self, slot: &AddressSlot, now: Instant) -> bool {
         let mut table = self.table();
-        let entry = table.entry(slot.ip).or_default();
+        let Some(entry) = table.get_mut(&slot.ip) else {
+            // A slot's entry lives as long as the slot.
+            return false;
+        };
         if entry.window_is_over(now) {
             entry.registrations = Some((now, 0));
         }
@@ -151,6 +173,7 @@ mod tests {
         Addresses::new(AddressLimits {
             connections,
             registrations,
+            inflight_share: 1 << 20,
             capacity,
         })
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +84,7 @@ where
         pending: Pending::new(first_server_request_id(roles)),
         write_timeout: ctx.config.timeouts.write,
         idle,
+        receiving: None,
         ctx,
     };
     let end = connection.run(session_end, commands, &shutdown).await;
@@ -128,6 +129,8 @@ struct Connection<S> {
     write_timeout: Duration,
     /// The port's idle timeout; also the longest wait for in-flight budget.
     idle: Duration,
+    /// The address's share held for the frame being received; released once it is whole.
+    receiving: Option<OwnedSemaphorePermit>,
     ctx: Arc<Ctx>,
 }
 
@@ -191,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         None => continue,
                     }
                 }
-                Ok(Step::Arrived(bytes)) => match self.reserve(bytes).await {
+                Ok(Step::Arrived(bytes)) => match self.reserve_arriving(bytes).await {
                     Ok(permit) => match reader.charge(permit) {
                         Some(frame) => frame,
                         None => continue,
@@ -202,6 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Err(error) => return self.read_failed(&error).await,
             };
             idle_deadline = Instant::now() + self.idle;
+            self.receiving = None;
             if let Some(end) = self.frame(frame).await {
                 return end;
             }
@@ -211,14 +215,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Waits for `bytes` of in-flight budget. The wait is the server's doing, not the peer's,
     /// so it gets a full idle period of its own.
     async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, End> {
-        // Callers ask for at most the whole budget, which is a u32 (config bounds).
+        self.acquire(Arc::clone(&self.ctx.inflight_bytes), bytes)
+            .await
+    }
+
+    async fn acquire(
+        &self,
+        from: Arc<Semaphore>,
+        bytes: usize,
+    ) -> Result<OwnedSemaphorePermit, End> {
+        // Callers ask for at most a whole budget, which is a u32 (config bounds).
         let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let budget = Arc::clone(&self.ctx.inflight_bytes);
-        match timeout(self.idle, budget.acquire_many_owned(permits)).await {
+        match timeout(self.idle, from.acquire_many_owned(permits)).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(End::Shutdown),
             Err(_) => Err(End::Idle),
         }
+    }
+
+    /// Reserves `bytes` that arrived for the frame being received: first from the address's
+    /// share (so one address cannot hold the whole budget with frames it never finishes), then
+    /// from the global budget.
+    async fn reserve_arriving(&mut self, bytes: usize) -> Result<OwnedSemaphorePermit, End> {
+        if let Some(slot) = &self.session.address {
+            let held = self
+                .acquire(Arc::clone(slot.inflight_share()), bytes)
+                .await?;
+            match &mut self.receiving {
+                Some(receiving) => receiving.merge(held),
+                None => self.receiving = Some(held),
+            }
+        }
+        self.reserve(bytes).await
     }
 
     /// Charges what decoding `body` will allocate beyond its own bytes (the elements of its

@@ -247,3 +247,53 @@ async fn searches_over_the_per_second_rate_are_busy() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_status(&client.single(4, search()).await, Status::Ok);
 }
+
+/// A plain connection from another loopback address (127.0.0.2): another household.
+async fn from_other_address(port: u16) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let tcp = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    Client::over_tcp(tcp)
+}
+
+/// Sends the header and all but the last byte of a maximal frame, and holds it.
+async fn hold_almost_a_frame(client: &mut Client) {
+    let announced = frame::MAX_BODY_LEN;
+    let mut bytes = vec![0x0D];
+    bytes.extend_from_slice(&u32::try_from(announced).expect("fits").to_le_bytes());
+    bytes.resize(frame::HEADER_LEN + announced - 1, 0x00);
+    client.send_raw(&bytes).await.expect("send");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_address_cannot_hold_the_whole_in_flight_budget() {
+    let options = limited("max_inflight_bytes = 2097152\nmax_inflight_bytes_per_address = 1048576");
+    let server = TestServer::start(&options).await;
+    let port = server.port(Role::Primary);
+    // One address tries to hold the whole budget with two frames it never finishes.
+    let mut holders = [Client::plain(port).await, Client::plain(port).await];
+    for holder in &mut holders {
+        hold_almost_a_frame(holder).await;
+    }
+    // On the paused clock this returns once the server has read all it can.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another address still gets a large frame through, long before the holders' idle timeout.
+    let mut other = from_other_address(port).await;
+    let payload = vec![0x42; 600 * 1024];
+    let answered = tokio::time::timeout(Duration::from_secs(10), other.ping(1, &payload)).await;
+    assert_status(
+        &answered.expect("answered while the budget is held"),
+        Status::Ok,
+    );
+    for holder in &mut holders {
+        assert!(
+            !holder.is_closed_within(Duration::from_millis(10)).await,
+            "answered while the holders still hold their frames"
+        );
+    }
+}
