@@ -31,16 +31,18 @@ pub type OpenBackend = Box<dyn Fn(&Path) -> io::Result<Box<dyn StorageBackend>> 
 
 /// The production storage: the database file, created when missing.
 pub fn file_backend() -> OpenBackend {
-    Box::new(|path| {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let backend = FileBackend::new(file).map_err(io::Error::other)?;
-        Ok(Box::new(backend))
-    })
+    Box::new(|path| Ok(Box::new(open_file(path)?)))
+}
+
+/// The database file as redb's file backend, created when missing.
+fn open_file(path: &Path) -> io::Result<FileBackend> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    FileBackend::new(file).map_err(io::Error::other)
 }
 
 /// The open database, reopened after an I/O failure.
@@ -290,14 +292,8 @@ mod tests {
     fn on_fillable_disk(full: &Arc<AtomicBool>) -> OpenBackend {
         let full = Arc::clone(full);
         Box::new(move |path| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)?;
             Ok(Box::new(FillableDisk {
-                file: FileBackend::new(file).map_err(io::Error::other)?,
+                file: open_file(path)?,
                 full: Arc::clone(&full),
             }))
         })

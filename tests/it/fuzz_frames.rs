@@ -186,3 +186,26 @@ fn mutated_frames_never_break_the_server() {
         assert_status(&client.ping(2, b"end").await, Status::Ok);
     });
 }
+
+/// The seed corpus of the coverage-guided target (`fuzz/`, cargo-fuzz on nightly) holds the
+/// request bodies above; the inputs it keeps are replayed here on the stable toolchain.
+#[tokio::test]
+async fn the_fuzz_corpus_is_answered_or_closed() {
+    let server = TestServer::start(&Options::default()).await;
+    let port = server.port(Role::Primary);
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/serve");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&corpus).expect("the corpus is committed") {
+        let body = std::fs::read(entry.expect("entry").path()).expect("read");
+        let mut bytes = vec![frame::MARKER];
+        bytes.extend_from_slice(&u32::try_from(body.len()).expect("small").to_le_bytes());
+        bytes.extend_from_slice(&body);
+        exchange(port, &bytes, true)
+            .await
+            .expect("a valid answer or a close");
+        replayed += 1;
+    }
+    assert!(replayed >= seeds().len());
+    let mut client = Client::plain(port).await;
+    assert_status(&client.ping(1, b"after the corpus").await, Status::Ok);
+}
