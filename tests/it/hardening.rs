@@ -54,7 +54,8 @@ fn ping_works(port: u16) -> bool {
 #[test]
 fn frames_that_decode_into_far_more_memory_are_refused_before_decoding() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = ServerProcess::start(dir.path());
+    // 64 MiB of data memory, as on the smallest board: one decoded frame used to need 130 MB.
+    let mut server = ServerProcess::start_with_data_limit(dir.path(), 64 << 20);
     let pid = server.child.id();
     let before = status_kib(pid, "VmRSS:");
     for frame in [empty_update_items(), unsolicited_search_results()] {

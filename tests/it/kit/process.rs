@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use super::runner::server_command;
+use super::runner::{server_command, server_command_with_data_limit};
 
 /// A memory line of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, ...) in KiB.
 pub fn status_kib(pid: u32, field: &str) -> u64 {
@@ -43,9 +43,19 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with `extra` TOML appended to the configuration.
     pub fn start_with(dir: &Path, extra: &str) -> ServerProcess {
+        ServerProcess::spawn(dir, extra, server_command())
+    }
+
+    /// Like [`ServerProcess::start`], under a data memory limit of `bytes` (natively; see
+    /// [`server_command_with_data_limit`]).
+    pub fn start_with_data_limit(dir: &Path, bytes: u64) -> ServerProcess {
+        ServerProcess::spawn(dir, "", server_command_with_data_limit(bytes))
+    }
+
+    fn spawn(dir: &Path, extra: &str, mut command: std::process::Command) -> ServerProcess {
         let (primary, tls) = (free_port(), free_port());
         let config = config_file(dir, primary, tls, extra);
-        let mut child = server_command()
+        let mut child = command
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")

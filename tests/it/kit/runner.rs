@@ -20,7 +20,7 @@ pub const RUNNER_VAR: &str = "IOP_TEST_RUNNER";
 pub fn server_command() -> Command {
     let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
     let mut words = runner.split_whitespace();
-    let mut command = match words.next() {
+    let command = match words.next() {
         Some(program) => {
             let mut command = Command::new(program);
             command.args(words).arg(SERVER_BIN);
@@ -28,6 +28,26 @@ pub fn server_command() -> Command {
         }
         None => Command::new(SERVER_BIN),
     };
+    without_systemd(command)
+}
+
+/// Like [`server_command`], but with at most `bytes` of data memory (`prlimit --data`), so a
+/// test sees an allocation beyond it fail as it would under systemd's limits. Under a runner
+/// the limit is not applied: the emulator itself needs far more.
+pub fn server_command_with_data_limit(bytes: u64) -> Command {
+    if !std::env::var(RUNNER_VAR)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        return server_command();
+    }
+    let mut command = Command::new("prlimit");
+    command.arg(format!("--data={bytes}")).arg(SERVER_BIN);
+    without_systemd(command)
+}
+
+fn without_systemd(mut command: Command) -> Command {
     for var in [
         "NOTIFY_SOCKET",
         "WATCHDOG_USEC",
