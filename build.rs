@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/iop_profile_server.proto",
         "proto/iop_loc_net.proto",
         "proto/store.proto",
+        "proto/ipns.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -10,7 +10,7 @@ import sys
 RANK = {
     "wire": 0, "clock": 0, "role": 0, "images": 0, "log_gate": 0,
     "crypto": 1, "search": 1, "config": 1,
-    "store": 2, "hub": 2,
+    "store": 2, "hub": 2, "can": 2,
     "profile_rules": 3,
     "session": 4, "neighborhood": 4,
     "context": 5,

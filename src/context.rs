@@ -7,6 +7,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::can::CanApi;
 use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::hub::{Addresses, Registry, Relays};
@@ -36,6 +37,8 @@ pub struct Ctx {
     pub relays: Relays,
     /// What each IP address holds (`limits.max_connections_per_address`, registrations).
     pub addresses: Arc<Addresses>,
+    /// The CAN node, when `[can]` is configured.
+    pub can: Option<ClientCan>,
     /// The profile search index.
     pub search: Search,
     /// Permits for bytes of cached search results, over all connections
@@ -54,6 +57,16 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
 }
 
+/// CAN as client requests use it.
+pub struct ClientCan {
+    /// The node's API.
+    pub api: CanApi,
+    /// Permits for client CAN requests in progress (`can.max_concurrent_requests`).
+    pub slots: Arc<Semaphore>,
+    /// Woken when a client's object was queued for unpinning.
+    pub unpins_queued: Notify,
+}
+
 impl Ctx {
     /// Runs `task` under the server's tracker. It must end soon after [`Ctx::shutdown`] is
     /// cancelled, because the database closes only after every task ended.
@@ -70,6 +83,13 @@ impl Ctx {
             .iter()
             .find(|(r, _)| *r == role)
             .map_or(0, |(_, port)| *port)
+    }
+
+    /// Tells the CAN task that objects were queued for unpinning.
+    pub fn unpins_queued(&self) {
+        if let Some(can) = &self.can {
+            can.unpins_queued.notify_one();
+        }
     }
 
     /// A number no other connection of this run has.

@@ -29,7 +29,10 @@ pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = purge.tick() => match ctx.store.purge_expired(clock::unix_ms()).await {
                 Ok(0) => {}
-                Ok(count) => tracing::info!(count, "purged expired hosted identities"),
+                Ok(count) => {
+                    tracing::info!(count, "purged expired hosted identities");
+                    ctx.unpins_queued();
+                }
                 Err(error) => tracing::warn!(%error, "purging expired identities failed"),
             },
             _ = images.tick() => match ctx.store.sweep_images().await {

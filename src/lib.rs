@@ -19,12 +19,15 @@
 //! - `hub` is the state shared between connections: outboxes, presence, call relays, what each
 //!   IP address holds. Its decisions take `now` and return effects; it uses only `wire`,
 //!   `crypto` and `clock`.
-//!   [`store`] is the only code touching the data directory.
+//!   [`store`] is the only code touching the data directory. [`can`] is the CAN node's HTTP
+//!   API (objects and IPNS records), used by handlers for clients and by `peers` for the
+//!   server's own contact record.
 //! - Leaves: [`search`] (the in-memory profile index), `images` (image checks), [`config`],
 //!   [`wire`] (protocol bytes, pure), [`crypto`], [`role`], [`clock`] (the one source of time),
 //!   `log_gate` (the rate limit on log lines a peer can cause).
 #![forbid(unsafe_code)]
 
+pub mod can;
 pub mod clock;
 pub mod config;
 pub(crate) mod context;

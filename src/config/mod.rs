@@ -203,19 +203,6 @@ impl Config {
         raw.check()
     }
 
-    /// Keys that are valid but change nothing in this build, so `check-config` and the start-up
-    /// log can say so instead of ignoring them silently.
-    pub fn unused_keys(&self) -> Vec<Problem> {
-        let mut unused = Vec::new();
-        if self.can.is_some() {
-            unused.push(Problem::new(
-                "can",
-                "CAN is not supported yet: no contact record or client object is published",
-            ));
-        }
-        unused
-    }
-
     /// The roles of every configured port, for the role-per-port map.
     pub fn roles_on_port(&self, port: u16) -> RoleSet {
         self.listeners
@@ -242,7 +229,7 @@ impl RawConfig {
             .as_ref()
             .and_then(|loc| peers::check_loc(loc, &listeners, &mut problems));
         if let Some(can) = &self.can {
-            peers::check_can(can, &mut problems);
+            peers::check_can(can, &listeners, loc.as_ref(), &mut problems);
         }
         let neighborhood =
             peers::check_neighborhood(&self.neighborhood, self.test_mode, &mut problems);

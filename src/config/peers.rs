@@ -91,11 +91,38 @@ pub struct CanConfig {
     /// Base URL of CAN's HTTP API.
     #[serde(default = "default_can_api_url")]
     pub api_url: String,
+    /// Longest wait for one CAN call (spec §8: 20 s).
+    #[serde(default = "default_can_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Client CAN requests (CanStoreData, CanPublishIpnsRecord) handled at once; more are
+    /// answered ERROR_BUSY.
+    #[serde(default = "default_can_max_concurrent_requests")]
+    pub max_concurrent_requests: u64,
 }
 
 fn default_can_api_url() -> String {
     "http://127.0.0.1:15001".into()
 }
+
+fn default_can_request_timeout_secs() -> u64 {
+    20
+}
+
+fn default_can_max_concurrent_requests() -> u64 {
+    8
+}
+
+impl CanConfig {
+    /// `request_timeout_secs` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// `can.request_timeout_secs`: CAN runs on this machine; five minutes is the longest useful wait.
+const CAN_REQUEST_TIMEOUT_SECS: Bounds = Bounds::new(1, 300);
+/// `can.max_concurrent_requests`.
+const CAN_MAX_CONCURRENT_REQUESTS: Bounds = Bounds::new(1, 64);
 
 /// The `[neighborhood]` table as written, in seconds.
 #[derive(Debug, Deserialize)]
@@ -209,16 +236,51 @@ fn loc_service_type(text: &str, problems: &mut Vec<Problem>) -> Option<LocServic
     }
 }
 
-/// Checks `[can]`: a plain-HTTP base URL without a path.
-pub(super) fn check_can(can: &CanConfig, problems: &mut Vec<Problem>) {
-    let rest = can.api_url.strip_prefix("http://");
-    let host_port = rest.map(|r| r.trim_end_matches('/'));
-    if !host_port.is_some_and(|hp| !hp.is_empty() && !hp.contains('/')) {
-        problems.push(Problem::new(
+/// Checks `[can]`: a plain-HTTP `HOST:PORT` base URL whose port is neither one of ours nor
+/// LOC's when CAN runs on this machine, and the bounded numbers.
+pub(super) fn check_can(
+    can: &CanConfig,
+    listeners: &[ListenerConfig],
+    loc: Option<&LocConfig>,
+    problems: &mut Vec<Problem>,
+) {
+    let host_port = can
+        .api_url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|hp| !hp.is_empty() && !hp.contains('/'));
+    let port = host_port
+        .and_then(|hp| hp.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    match (host_port, port) {
+        (Some(host_port), Some(port)) => {
+            let local = host_port.starts_with("127.")
+                || host_port.starts_with("localhost:")
+                || host_port.starts_with("[::1]:");
+            let ours = listeners.iter().any(|l| l.port == port);
+            let locs = loc.is_some_and(|loc| loc.address.port() == port);
+            if local && (ours || locs) {
+                problems.push(Problem::new(
+                    "can.api_url",
+                    "port collides with a listener port or with loc.address",
+                ));
+            }
+        }
+        _ => problems.push(Problem::new(
             "can.api_url",
             "must look like http://HOST:PORT",
-        ));
+        )),
     }
+    CAN_REQUEST_TIMEOUT_SECS.check(
+        "can.request_timeout_secs",
+        can.request_timeout_secs,
+        problems,
+    );
+    CAN_MAX_CONCURRENT_REQUESTS.check(
+        "can.max_concurrent_requests",
+        can.max_concurrent_requests,
+        problems,
+    );
 }
 
 /// Bounds of every `[neighborhood]` key, in the order of [`RawNeighborhood::values`]; the
@@ -339,5 +401,31 @@ mod tests {
             assert_bounds(&format!("neighborhood.{key}"), bounds);
         }
         assert_bounds("loc.reconnect_secs", LOC_RECONNECT_SECS);
+        assert_bounds("can.request_timeout_secs", CAN_REQUEST_TIMEOUT_SECS);
+        assert_bounds("can.max_concurrent_requests", CAN_MAX_CONCURRENT_REQUESTS);
+    }
+
+    #[test]
+    fn can_url_must_be_host_and_port_apart_from_our_ports() {
+        for bad in [
+            "https://127.0.0.1:15001",
+            "http://127.0.0.1",
+            "http://127.0.0.1:15001/api",
+        ] {
+            let found = problems(&format!("test_mode = true\n[can]\napi_url = {bad:?}\n"));
+            assert_eq!(found[0].key, "can.api_url", "{bad}");
+        }
+        let found = problems("test_mode = true\n[loc]\naddress = \"127.0.0.1:15001\"\n[can]\n");
+        assert_eq!(found[0].key, "can.api_url");
+        let config =
+            Config::parse("test_mode = true\n[can]\napi_url = \"http://localhost:5001/\"\n");
+        assert_eq!(
+            config
+                .expect("valid")
+                .can
+                .expect("can")
+                .request_timeout_secs,
+            20
+        );
     }
 }

@@ -172,6 +172,7 @@ pub async fn cancel_hosting_agreement(
         return Err(Reject::status(Status::ErrorNotFound));
     }
     ctx.actions_queued.notify_one();
+    ctx.unpins_queued();
     // Spec §4.9: the identity is no longer online; its services and calls end with this.
     ctx.registry.leave(id, session.link.connection);
     ctx.search.update(|index| index.remove_hosted(&id.0));

@@ -5,6 +5,7 @@
 pub mod app_service;
 pub mod basic;
 pub mod call;
+pub mod can;
 pub mod conversation;
 pub mod hosting;
 pub mod neighborhood;
@@ -148,7 +149,12 @@ async fn conversation_request(
     conversation: ps::ConversationRequest,
 ) -> Result<Option<ConversationBody>, Reject> {
     use conversation_request::RequestType as R;
-    let Received { id, now, .. } = received;
+    // The request's bytes stay charged until it is answered (a CAN object waits on CAN).
+    let Received {
+        id,
+        now,
+        budget: _held,
+    } = received;
     let body = conversation.request_type.ok_or(Reject::violation(""))?;
     admit(RequestKind::of_conversation(&body), session)?;
     let signature = conversation.signature.as_slice();
@@ -189,10 +195,15 @@ async fn conversation_request(
         R::StopNeighborhoodUpdates(_) => {
             neighborhood::stop_neighborhood_updates(ctx, session).await
         }
+        R::CanStoreData(request) => can::can_store_data(ctx, session, request, now.instant).await,
+        R::CanPublishIpnsRecord(request) => {
+            can::can_publish_ipns_record(ctx, session, request, now.instant).await
+        }
         R::CallIdentityApplicationService(request) => {
             return call::call_identity_application_service(ctx, session, id, &request, now).await;
         }
-        _ => Err(Reject::not_implemented()),
+        // Only the server sends this; `admit` refused it already.
+        R::IncomingCallNotification(_) => Err(Reject::violation("")),
     }?;
     Ok(Some(answer))
 }

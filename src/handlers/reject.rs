@@ -31,6 +31,11 @@ impl Reject {
         Reject::new(status, Cow::Borrowed(""))
     }
 
+    /// `status` with `details`.
+    pub fn with_details(status: Status, details: impl Into<Cow<'static, str>>) -> Reject {
+        Reject::new(status, details.into())
+    }
+
     /// ERROR_INVALID_VALUE naming the offending field.
     pub fn invalid(field: impl Into<Cow<'static, str>>) -> Reject {
         Reject::new(Status::ErrorInvalidValue, field.into())
@@ -39,11 +44,6 @@ impl Reject {
     /// ERROR_PROTOCOL_VIOLATION with details; the connection will be closed.
     pub fn violation(details: &'static str) -> Reject {
         Reject::new(Status::ErrorProtocolViolation, Cow::Borrowed(details))
-    }
-
-    /// A request this build does not serve yet.
-    pub fn not_implemented() -> Reject {
-        Reject::new(Status::ErrorUnsupported, Cow::Borrowed("not implemented"))
     }
 
     /// This rejection, and then close the connection.

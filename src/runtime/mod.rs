@@ -17,8 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::can::CanApi;
 use crate::config::Config;
-use crate::context::Ctx;
+use crate::context::{ClientCan, Ctx};
 use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
 use crate::hub::{AddressLimits, Addresses, Registry, Relays};
@@ -187,6 +188,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         join: config.timeouts.relay_join,
     };
     let search_slots = usize::from(config.runtime.worker_threads.max(1));
+    let can = client_can(&config);
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -204,6 +206,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             // Every address with a connection, plus room for recent registrants.
             capacity: limits.max_connections as usize + 4096,
         }),
+        can,
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),
@@ -232,9 +235,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         neighbourhood,
     ));
     start_loc(&ctx, &tasks, &shutdown, reports);
-    for unused in ctx.config.unused_keys() {
-        tracing::warn!(key = %unused.key, "{}", unused.message);
-    }
+    tasks.spawn(crate::peers::can::run(Arc::clone(&ctx)));
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -248,6 +249,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
 /// Room for LOC events the consumer has not taken yet; the LOC task waits when it is full.
 const LOC_EVENTS: usize = 64;
+
+/// The CAN client of the handlers, when `[can]` is configured.
+fn client_can(config: &Config) -> Option<ClientCan> {
+    config.can.as_ref().map(|can| ClientCan {
+        api: CanApi::new(&can.api_url, can.request_timeout()),
+        slots: Arc::new(Semaphore::new(
+            usize::try_from(can.max_concurrent_requests).unwrap_or(1),
+        )),
+        unpins_queued: Notify::new(),
+    })
+}
 
 /// Starts the LOC task when `[loc]` is configured (loc-can.md §1); it feeds `reports`.
 fn start_loc(

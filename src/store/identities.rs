@@ -10,6 +10,7 @@ use prost::Message as _;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::actions::queue_for_followers;
+use super::can::queue_unpin;
 use super::images::{release, retain, write_image};
 use super::records::{ActionKind, HostedIdentity};
 use super::tables::HOSTED_IDENTITIES;
@@ -171,7 +172,7 @@ impl Store {
         .await
     }
 
-    /// Cancels hosting: drops the images, keeps the record (with the redirect) until it expires,
+    /// Cancels hosting: drops the images, queues the CAN object for unpinning, keeps the record (with the redirect) until it expires,
     /// queues Remove actions. Returns false when the identity is not hosted or already cancelled.
     pub async fn cancel_hosting(
         &self,
@@ -208,6 +209,7 @@ impl Store {
             };
             record.profile_image_hash.clear();
             record.thumbnail_image_hash.clear();
+            queue_unpin(&txn, &std::mem::take(&mut record.can_object_hash))?;
             table.insert(id.0, record.encode_to_vec().as_slice())?;
             drop(table);
             if was_initialized {
@@ -237,7 +239,8 @@ impl Store {
         .await
     }
 
-    /// Deletes cancelled identities whose redirect period is over. Returns how many.
+    /// Deletes cancelled identities whose redirect period is over, queueing any CAN object they
+    /// still name for unpinning. Returns how many.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
@@ -247,6 +250,7 @@ impl Store {
                 let record = decode(value.value())?;
                 if record.cancelled && record.expires_at_ms <= now_ms {
                     expired.push(key.value());
+                    queue_unpin(txn, &record.can_object_hash)?;
                 }
             }
             for key in &expired {

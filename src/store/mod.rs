@@ -4,6 +4,7 @@
 //! I/O thread. Nothing here knows about sessions or the wire protocol.
 
 pub mod actions;
+pub mod can;
 pub mod data_dir;
 pub mod database;
 pub mod followers;

@@ -42,6 +42,10 @@ pub const IMAGES: TableDefinition<[u8; 32], u32> = TableDefinition::new("images_
 /// deleted. A row goes once its file is gone, or when the image is referenced again.
 pub const IMAGE_RELEASES: TableDefinition<[u8; 32], ()> = TableDefinition::new("image_releases_v1");
 
+/// CAN objects (multihashes) to unpin: a client's object once its hosting agreement ended.
+/// Filled in the transaction that ends the agreement, emptied by `peers::can` as CAN confirms.
+pub const CAN_UNPINS: TableDefinition<&[u8], ()> = TableDefinition::new("can_unpins_v1");
+
 /// Creates every table that does not exist yet, inside `txn`.
 pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(SETTINGS)?;
@@ -53,5 +57,6 @@ pub fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> 
     txn.open_table(ACTIONS)?;
     txn.open_table(IMAGES)?;
     txn.open_table(IMAGE_RELEASES)?;
+    txn.open_table(CAN_UNPINS)?;
     Ok(())
 }

@@ -37,6 +37,10 @@ pub mod proto {
             pub use crate::wire::loc_service::{DeregisterServiceRequest, ServiceInfo};
         }
     }
+    /// The IPNS record of today's IPFS nodes (`proto/ipns.proto`).
+    pub mod ipns {
+        include!(concat!(env!("OUT_DIR"), "/ipns.rs"));
+    }
 }
 
 pub use proto::iop::can;

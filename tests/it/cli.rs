@@ -41,23 +41,24 @@ fn check_config_accepts_a_valid_file() {
 }
 
 #[test]
-fn check_config_warns_about_keys_this_build_does_not_use() {
+fn check_config_refuses_a_can_url_on_one_of_our_ports() {
     let dir = tempfile::tempdir().expect("temp dir");
     let body = format!(
-        "{}[can]\napi_url = \"http://127.0.0.1:15001\"\n",
+        "{}[can]\napi_url = \"http://127.0.0.1:16988\"\n",
         listeners(16987, 16988)
     );
     let config = write_config(dir.path(), &body);
     let out = cli(&["check-config", "--config", &config]);
-    assert!(out.status.success());
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.contains("warning: can: CAN is not supported yet"),
-        "{printed}"
+    assert_eq!(out.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("can.api_url"), "{printed}");
+    let fine = format!(
+        "{}[can]\napi_url = \"http://127.0.0.1:15001\"\n",
+        listeners(16987, 16988)
     );
-    let plain = write_config(dir.path(), &listeners(16987, 16988));
-    let quiet = cli(&["check-config", "--config", &plain]);
-    assert!(!String::from_utf8_lossy(&quiet.stdout).contains("warning"));
+    let out = cli(&["check-config", "--config", &write_config(dir.path(), &fine)]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
 }
 
 #[test]

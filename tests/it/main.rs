@@ -20,6 +20,7 @@ mod ps06;
 mod ps07;
 mod ps08;
 mod ps08_loc;
+mod ps09;
 mod relations;
 mod relay;
 mod robustness;

@@ -310,7 +310,10 @@ mod tests {
         let mut reader = Reader::default();
         assert_eq!(reader.frame(&mut ours).await.expect("frame"), [0xAA, 0xBB]);
         assert!(reader.started.is_none());
-        assert_eq!(reader.frame(&mut ours).await.expect("empty frame"), []);
+        assert_eq!(
+            reader.frame(&mut ours).await.expect("empty frame"),
+            Vec::<u8>::new()
+        );
         assert!(matches!(
             reader.frame(&mut ours).await,
             Err(LocError::Closed)

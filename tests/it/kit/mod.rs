@@ -1,9 +1,10 @@
 //! Test kit shared by every integration test: an in-process server, the server binary as a child
-//! process, a protocol client, a LOC stand-in, and the PS08 parties (customer driver,
+//! process, a protocol client, LOC and CAN stand-ins, and the PS08 parties (customer driver,
 //! impersonated neighbour N, simulated profile server S).
 
 pub mod attacks;
 pub mod calls;
+pub mod can;
 pub mod client;
 pub mod customer;
 pub mod items;
@@ -17,6 +18,7 @@ pub mod simulated;
 
 pub use attacks::*;
 pub use calls::*;
+pub use can::*;
 pub use client::*;
 pub use customer::*;
 pub use items::*;

@@ -1,0 +1,143 @@
+//! The client's side of CAN: CanStoreData and CanPublishIpnsRecord (spec §4.21, §5.9).
+//!
+//! The server is the client's authorisation layer: it stores one object per hosted identity,
+//! checks that the object links back to this server, and forwards the client's own signed IPNS
+//! record to the CAN node.
+
+use prost::Message as _;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::reject::Reject;
+use super::{ConversationBody, authenticated_peer};
+use crate::can::record::ipfs_path;
+use crate::can::time::parse_rfc3339;
+use crate::can::{CanApi, CanError};
+use crate::context::Ctx;
+use crate::log_gate::LogGate;
+use crate::session::Session;
+use crate::store::records::HostedIdentity;
+use crate::wire::Status;
+use crate::wire::ps::{self, conversation_response::ResponseType};
+
+/// CAN failures while serving clients that are logged, per minute.
+static CAN_FAILURES: LogGate = LogGate::new(6);
+
+/// CanStoreDataRequest: replaces the client's object, or deletes it when `data` is absent.
+pub async fn can_store_data(
+    ctx: &Ctx,
+    session: &Session,
+    request: ps::CanStoreDataRequest,
+    now: Instant,
+) -> Result<ConversationBody, Reject> {
+    let peer = authenticated_peer(session)?;
+    if let Some(data) = &request.data
+        && data.hosting_server_id != ctx.key.network_id().0
+    {
+        return Err(Reject::invalid("data.hostingServerId"));
+    }
+    let (api, _slot) = can_slot(ctx)?;
+    let identity = hosted(ctx, session).await?;
+    if !identity.can_object_hash.is_empty() {
+        api.unpin(&identity.can_object_hash)
+            .await
+            .map_err(|e| rejected(&e, now))?;
+        ctx.store.set_can_object(peer.id, Vec::new()).await?;
+    }
+    let Some(data) = request.data else {
+        return Ok(store_answer(Vec::new()));
+    };
+    let hash = api
+        .add(&data.encode_to_vec())
+        .await
+        .map_err(|e| rejected(&e, now))?;
+    match ctx.store.set_can_object(peer.id, hash.clone()).await {
+        Ok(true) => Ok(store_answer(hash)),
+        // Cancelled meanwhile, or the write failed: the object must not stay pinned unnamed.
+        outcome => {
+            if let Err(error) = api.unpin(&hash).await {
+                tracing::warn!(%error, "CAN: an object no identity names stays pinned");
+            }
+            outcome?;
+            Err(Reject::status(Status::ErrorNotFound))
+        }
+    }
+}
+
+/// CanPublishIpnsRecordRequest: checks the client's record against its object and contract,
+/// then publishes it through the fork's `name/upload`.
+pub async fn can_publish_ipns_record(
+    ctx: &Ctx,
+    session: &Session,
+    request: ps::CanPublishIpnsRecordRequest,
+    now: Instant,
+) -> Result<ConversationBody, Reject> {
+    let peer = authenticated_peer(session)?;
+    let record = request.record.ok_or(Reject::invalid("record"))?;
+    let identity = hosted(ctx, session).await?;
+    if identity.can_object_hash.is_empty() {
+        return Err(Reject::status(Status::ErrorNotFound));
+    }
+    if record.value != ipfs_path(&identity.can_object_hash).as_bytes() {
+        return Err(Reject::invalid("record.value"));
+    }
+    let validity = std::str::from_utf8(&record.validity)
+        .ok()
+        .and_then(parse_rfc3339);
+    if validity.is_none_or(|until| until > identity.expires_at_ms) {
+        return Err(Reject::invalid("record.validity"));
+    }
+    let (api, _slot) = can_slot(ctx)?;
+    match api
+        .name_upload(&record.encode_to_vec(), &peer.public_key)
+        .await
+    {
+        Ok(_) => Ok(ConversationBody::unsigned(
+            ResponseType::CanPublishIpnsRecord(ps::CanPublishIpnsRecordResponse {}),
+        )),
+        Err(CanError::NoSuchCommand(_)) => Err(Reject::with_details(
+            Status::ErrorRejected,
+            "the CAN node has no name/upload: it is a stock IPFS node, which accepts only \
+             records with a V2 signature",
+        )),
+        Err(error) => Err(rejected(&error, now)),
+    }
+}
+
+/// The CAN API and a slot of `can.max_concurrent_requests`; UNSUPPORTED without `[can]`,
+/// BUSY when every slot is taken.
+fn can_slot(ctx: &Ctx) -> Result<(&CanApi, OwnedSemaphorePermit), Reject> {
+    let can = ctx.can.as_ref().ok_or_else(|| {
+        Reject::with_details(Status::ErrorUnsupported, "no CAN node is configured")
+    })?;
+    let slot = can
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Reject::status(Status::ErrorBusy))?;
+    Ok((&can.api, slot))
+}
+
+/// The session's hosted identity; NOT_FOUND once its agreement was cancelled.
+async fn hosted(ctx: &Ctx, session: &Session) -> Result<HostedIdentity, Reject> {
+    let peer = authenticated_peer(session)?;
+    ctx.store
+        .hosted_identity(peer.id)
+        .await?
+        .filter(|identity| !identity.cancelled)
+        .ok_or(Reject::status(Status::ErrorNotFound))
+}
+
+/// ERROR_REJECTED with CAN's message as details (spec §8).
+fn rejected(error: &CanError, now: Instant) -> Reject {
+    if let Some(held_back) = CAN_FAILURES.pass(now) {
+        tracing::warn!(held_back, %error, "CAN refused a client's request");
+    }
+    Reject::with_details(Status::ErrorRejected, error.message())
+}
+
+fn store_answer(hash: Vec<u8>) -> ConversationBody {
+    ConversationBody::unsigned(ResponseType::CanStoreData(ps::CanStoreDataResponse {
+        hash,
+    }))
+}
