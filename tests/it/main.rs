@@ -1,10 +1,12 @@
 //! Integration tests: the real server over real TCP and TLS sockets, one test binary.
 
 mod board;
+mod can;
 mod cli;
 mod fuzz_frames;
 mod hardening;
 mod hosting;
+mod ipns_js;
 mod kit;
 mod loc;
 mod loc_golden;

@@ -60,6 +60,8 @@ pub struct CanCall {
     pub command: String,
     /// The `arg` query parameter (empty when none).
     pub arg: String,
+    /// When it arrived, on tokio's (possibly paused) clock.
+    pub at: Instant,
 }
 
 /// What the node holds, for the test to inspect.
@@ -163,13 +165,14 @@ impl CanStandIn {
 
     /// Calls of `command` so far.
     pub fn calls_of(&self, command: &str) -> usize {
+        self.times_of(command).len()
+    }
+
+    /// When each call of `command` arrived.
+    pub fn times_of(&self, command: &str) -> Vec<Instant> {
         let inner = self.shared.lock();
-        inner
-            .state
-            .calls
-            .iter()
-            .filter(|c| c.command == command)
-            .count()
+        let calls = inner.state.calls.iter().filter(|c| c.command == command);
+        calls.map(|c| c.at).collect()
     }
 
     /// Waits until `done` holds for the node's state, failing the test after [`CAN_WAIT`].
@@ -264,6 +267,7 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
         inner.state.calls.push(CanCall {
             command: request.command.clone(),
             arg,
+            at: Instant::now(),
         });
         let position = inner.faults.iter().position(|(c, _)| *c == request.command);
         position
@@ -292,7 +296,7 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
 
 async fn read_request(socket: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut parsed = httparse::Request::new(&mut headers);
@@ -529,10 +533,10 @@ fn leaf(chunk: &[u8]) -> Vec<u8> {
 
 fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        out.push(value.to_le_bytes()[0] | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.push(value.to_le_bytes()[0]);
 }
 
 fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {

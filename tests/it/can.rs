@@ -1,0 +1,331 @@
+//! CAN beyond PS09: the server's contact record (publish, republish on a new port, refresh
+//! schedule, stock IPFS), faults of the CAN node, and every check of the client requests.
+//! Timer rules run on tokio's paused clock.
+
+use std::time::Duration;
+
+use iop_profile_server::can::record::ipns_name;
+use iop_profile_server::role::Role;
+use iop_profile_server::wire::Status;
+use iop_profile_server::wire::can::{CanIdentityData, CanProfileServerContact};
+use prost::Message as _;
+
+use crate::kit::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// How far [`step_clock`] moves the paused clock at a time.
+const STEP: Duration = Duration::from_secs(60);
+
+/// Moves the paused clock by `total` a minute at a time, giving the server a moment of real
+/// time after each step (its database writes run on other threads), so what a timer starts
+/// reaches the CAN stand-in near the timer's own time rather than at the end of one long jump.
+async fn step_clock(total: Duration) {
+    let mut moved = Duration::ZERO;
+    while moved < total {
+        tokio::time::advance(STEP).await;
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(1));
+            tokio::task::yield_now().await;
+        }
+        moved += STEP;
+    }
+}
+
+async fn server_with(can: &CanStandIn) -> TestServer {
+    let options = Options {
+        extra: can.config(),
+        ..Options::default()
+    };
+    TestServer::start(&options).await
+}
+
+/// The server's public key, from StartConversation on the primary port.
+async fn server_key(server: &TestServer) -> Vec<u8> {
+    let mut client = Client::plain(server.port(Role::Primary)).await;
+    client.start_conversation(1).await.public_key
+}
+
+/// The contact object a record path points to.
+async fn contact_at(can: &CanStandIn, path: &str) -> CanProfileServerContact {
+    let (status, bytes) = can.harness("cat", path).await;
+    assert_eq!(status, 200);
+    CanProfileServerContact::decode(bytes.as_slice()).expect("a contact object")
+}
+
+fn object_for(server: &TestServer) -> CanIdentityData {
+    CanIdentityData {
+        hosting_server_id: server.network_id().to_vec(),
+        key_value_list: Vec::new(),
+    }
+}
+
+async fn customer_with_object(server: &TestServer) -> (Client, String) {
+    let mut client = new_customer(server).await;
+    let data = object_for(server);
+    let path = path_of(&stored_hash(store_data(&mut client, 3, Some(data)).await));
+    (client, path)
+}
+
+#[tokio::test(start_paused = true)]
+async fn contact_record_is_published_at_start_and_republished_for_a_new_port() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    let mut server = server_with(&can).await;
+    let key = server_key(&server).await;
+    let peer = can_id(&key);
+    let first = can.wait_for_record(&peer, 1).await;
+    let contact = contact_at(&can, &first).await;
+    assert_eq!(contact.public_key, key);
+    assert_eq!(contact.ip_address, vec![127, 0, 0, 1]);
+    assert_eq!(contact.primary_port, u32::from(server.port(Role::Primary)));
+
+    // The test server binds ephemeral ports, so a restart moves the primary port.
+    server.restart().await;
+    let second = can.wait_for_record(&peer, 2).await;
+    assert_ne!(second, first);
+    let contact = contact_at(&can, &second).await;
+    assert_eq!(contact.primary_port, u32::from(server.port(Role::Primary)));
+    assert_no_pin_left(&can, &first).await;
+    assert_eq!(can.state().records[&peer].0, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn record_is_refreshed_after_two_hours_then_every_seven() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    let peer = can_id(&server_key(&server).await);
+    let path = can.wait_for_record(&peer, 1).await;
+    step_clock(2 * HOUR).await;
+    assert_eq!(can.wait_for_record(&peer, 2).await, path);
+    step_clock(7 * HOUR).await;
+    assert_eq!(can.wait_for_record(&peer, 3).await, path);
+    let at = can.times_of("name/upload");
+    assert_eq!(at.len(), 3, "one publication and two refreshes");
+    let (first, second) = (at[1] - at[0], at[2] - at[1]);
+    // A call reaches the stand-in at or after the time its timer fired.
+    assert!(first >= 2 * HOUR, "first refresh after {first:?}");
+    assert!(
+        second >= 7 * HOUR,
+        "second refresh {second:?} after the first"
+    );
+    assert_eq!(can.calls_of("add"), 1, "the object is reused");
+}
+
+#[tokio::test(start_paused = true)]
+async fn can_down_at_start_delays_nothing_and_the_record_follows() {
+    let mut can = CanStandIn::start(CanFlavour::Fork).await;
+    can.stop().await;
+    let server = server_with(&can).await;
+    let mut customer = new_customer(&server).await;
+    assert_status(&customer.ping(5, b"up").await, Status::Ok);
+    let answer = store_data(&mut customer, 6, Some(object_for(&server))).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert!(answer.details.contains("unreachable"), "{}", answer.details);
+    can.restart().await;
+    let peer = can_id(&server_key(&server).await);
+    can.wait_for_record(&peer, 1).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_hangs_oversized_and_garbage_replies_are_retried_while_clients_are_served() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    can.fail_next("add", CanFault::Error("repo locked".into()));
+    can.fail_next("add", CanFault::Hang);
+    can.fail_next("add", CanFault::Oversized);
+    can.fail_next("add", CanFault::Garbage);
+    can.fail_next("name/upload", CanFault::Error("routing: not found".into()));
+    let server = server_with(&can).await;
+    let mut customer = new_customer(&server).await;
+    assert_status(&customer.ping(5, b"still serving").await, Status::Ok);
+    let peer = can_id(&server_key(&server).await);
+    // The failed upload used sequence 1; numbers are never reused.
+    can.wait_for_record(&peer, 2).await;
+    assert_eq!(can.calls_of("add"), 5);
+    assert_eq!(can.calls_of("name/upload"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_with_a_newer_record_moves_the_sequence_past_it() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    can.fail_next(
+        "name/upload",
+        CanFault::Error("There is already a newer IPNS record with sequence number: 40".into()),
+    );
+    let server = server_with(&can).await;
+    let peer = can_id(&server_key(&server).await);
+    can.wait_for_record(&peer, 41).await;
+    assert_eq!(can.state().records[&peer].0, 41);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stock_ipfs_node_gets_a_v1_v2_record_through_routing_put() {
+    let can = CanStandIn::start(CanFlavour::Stock).await;
+    let server = server_with(&can).await;
+    let name = ipns_name(&server_key(&server).await);
+    // The stand-in stores only records that pass the V2 verification of today's nodes.
+    let state = can
+        .wait_for("routing/put", |s| s.v2_records.contains_key(&name))
+        .await;
+    assert!(state.v2_records[&name].len() < 10 * 1024);
+    assert_eq!(can.calls_of("name/upload"), 1, "404 is remembered");
+    step_clock(2 * HOUR).await;
+    can.wait_for("refresh", |s| {
+        s.calls
+            .iter()
+            .filter(|c| c.command == "routing/put")
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(can.calls_of("name/upload"), 1);
+
+    let (mut client, path) = customer_with_object(&server).await;
+    let record = signed_record(&client.identity, &path, &month_ahead(), 1);
+    let answer = publish_record(&mut client, 4, Some(record)).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert!(answer.details.contains("name/upload"), "{}", answer.details);
+}
+
+#[tokio::test]
+async fn publish_checks_run_in_the_spec_order() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    let mut client = new_customer(&server).await;
+    let identity = client.identity.clone();
+    let invalid = |answer: &iop_profile_server::wire::ps::Response, details: &str| {
+        assert_status(answer, Status::ErrorInvalidValue);
+        assert_eq!(answer.details, details);
+    };
+    invalid(&publish_record(&mut client, 3, None).await, "record");
+    let early = signed_record(
+        &identity,
+        "/ipfs/QmQ3gvw2XujomMbUnaZEypb3RRzQxa1NjTKgx1sghzP8zz",
+        &month_ahead(),
+        1,
+    );
+    assert_status(
+        &publish_record(&mut client, 4, Some(early.clone())).await,
+        Status::ErrorNotFound,
+    );
+    let path = path_of(&stored_hash(
+        store_data(&mut client, 5, Some(object_for(&server))).await,
+    ));
+    invalid(
+        &publish_record(&mut client, 6, Some(early)).await,
+        "record.value",
+    );
+    for validity in [
+        "next month",
+        "2030-02-30T00:00:00.000Z",
+        "2099-01-01T00:00:00.000Z",
+    ] {
+        let record = signed_record(&identity, &path, validity, 1);
+        invalid(
+            &publish_record(&mut client, 7, Some(record)).await,
+            "record.validity",
+        );
+    }
+    let mut forged = signed_record(&identity, &path, &month_ahead(), 1);
+    forged.signature = Identity::random().sign(b"something else");
+    let answer = publish_record(&mut client, 8, Some(forged)).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert!(
+        answer.details.contains("not signed by"),
+        "{}",
+        answer.details
+    );
+    let record = signed_record(&identity, &path, &month_ahead(), 1);
+    assert_status(
+        &publish_record(&mut client, 9, Some(record.clone())).await,
+        Status::Ok,
+    );
+    let answer = publish_record(&mut client, 10, Some(record)).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert!(
+        answer.details.contains("newer IPNS record"),
+        "{}",
+        answer.details
+    );
+}
+
+#[tokio::test]
+async fn can_errors_reach_the_client_and_lose_nothing() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    let (mut client, first) = customer_with_object(&server).await;
+    can.fail_next("pin/rm", CanFault::Error("pin store busy".into()));
+    let answer = store_data(&mut client, 4, Some(object_for(&server))).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert_eq!(answer.details, "pin store busy");
+    // The old object is still the client's: publishing it works.
+    let record = signed_record(&client.identity, &first, &month_ahead(), 1);
+    assert_status(
+        &publish_record(&mut client, 5, Some(record)).await,
+        Status::Ok,
+    );
+
+    can.fail_next("add", CanFault::Error("disk full".into()));
+    let mut other = object_for(&server);
+    other
+        .key_value_list
+        .push(iop_profile_server::wire::can::CanKeyValue {
+            key: "k".into(),
+            value: None,
+        });
+    let answer = store_data(&mut client, 6, Some(other.clone())).await;
+    assert_status(&answer, Status::ErrorRejected);
+    assert_eq!(answer.details, "disk full");
+    // The old object was unpinned before the add failed: the client has none now.
+    assert_no_pin_left(&can, &first).await;
+    let record = signed_record(&client.identity, &first, &month_ahead(), 2);
+    assert_status(
+        &publish_record(&mut client, 7, Some(record)).await,
+        Status::ErrorNotFound,
+    );
+    // Unpinning an object CAN no longer pins ("not pinned") counts as done.
+    let second = path_of(&stored_hash(store_data(&mut client, 8, Some(other)).await));
+    assert_eq!(can.harness("pin/rm", &second).await.0, 200);
+    assert_eq!(
+        stored_hash(store_data(&mut client, 9, None).await),
+        Vec::<u8>::new()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_the_agreement_unpins_the_object_even_after_can_was_down() {
+    let mut can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    let (mut client, path) = customer_with_object(&server).await;
+    can.stop().await;
+    let cancel =
+        iop_profile_server::wire::ps::conversation_request::RequestType::CancelHostingAgreement(
+            iop_profile_server::wire::ps::CancelHostingAgreementRequest::default(),
+        );
+    assert_status(
+        &client.conversation(4, Vec::new(), cancel).await,
+        Status::Ok,
+    );
+    can.restart().await;
+    let hash = path.trim_start_matches("/ipfs/").to_owned();
+    can.wait_for("unpin", |s| !s.pins.contains(&hash)).await;
+}
+
+#[tokio::test]
+async fn without_can_the_requests_are_unsupported() {
+    let server = TestServer::start(&Options::default()).await;
+    let mut client = new_customer(&server).await;
+    let answer = store_data(&mut client, 3, Some(object_for(&server))).await;
+    assert_status(&answer, Status::ErrorUnsupported);
+    assert_eq!(answer.details, "no CAN node is configured");
+}
+
+#[test]
+fn add_hashes_match_appendix_b1() {
+    let object = hex::decode(
+        "0a20414141414141414141414141414141414141414141414141414141414141414112047f00000118db7c",
+    )
+    .expect("hex");
+    assert_eq!(
+        path_of(&cid_v0(&object)),
+        "/ipfs/QmQ3gvw2XujomMbUnaZEypb3RRzQxa1NjTKgx1sghzP8zz"
+    );
+}
