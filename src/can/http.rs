@@ -316,18 +316,21 @@ mod tests {
         ));
     }
 
+    fn empty_post(address: &str) -> Post<'_> {
+        Post {
+            host_port: address,
+            path: "/",
+            content_type: "text/plain",
+            body: b"",
+        }
+    }
+
     #[tokio::test]
     async fn refused_connection_is_a_connect_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         drop(listener);
-        let request = Post {
-            host_port: &address,
-            path: "/",
-            content_type: "text/plain",
-            body: b"",
-        };
-        let result = post(&request, 100, Duration::from_secs(5)).await;
+        let result = post(&empty_post(&address), 100, Duration::from_secs(5)).await;
         assert!(matches!(result, Err(HttpError::Connect(_))), "{result:?}");
     }
 
@@ -340,13 +343,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             drop(socket);
         });
-        let request = Post {
-            host_port: &address,
-            path: "/",
-            content_type: "text/plain",
-            body: b"",
-        };
-        let result = post(&request, 100, Duration::from_secs(20)).await;
+        let result = post(&empty_post(&address), 100, Duration::from_secs(20)).await;
         assert!(matches!(result, Err(HttpError::Timeout(_))), "{result:?}");
         held.abort();
     }

@@ -167,29 +167,28 @@ mod tests {
         assert_eq!(keeper.stored().ipns_sequence, 3);
     }
 
-    #[test]
-    fn an_unchanged_address_reuses_the_object_and_continues_the_sequence() {
-        let start = Instant::now();
+    /// A keeper for port 16987 restarted on what an earlier run saved for `saved_port`.
+    fn restarted(saved_port: u32, sequence: u64, start: Instant) -> Keeper {
         let stored = CanContact {
             object_hash: vec![0x12, 0x20, 9],
             ip_address: vec![203, 0, 113, 7],
-            primary_port: 16987,
-            ipns_sequence: 41,
+            primary_port: saved_port,
+            ipns_sequence: sequence,
         };
-        let mut keeper = Keeper::new(stored, vec![203, 0, 113, 7], 16987, start);
+        Keeper::new(stored, vec![203, 0, 113, 7], 16987, start)
+    }
+
+    #[test]
+    fn an_unchanged_address_reuses_the_object_and_continues_the_sequence() {
+        let start = Instant::now();
+        let mut keeper = restarted(16987, 41, start);
         assert_eq!(keeper.next(start), Action::Publish(42));
     }
 
     #[test]
     fn a_new_port_unpins_the_old_object_before_adding_the_new_one() {
         let start = Instant::now();
-        let stored = CanContact {
-            object_hash: vec![0x12, 0x20, 9],
-            ip_address: vec![203, 0, 113, 7],
-            primary_port: 16000,
-            ipns_sequence: 5,
-        };
-        let mut keeper = Keeper::new(stored, vec![203, 0, 113, 7], 16987, start);
+        let mut keeper = restarted(16000, 5, start);
         assert_eq!(keeper.next(start), Action::Unpin(vec![0x12, 0x20, 9]));
         keeper.unpinned();
         assert_eq!(keeper.next(start), Action::Add);

@@ -22,14 +22,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::waiting::wait_for_state;
+
 /// Largest request body read (a client object is below 1 MiB).
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// IPFS's default chunk size.
 const CHUNK: usize = 256 * 1024;
 /// How long the waits of a test may take before it fails.
 pub const CAN_WAIT: Duration = Duration::from_secs(120);
-/// See [`super::loc::LocStandIn::wait_for`]: the wait wakes this often under a paused clock.
-const TICK: Duration = Duration::from_millis(100);
 
 /// Which node it plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,21 +177,8 @@ impl CanStandIn {
 
     /// Waits until `done` holds for the node's state, failing the test after [`CAN_WAIT`].
     pub async fn wait_for(&self, what: &str, done: impl Fn(&CanState) -> bool) -> CanState {
-        let deadline = Instant::now() + CAN_WAIT;
-        loop {
-            let changed = self.shared.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let state = self.state();
-            if done(&state) {
-                return state;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "CAN stand-in: no {what} in time; {state:?}"
-            );
-            let _ = tokio::time::timeout(TICK, changed).await;
-        }
+        let what = format!("CAN {what}");
+        wait_for_state(&self.shared.changed, CAN_WAIT, &what, || self.state(), done).await
     }
 
     /// Waits until the fork holds a record of `peer` with `sequence` at least; returns its

@@ -21,15 +21,13 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::loc_frames::{SEED_LOCATION, loc_error, loc_node, loc_notification, loc_response};
+use super::waiting::wait_for_state;
 
 /// Longest wait for the stand-in to see what a test awaits (paused-time tests pass it at once).
 pub const LOC_WAIT: Duration = Duration::from_secs(120);
-/// Longest sleep of [`LocStandIn::wait_for`] between looks.
-const TICK: Duration = Duration::from_millis(100);
 /// Frames queued for one connection (answers to read frames and pushes).
 const INBOX: usize = 64;
 /// What [`Fault::Garbage`] sends: a valid header over a body that is not a message.
@@ -269,26 +267,9 @@ impl LocStandIn {
     }
 
     /// Waits until `done` holds for what the stand-in saw, failing the test after [`LOC_WAIT`].
-    ///
-    /// It wakes at least every [`TICK`]: a paused test clock jumps to the next timer whenever
-    /// the runtime waits for I/O, so one long timeout here could pass while a frame is on its
-    /// way between the server and the stand-in.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
-        let deadline = Instant::now() + LOC_WAIT;
-        loop {
-            let changed = self.shared.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let seen = self.seen();
-            if done(&seen) {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "LOC stand-in: no {what} in time; saw {seen:?}"
-            );
-            let _ = tokio::time::timeout(TICK, changed).await;
-        }
+        let what = format!("LOC {what}");
+        wait_for_state(&self.shared.changed, LOC_WAIT, &what, || self.seen(), done).await
     }
 
     /// Waits for the `count`th attach: a registration and a keep-alive subscription.

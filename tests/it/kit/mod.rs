@@ -15,6 +15,7 @@ pub mod process;
 pub mod profiles;
 pub mod server;
 pub mod simulated;
+pub mod waiting;
 
 pub use attacks::*;
 pub use calls::*;
