@@ -1,7 +1,7 @@
 //! What every handler may use: the server key, the store, the configuration and the port map.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,8 @@ pub struct Ctx {
     pub addresses: Arc<Addresses>,
     /// The CAN node, when `[can]` is configured.
     pub can: Option<ClientCan>,
+    /// Whether LOC and CAN answer, for the operator's status line.
+    pub links: LinkHealth,
     /// The profile search index.
     pub search: Search,
     /// Permits for bytes of cached search results, over all connections
@@ -55,6 +57,72 @@ pub struct Ctx {
     pub tasks: TaskTracker,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
+}
+
+/// The state of a link to a local daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not configured.
+    Off,
+    /// Configured, not working (yet).
+    Down,
+    /// Working.
+    Up,
+}
+
+/// The states of the LOC and CAN links; the tasks that own the links set them.
+#[derive(Debug)]
+pub struct LinkHealth {
+    loc: AtomicU8,
+    can: AtomicU8,
+}
+
+impl LinkHealth {
+    /// Both links down, or off when not configured.
+    pub fn new(loc_configured: bool, can_configured: bool) -> LinkHealth {
+        let initial = |configured| {
+            AtomicU8::new(if configured {
+                LinkState::Down as u8
+            } else {
+                LinkState::Off as u8
+            })
+        };
+        LinkHealth {
+            loc: initial(loc_configured),
+            can: initial(can_configured),
+        }
+    }
+
+    /// Records whether LOC works.
+    pub fn set_loc(&self, up: bool) {
+        self.loc.store(state_of(up) as u8, Ordering::Relaxed);
+    }
+
+    /// Records whether CAN works.
+    pub fn set_can(&self, up: bool) {
+        self.can.store(state_of(up) as u8, Ordering::Relaxed);
+    }
+
+    /// The LOC link's state.
+    pub fn loc(&self) -> LinkState {
+        decode_state(self.loc.load(Ordering::Relaxed))
+    }
+
+    /// The CAN link's state.
+    pub fn can(&self) -> LinkState {
+        decode_state(self.can.load(Ordering::Relaxed))
+    }
+}
+
+fn state_of(up: bool) -> LinkState {
+    if up { LinkState::Up } else { LinkState::Down }
+}
+
+fn decode_state(value: u8) -> LinkState {
+    [LinkState::Off, LinkState::Down, LinkState::Up]
+        .into_iter()
+        .find(|state| *state as u8 == value)
+        .unwrap_or(LinkState::Down)
 }
 
 /// CAN as client requests use it.

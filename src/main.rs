@@ -137,8 +137,10 @@ fn run(config: Config) -> ExitCode {
         }
         // Not under the server's tracker: it keeps pinging the watchdog while the server drains,
         // and holds nothing of the server's.
-        tokio::spawn(systemd::supervise(server.shutdown_token()));
-        systemd::ready(&format!("serving as {}", server.network_id()));
+        let status = server.status();
+        tokio::spawn(systemd::supervise(server.shutdown_token(), status.clone()));
+        let line = status.line().await;
+        systemd::ready(&line.unwrap_or_else(|| format!("serving as {}", server.network_id())));
         server.wait().await;
         ExitCode::SUCCESS
     })

@@ -121,6 +121,11 @@ impl Registry {
         }
     }
 
+    /// How many identities have an authenticated connection.
+    pub fn online_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Whether the identity has an authenticated connection.
     pub fn is_online(&self, id: NetworkId) -> bool {
         self.lock().contains_key(&id)

@@ -110,7 +110,10 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
 
 async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
     let result = match report {
-        LocEvent::Attached { nodes } => known(ctx, schedule, nodes).await,
+        LocEvent::Attached { nodes } => {
+            ctx.links.set_loc(true);
+            known(ctx, schedule, nodes).await
+        }
         LocEvent::Upsert(node) => upsert(ctx, schedule, node).await,
         LocEvent::Removed(node_id) => {
             // LOC names the node; the spec's harness uses the network id as the node id.
@@ -123,7 +126,10 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
                 None => Ok(()),
             }
         }
-        LocEvent::Detached => Ok(()),
+        LocEvent::Detached => {
+            ctx.links.set_loc(false);
+            Ok(())
+        }
     };
     if let Err(error) = result {
         tracing::warn!(%error, "cannot follow a neighbourhood change");

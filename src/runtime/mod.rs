@@ -4,6 +4,7 @@
 pub(crate) mod address;
 pub mod logging;
 pub mod shutdown;
+pub mod status;
 pub mod systemd;
 
 use std::fmt;
@@ -19,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::can::CanApi;
 use crate::config::Config;
-use crate::context::{ClientCan, Ctx};
+use crate::context::{ClientCan, Ctx, LinkHealth};
 use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
 use crate::hub::{AddressLimits, Addresses, Registry, Relays};
@@ -119,6 +120,11 @@ impl RunningServer {
         self.tasks.spawn(task);
     }
 
+    /// The source of the operator's status line.
+    pub fn status(&self) -> status::StatusSource {
+        status::StatusSource(Arc::downgrade(&self.ctx))
+    }
+
     /// A token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -189,6 +195,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let search_slots = usize::from(config.runtime.worker_threads.max(1));
     let can = client_can(&config);
+    let links = LinkHealth::new(config.loc.is_some(), config.can.is_some());
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -206,6 +213,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             // Every address with a connection, plus room for recent registrants.
             capacity: limits.max_connections as usize + 4096,
         }),
+        links,
         can,
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),

@@ -329,3 +329,18 @@ fn add_hashes_match_appendix_b1() {
         "/ipfs/QmQ3gvw2XujomMbUnaZEypb3RRzQxa1NjTKgx1sghzP8zz"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_status_line_counts_clients_and_tells_whether_can_works() {
+    let mut can = CanStandIn::start(CanFlavour::Fork).await;
+    can.stop().await;
+    let server = server_with(&can).await;
+    let _customer = new_customer(&server).await;
+    server
+        .wait_for_status(": 1 hosted, 1 online, 0 neighbours, no LOC, CAN down")
+        .await;
+    can.restart().await;
+    server
+        .wait_for_status(": 1 hosted, 1 online, 0 neighbours, no LOC, CAN ok")
+        .await;
+}

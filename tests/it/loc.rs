@@ -98,12 +98,15 @@ async fn every_push_is_acked_with_its_id_whatever_the_service_encoding() {
 async fn a_restarted_loc_gets_registered_and_read_again() {
     let mut loc = LocStandIn::start(Generation::V2).await;
     let server = attached_server(&loc, "string").await;
+    server.wait_for_status(", LOC ok, ").await;
     loc.stop().await;
     // Reconnects are refused meanwhile; clients are served.
     sleep(Duration::from_secs(5)).await;
     assert_ping(&server).await;
+    server.wait_for_status(", LOC down, ").await;
     loc.restart().await;
     let seen = loc.wait_attached(2).await;
+    server.wait_for_status(", LOC ok, ").await;
     assert_eq!(seen.connections, 2);
     assert_eq!(seen.registrations[0], seen.registrations[1]);
     // The new connection numbers its pushes from 1 again.

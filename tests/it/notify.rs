@@ -106,9 +106,19 @@ fn notifies_ready_watchdog_and_stopping() {
             .any(|line| line.starts_with("STATUS=serving as ")),
         "{before_ready:?}"
     );
-    // At least two pings: the watchdog keeps going, it is not a one-off after READY.
-    notify.wait_for("WATCHDOG=1", &mut child);
-    notify.wait_for("WATCHDOG=1", &mut child);
+    // At least two pings: the watchdog keeps going, it is not a one-off after READY. Each
+    // comes with a fresh status line that `systemctl status` shows.
+    let first = notify.wait_for("WATCHDOG=1", &mut child);
+    let second = notify.wait_for("WATCHDOG=1", &mut child);
+    let status = second
+        .iter()
+        .chain(&first)
+        .find(|line| line.starts_with("STATUS=serving as "))
+        .unwrap_or_else(|| panic!("no STATUS= with a watchdog ping: {first:?} {second:?}"));
+    assert!(
+        status.ends_with(": 0 hosted, 0 online, 0 neighbours, no LOC, no CAN"),
+        "{status}"
+    );
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();

@@ -88,6 +88,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
             Ok(()) => task.recovered(),
             Err(failure) => task.failed(&failure, Now::read()),
         }
+        ctx.links.set_can(!task.failing);
     }
 }
 

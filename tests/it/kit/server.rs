@@ -142,6 +142,20 @@ impl TestServer {
     pub fn network_id(&self) -> [u8; 32] {
         self.running().network_id().0
     }
+
+    /// Polls the operator's status line until it contains `part`; fails after a minute of
+    /// (possibly paused) time.
+    pub async fn wait_for_status(&self, part: &str) -> String {
+        let status = self.running().status();
+        for _ in 0..600 {
+            let line = status.line().await.expect("server runs");
+            if line.contains(part) {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the status line never showed {part:?}");
+    }
 }
 
 async fn start_with(text: &str) -> RunningServer {
