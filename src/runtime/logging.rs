@@ -1,10 +1,13 @@
 //! Log output: the systemd journal (with structured fields) when systemd started us, stderr
-//! otherwise. The level comes from `RUST_LOG` (default `info`).
+//! otherwise, coloured only when stderr is a terminal. The level comes from `RUST_LOG` (default
+//! `info`).
 //!
 //! tracing-journald is a tracing layer, so each event also carries the fields of the spans it
 //! happens in: a connection's events arrive with `SPAN_NAME=conn`, `F_PEER`, `F_PORT` and, once
 //! known, `F_IDENTITY`, and `journalctl F_PEER=…` picks out one connection.
 //! `.ci/journal-fields.py` checks this against a stand-in journald.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -21,9 +24,12 @@ pub fn init() {
                 .with_syslog_identifier("iop-profile-server".to_owned())
                 .boxed()
         });
+    // Colour codes only on a terminal: a file or a pipe gets plain text.
+    let colour = std::io::stderr().is_terminal();
     let stderr = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colour)
             .boxed()
     });
     let _ = tracing_subscriber::registry()

@@ -64,12 +64,23 @@ impl ServerProcess {
             .expect("spawn server");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
-        let serving = lines
-            .by_ref()
-            .take(50)
-            .map_while(Result::ok)
-            .any(|l| l.contains("serving"));
-        assert!(serving, "server process did not start");
+        let mut problem = Some("server process did not start".to_owned());
+        for line in lines.by_ref().take(50).map_while(Result::ok) {
+            // Logs to a pipe are plain text: no colour codes.
+            if line.contains('\x1b') {
+                problem = Some(format!("colour codes in piped logs: {line:?}"));
+                break;
+            }
+            if line.contains("serving") {
+                problem = None;
+                break;
+            }
+        }
+        if let Some(problem) = problem {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{problem}");
+        }
         std::thread::spawn(move || lines.for_each(drop));
         ServerProcess {
             child,
