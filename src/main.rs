@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use iop_profile_server::config::{Config, Problem};
 use iop_profile_server::runtime::{self, logging, shutdown, systemd};
+use iop_profile_server::store::data_dir;
 
 #[derive(Parser)]
 #[command(version, about = "IoP Profile Server")]
@@ -43,8 +44,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(checked) => {
+                if let Err(error) = data_dir::inspect(&checked.data_dir) {
+                    eprintln!("{}: data_dir: {error}", config.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
                 println!("{}: ok", config.display());
+                println!(
+                    "note: ports are checked when the server binds them (`run`), and the data \
+                     directory for the user running this command"
+                );
                 ExitCode::SUCCESS
             }
             Err(problems) => {

@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::images::IMAGES_DIR;
-use super::keys::IDENTITY_FILE;
+use super::keys::{IDENTITY_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use super::{DATABASE_FILE, StoreError};
 
 /// Why the data directory is opened.
@@ -50,6 +50,36 @@ pub fn check(dir: &Path, opening: Opening) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What `check-config` can tell about `dir` without changing it: `run` would not refuse it
+/// ([`check`]), it is (or can be created as) a writable directory, and the key files in it are
+/// readable. A probe file is written and removed to learn that the directory is writable.
+pub fn inspect(dir: &Path) -> Result<(), StoreError> {
+    check(dir, Opening::Run)?;
+    // The directory, or the nearest existing ancestor it would be created in.
+    let existing = dir
+        .ancestors()
+        .find(|path| !path.as_os_str().is_empty() && path.exists())
+        .unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        return Err(StoreError::Corrupt {
+            path: existing.to_path_buf(),
+            reason: "is not a directory, so the data directory cannot be there",
+        });
+    }
+    let probe = existing.join(format!(".iop-check-config-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(|e| StoreError::io(existing, e))?;
+    fs::remove_file(&probe).map_err(|e| StoreError::io(&probe, e))?;
+    for name in [IDENTITY_FILE, TLS_CERT_FILE, TLS_KEY_FILE] {
+        let path = dir.join(name);
+        match fs::File::open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 fn exists(path: &Path) -> Result<bool, StoreError> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
@@ -80,6 +110,23 @@ mod tests {
 
     fn refused(dir: &Path, opening: Opening) -> Option<String> {
         check(dir, opening).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn inspect_finds_what_run_would_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(inspect(&dir.path().join("new").join("data")).is_ok());
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").expect("write");
+        let error = inspect(&file.join("data")).expect_err("under a file");
+        assert!(
+            error.to_string().to_lowercase().contains("not a directory"),
+            "{error}"
+        );
+        fs::write(dir.path().join(DATABASE_FILE), b"x").expect("write");
+        assert!(inspect(dir.path()).is_err(), "data without identity.key");
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("list").collect();
+        assert_eq!(left.len(), 2, "the probe file is removed");
     }
 
     #[test]

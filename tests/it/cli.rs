@@ -199,3 +199,24 @@ fn data_without_its_identity_never_gets_a_new_one() {
         assert!(!identity.exists(), "{command} created a new identity");
     }
 }
+
+#[test]
+fn check_config_refuses_a_data_dir_run_would_refuse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &listeners(16987, 16988));
+    let data = dir.path().join("data");
+    // A file where the directory should be.
+    std::fs::write(&data, b"not a directory").expect("write");
+    let out = cli(&["check-config", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains(": data_dir: "), "{printed}");
+    // A database without the identity that named it.
+    std::fs::remove_file(&data).expect("remove");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(data.join("profile-server.redb"), b"x").expect("write");
+    let out = cli(&["check-config", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("identity.key"), "{printed}");
+}
