@@ -322,6 +322,88 @@ pub(crate) fn is_public(address: IpAddr) -> bool {
 pub(super) mod tests {
     use super::*;
 
+    /// Every key the code accepts, as `section.key` (`key` at the top level), read from the
+    /// list of expected fields serde gives for a key no section has.
+    pub(super) fn every_key() -> Vec<String> {
+        let sections = [
+            ("", ""),
+            ("location", "[location]\n"),
+            (
+                "listener",
+                "[[listener]]\nport = 1\nroles = [\"primary\"]\n",
+            ),
+            ("limits", "[limits]\n"),
+            ("timeouts", "[timeouts]\n"),
+            ("loc", "[loc]\n"),
+            ("can", "[can]\n"),
+            ("neighborhood", "[neighborhood]\n"),
+            ("runtime", "[runtime]\n"),
+            ("storage", "[storage]\n"),
+        ];
+        let tables: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
+        let mut keys = Vec::new();
+        for (section, header) in sections {
+            let text = format!("{header}no_such_key_anywhere = 1\n");
+            let error = toml::from_str::<RawConfig>(&text)
+                .expect_err("unknown key")
+                .to_string();
+            // "…unknown field `no_such_key_anywhere`, expected `a` or `b`" (or "one of …").
+            let list = error
+                .split_once("no_such_key_anywhere`, expected")
+                .unwrap_or_else(|| panic!("no key list in {error}"))
+                .1;
+            for name in list.split('`').skip(1).step_by(2) {
+                if section.is_empty() && tables.contains(&name) {
+                    continue;
+                }
+                keys.push(if section.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{section}.{name}")
+                });
+            }
+        }
+        keys
+    }
+
+    fn docs_file(name: &str) -> String {
+        let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let keys = every_key();
+        assert!(keys.len() > 40, "{keys:?}");
+        let reference = docs_file("configuration.md");
+        let missing: Vec<_> = keys
+            .iter()
+            .filter(|key| !reference.contains(&format!("| `{key}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_names_every_key() {
+        let example = docs_file("example-config.toml");
+        let with_external = example.replace("# external_address", "external_address");
+        let problems = Config::parse(&with_external).expect_err("documentation address");
+        assert_eq!(problems[0].key, "external_address");
+        let config = Config::parse(&example).expect("the example is valid");
+        assert!(config.loc.is_some() && config.can.is_some());
+        for key in every_key() {
+            let name = key.rsplit('.').next().unwrap_or(&key);
+            let set = example.lines().any(|line| {
+                let line = line.trim_start_matches("# ");
+                line.split('=').next().is_some_and(|k| k.trim() == name)
+            });
+            assert!(set, "{key} is not in docs/example-config.toml");
+        }
+    }
+
     /// The problems of a file that must be rejected.
     pub(super) fn problems(text: &str) -> Vec<Problem> {
         Config::parse(text).expect_err("config should be rejected")
