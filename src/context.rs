@@ -53,6 +53,8 @@ pub struct Ctx {
     /// Woken when neighbourhood actions were queued for followers, or a follower finished its
     /// initialisation: the follower sync delivers at once instead of at its next interval.
     pub actions_queued: Notify,
+    /// When the server started.
+    pub started: tokio::time::Instant,
     /// Every task of the server; shutdown waits for them before the database closes.
     pub tasks: TaskTracker,
     /// Cancelled when the server stops.

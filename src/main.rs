@@ -1,12 +1,12 @@
 //! Command line: `run`, `check-config`, `init`. Exit code 2 for any configuration, data-directory
 //! or port problem, with a one-line message naming the key or path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use iop_profile_server::config::{Config, Problem};
-use iop_profile_server::runtime::{self, logging, shutdown, systemd};
+use iop_profile_server::runtime::{self, logging, observe, shutdown, systemd};
 use iop_profile_server::store::data_dir;
 
 #[derive(Parser)]
@@ -30,6 +30,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print what the running server is doing (read from its observation socket).
+    Status {
+        /// The server's configuration file; without it the built-in defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the snapshot as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the data directory, identity and TLS certificate; print the network id.
     Init {
         /// Configuration file; without it the built-in defaults apply.
@@ -39,6 +48,38 @@ enum Command {
 }
 
 const EXIT_USAGE: u8 = 2;
+/// `status` could not reach a running server.
+const EXIT_NOT_RUNNING: u8 = 1;
+
+/// `status`: asks the server for its snapshot and prints it.
+fn status(config: &Config, json: bool) -> ExitCode {
+    // The service's runtime directory, when the service made one; else the configured place.
+    let service_dir = Path::new(observe::SERVICE_RUNTIME_DIR);
+    let runtime_dir = service_dir
+        .join("status.sock")
+        .exists()
+        .then_some(service_dir);
+    let path = config.status_socket(runtime_dir);
+    let text = match observe::query(&path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!(
+                "error: the server is not running (no answer on {}: {error})",
+                path.display()
+            );
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+    };
+    match serde_json::from_str::<observe::Snapshot>(&text) {
+        Ok(_) if json => println!("{text}"),
+        Ok(snapshot) => print!("{}", observe::render(&snapshot)),
+        Err(_) => {
+            eprintln!("error: unexpected answer on {}: {text}", path.display());
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+    }
+    ExitCode::SUCCESS
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,6 +104,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Status { config, json } => {
+            let Some(config) = load(config.as_ref()) else {
+                return ExitCode::from(EXIT_USAGE);
+            };
+            status(&config, json)
+        }
         Command::Init { config } => {
             let Some(config) = load(config.as_ref()) else {
                 return ExitCode::from(EXIT_USAGE);

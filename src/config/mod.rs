@@ -26,7 +26,7 @@ pub use self::listeners::ListenerConfig;
 use self::listeners::RawListener;
 pub use self::peers::{CanConfig, LocConfig, LocServiceType, Location, NeighborhoodConfig};
 use self::peers::{RawLoc, RawLocation, RawNeighborhood};
-pub use self::runtime::{RuntimeConfig, StorageConfig};
+pub use self::runtime::{RuntimeConfig, StatusConfig, StorageConfig};
 use self::timeouts::RawTimeouts;
 pub use self::timeouts::Timeouts;
 use crate::role::RoleSet;
@@ -136,6 +136,8 @@ pub(crate) struct RawConfig {
     runtime: RuntimeConfig,
     #[serde(default)]
     storage: StorageConfig,
+    #[serde(default)]
+    status: StatusConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -178,6 +180,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Database tuning.
     pub storage: StorageConfig,
+    /// `[status]`.
+    pub status: StatusConfig,
 }
 
 impl Config {
@@ -201,6 +205,16 @@ impl Config {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| vec![toml_error::problem(text, &e)])?;
         raw.check()
+    }
+
+    /// Where the observation socket is: `status.socket` when set, else `status.sock` in the
+    /// service manager's runtime directory when there is one, else in `data_dir`.
+    pub fn status_socket(&self, runtime_directory: Option<&std::path::Path>) -> PathBuf {
+        let dir = runtime_directory.unwrap_or(&self.data_dir);
+        self.status
+            .socket
+            .clone()
+            .unwrap_or_else(|| dir.join("status.sock"))
     }
 
     /// The roles of every configured port, for the role-per-port map.
@@ -254,6 +268,7 @@ impl RawConfig {
             neighborhood,
             runtime: self.runtime,
             storage: self.storage,
+            status: self.status,
         })
     }
 
@@ -339,6 +354,7 @@ pub(super) mod tests {
             ("neighborhood", "[neighborhood]\n"),
             ("runtime", "[runtime]\n"),
             ("storage", "[storage]\n"),
+            ("status", "[status]\n"),
         ];
         let tables: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
         let mut keys = Vec::new();

@@ -1,5 +1,5 @@
-//! `[runtime]` and `[storage]`: the shape of the process on a small board (threads, database
-//! page cache).
+//! `[runtime]`, `[storage]` and `[status]`: the shape of the process on a small board (threads,
+//! database page cache) and where it can be observed.
 //!
 //! Only the numbers live here; building the tokio runtime and opening redb belong to `main`,
 //! `runtime` and `store`.
@@ -42,6 +42,15 @@ impl Default for StorageConfig {
             cache_bytes: 4 * 1024 * 1024,
         }
     }
+}
+
+/// The observation socket (`[status]`) that `iop-profile-server status` reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Its path; by default `status.sock` in systemd's runtime directory for the service,
+    /// else in `data_dir`.
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// `runtime.worker_threads`: a Raspberry Pi has 4 cores; more threads than 64 only cost memory.

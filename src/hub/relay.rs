@@ -171,6 +171,16 @@ impl Relays {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Relays alive now, ringing to teardown.
+    pub fn count(&self) -> usize {
+        self.lock().relays.len()
+    }
+
+    /// `limits.max_relays`.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     fn set_deadline(&self, entry: &mut Relay, at: Instant) {
         entry.deadline = Some(at);
         self.deadline_set.notify_one();

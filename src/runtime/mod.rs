@@ -3,6 +3,7 @@
 
 pub(crate) mod address;
 pub mod logging;
+pub mod observe;
 pub mod shutdown;
 pub mod status;
 pub mod systemd;
@@ -220,6 +221,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         search_slots: Arc::new(Semaphore::new(search_slots)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
         actions_queued: Notify::new(),
+        started: tokio::time::Instant::now(),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     });
@@ -243,7 +245,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         neighbourhood,
     ));
     start_loc(&ctx, &tasks, &shutdown, reports);
-    tasks.spawn(crate::peers::can::run(Arc::clone(&ctx)));
+    start_can_and_observation(&ctx, &tasks);
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -257,6 +259,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
 /// Room for LOC events the consumer has not taken yet; the LOC task waits when it is full.
 const LOC_EVENTS: usize = 64;
+
+/// Starts the CAN contact-record task and the observation socket (in systemd's runtime
+/// directory when the service has one).
+fn start_can_and_observation(ctx: &Arc<Ctx>, tasks: &TaskTracker) {
+    tasks.spawn(crate::peers::can::run(Arc::clone(ctx)));
+    let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY").map(std::path::PathBuf::from);
+    let socket = ctx.config.status_socket(runtime_directory.as_deref());
+    tasks.spawn(observe::serve(Arc::clone(ctx), socket));
+}
 
 /// The CAN client of the handlers, when `[can]` is configured.
 fn client_can(config: &Config) -> Option<ClientCan> {

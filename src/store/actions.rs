@@ -33,6 +33,17 @@ impl Seq {
     }
 }
 
+impl super::Store {
+    /// Neighbourhood actions queued for followers and not yet delivered.
+    pub async fn queued_actions(&self) -> Result<u64, StoreError> {
+        self.read(|txn| {
+            use redb::ReadableTableMetadata as _;
+            Ok(txn.open_table(ACTIONS)?.len()?)
+        })
+        .await
+    }
+}
+
 /// Reads the action sequence counter.
 pub fn next_seq(txn: &WriteTransaction) -> Result<Seq, StoreError> {
     let settings = txn.open_table(SETTINGS)?;

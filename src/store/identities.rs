@@ -104,6 +104,21 @@ impl Store {
             .await
     }
 
+    /// Hosted-identity rows, and how many of them are cancelled (awaiting purge).
+    pub async fn hosted_counts(&self) -> Result<(u64, u64), StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(HOSTED_IDENTITIES)?;
+            let mut cancelled = 0;
+            for entry in table.iter()? {
+                if decode(entry?.1.value())?.cancelled {
+                    cancelled += 1;
+                }
+            }
+            Ok((table.len()?, cancelled))
+        })
+        .await
+    }
+
     /// Replaces the profile of a hosted, non-cancelled identity, swapping image references and
     /// queueing Add (first update) or Change actions for followers. Returns false when the
     /// identity is not hosted (any more).

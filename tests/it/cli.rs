@@ -220,3 +220,43 @@ fn check_config_refuses_a_data_dir_run_would_refuse() {
     let printed = String::from_utf8_lossy(&out.stderr);
     assert!(printed.contains("identity.key"), "{printed}");
 }
+
+#[test]
+fn status_prints_the_running_server_for_people_and_scripts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = ServerProcess::start(dir.path());
+    let config = dir.path().join("config.toml").display().to_string();
+    let out = cli(&["status", "--config", &config]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for expected in [
+        "network id",
+        "connections     0 of 1000",
+        "identities      0 hosted",
+        "LOC             off",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("{} (primary)", server.primary)),
+        "{text}"
+    );
+
+    let out = cli(&["status", "--config", &config, "--json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(snapshot["network_id"].as_str().map(str::len), Some(64));
+    assert_eq!(snapshot["connections"]["limit"], 1000);
+    assert_eq!(snapshot["can"], "off");
+    assert_eq!(snapshot["ports"][0]["port"], server.primary);
+
+    assert!(server.terminate().success());
+    let out = cli(&["status", "--config", &config]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = stderr_of(&out);
+    assert!(
+        printed.starts_with("error: the server is not running"),
+        "{printed}"
+    );
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+}

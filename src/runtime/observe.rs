@@ -1,0 +1,247 @@
+//! The observation socket: a read-only JSON snapshot of the running server on a unix socket,
+//! which `iop-profile-server status` prints. Each connection gets one snapshot and is closed;
+//! nothing is read from it, so a client can change nothing.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixListener;
+
+use crate::context::{Ctx, LinkState};
+use crate::role::Role;
+use crate::store::StoreError;
+
+/// Where systemd puts the service's runtime directory (`RuntimeDirectory=`).
+pub const SERVICE_RUNTIME_DIR: &str = "/run/iop-profile-server";
+/// Longest wait for a snapshot, either side.
+const WAIT: Duration = Duration::from_secs(5);
+/// Largest snapshot a client reads.
+const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024;
+
+/// A used amount against its limit.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// In use now.
+    pub used: u64,
+    /// The configured limit.
+    pub limit: u64,
+}
+
+/// Peer servers by state.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Peers {
+    /// Initialisation finished.
+    pub initialized: u64,
+    /// Initialisation under way.
+    pub initializing: u64,
+}
+
+/// One listening port.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Port {
+    /// The bound port.
+    pub port: u16,
+    /// The roles it serves.
+    pub roles: Vec<String>,
+}
+
+/// Everything `status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The server's version.
+    pub version: String,
+    /// SHA-256 of the server's public key, hex.
+    pub network_id: String,
+    /// Seconds since the server started.
+    pub uptime_secs: u64,
+    /// The ports and their roles.
+    pub ports: Vec<Port>,
+    /// Open connections against `limits.max_connections`.
+    pub connections: Usage,
+    /// Incoming frame bytes held against `limits.max_inflight_bytes`.
+    pub inflight_bytes: Usage,
+    /// Hosted identity rows (cancelled ones awaiting purge included).
+    pub hosted: u64,
+    /// Identities checked in now.
+    pub online: u64,
+    /// Cancelled agreements awaiting purge.
+    pub cancelled: u64,
+    /// Calls alive against `limits.max_relays`.
+    pub relays: Usage,
+    /// Cached search results against `limits.search_cache_bytes`.
+    pub search_cache_bytes: Usage,
+    /// Servers whose profiles we keep.
+    pub neighbours: Peers,
+    /// Servers that receive our profiles.
+    pub followers: Peers,
+    /// Neighbourhood actions waiting for delivery.
+    pub queued_actions: u64,
+    /// "off", "down" or "ok".
+    pub loc: String,
+    /// "off", "down" or "ok".
+    pub can: String,
+}
+
+fn link(state: LinkState) -> String {
+    match state {
+        LinkState::Off => "off",
+        LinkState::Down => "down",
+        LinkState::Up => "ok",
+    }
+    .to_owned()
+}
+
+fn usage(limit: usize, available: usize) -> Usage {
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let available = u64::try_from(available).unwrap_or(0);
+    Usage {
+        used: limit.saturating_sub(available),
+        limit,
+    }
+}
+
+fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)]) -> Peers {
+    let initialized = rows.iter().filter(|(_, row)| row.initialized).count();
+    Peers {
+        initialized: initialized as u64,
+        initializing: (rows.len() - initialized) as u64,
+    }
+}
+
+/// The snapshot of `ctx` now.
+pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
+    let limits = &ctx.config.limits;
+    let (hosted, cancelled) = ctx.store.hosted_counts().await?;
+    let ports = ctx
+        .config
+        .listeners
+        .iter()
+        .map(|listener| {
+            let roles: Vec<Role> = listener.roles.iter().collect();
+            Port {
+                port: roles
+                    .first()
+                    .map_or(listener.port, |role| ctx.port_of(*role)),
+                roles: roles.iter().map(ToString::to_string).collect(),
+            }
+        })
+        .collect();
+    Ok(Snapshot {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        network_id: ctx.key.network_id().to_string(),
+        uptime_secs: ctx.started.elapsed().as_secs(),
+        ports,
+        connections: usage(
+            limits.max_connections as usize,
+            ctx.connections.available_permits(),
+        ),
+        inflight_bytes: usage(
+            limits.max_inflight_bytes as usize,
+            ctx.inflight_bytes.available_permits(),
+        ),
+        hosted,
+        online: ctx.registry.online_count() as u64,
+        cancelled,
+        relays: Usage {
+            used: ctx.relays.count() as u64,
+            limit: ctx.relays.max() as u64,
+        },
+        search_cache_bytes: usage(
+            limits.search_cache_bytes as usize,
+            ctx.search_cache_bytes.available_permits(),
+        ),
+        neighbours: peers(&ctx.store.neighbors().await?),
+        followers: peers(&ctx.store.followers().await?),
+        queued_actions: ctx.store.queued_actions().await?,
+        loc: link(ctx.links.loc()),
+        can: link(ctx.links.can()),
+    })
+}
+
+/// Serves snapshots on `path` until shutdown, one connection at a time. A stale socket file
+/// from an earlier run is replaced; the file is removed on shutdown.
+pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "no observation socket: `status` will not answer");
+            return;
+        }
+    };
+    if let Err(error) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)) {
+        tracing::warn!(%error, path = %path.display(), "cannot set the observation socket's mode");
+    }
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let text = match snapshot(&ctx).await {
+            Ok(snapshot) => serde_json::to_string(&snapshot).unwrap_or_default(),
+            Err(error) => format!("{{\"error\":{:?}}}", error.to_string()),
+        };
+        let _ = tokio::time::timeout(WAIT, stream.write_all(text.as_bytes())).await;
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Asks the server listening on `path` for a snapshot (blocking, for the command line).
+pub fn query(path: &Path) -> std::io::Result<String> {
+    let stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    let mut text = String::new();
+    stream.take(MAX_SNAPSHOT_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The snapshot for people: a few aligned lines.
+pub fn render(snapshot: &Snapshot) -> String {
+    let ports: Vec<String> = snapshot
+        .ports
+        .iter()
+        .map(|p| format!("{} ({})", p.port, p.roles.join(", ")))
+        .collect();
+    let of = |usage: Usage| format!("{} of {}", usage.used, usage.limit);
+    let peers = |p: Peers| {
+        format!(
+            "{} initialised, {} initialising",
+            p.initialized, p.initializing
+        )
+    };
+    let lines = [
+        ("network id", snapshot.network_id.clone()),
+        ("version", snapshot.version.clone()),
+        ("uptime", format!("{} s", snapshot.uptime_secs)),
+        ("ports", ports.join("; ")),
+        ("connections", of(snapshot.connections)),
+        ("in-flight bytes", of(snapshot.inflight_bytes)),
+        (
+            "identities",
+            format!(
+                "{} hosted, {} online, {} cancelled",
+                snapshot.hosted, snapshot.online, snapshot.cancelled
+            ),
+        ),
+        ("relays", of(snapshot.relays)),
+        ("search cache", of(snapshot.search_cache_bytes)),
+        ("neighbours", peers(snapshot.neighbours)),
+        ("followers", peers(snapshot.followers)),
+        ("queued actions", snapshot.queued_actions.to_string()),
+        ("LOC", snapshot.loc.clone()),
+        ("CAN", snapshot.can.clone()),
+    ];
+    lines.iter().fold(String::new(), |mut text, (name, value)| {
+        let _ = writeln!(text, "{name:<16}{value}");
+        text
+    })
+}
