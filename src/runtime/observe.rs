@@ -3,14 +3,14 @@
 //! nothing is read from it, so a client can change nothing.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt as _;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixListener;
 
 use crate::context::{Ctx, LinkState};
@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024;
 
 /// A used amount against its limit.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 pub struct Usage {
     /// In use now.
     pub used: u64,
@@ -34,7 +34,7 @@ pub struct Usage {
 }
 
 /// Peer servers by state.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 pub struct Peers {
     /// Initialisation finished.
     pub initialized: u64,
@@ -43,7 +43,7 @@ pub struct Peers {
 }
 
 /// One listening port.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Port {
     /// The bound port.
     pub port: u16,
@@ -52,7 +52,7 @@ pub struct Port {
 }
 
 /// Everything `status` shows.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Snapshot {
     /// The server's version.
     pub version: String,
@@ -186,19 +186,26 @@ pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
         let Ok((mut stream, _)) = accepted else {
             continue;
         };
+        // The client names the format in its first bytes: "json", or anything else for text.
+        let mut request = [0u8; 4];
+        let asked = tokio::time::timeout(WAIT, stream.read_exact(&mut request)).await;
+        let json = matches!(asked, Ok(Ok(_))) && &request == b"json";
         let text = match snapshot(&ctx).await {
-            Ok(snapshot) => serde_json::to_string(&snapshot).unwrap_or_default(),
-            Err(error) => format!("{{\"error\":{:?}}}", error.to_string()),
+            Ok(snapshot) if json => serde_json::to_string(&snapshot).unwrap_or_default(),
+            Ok(snapshot) => render(&snapshot),
+            Err(error) => format!("error: {error}\n"),
         };
         let _ = tokio::time::timeout(WAIT, stream.write_all(text.as_bytes())).await;
     }
     let _ = std::fs::remove_file(&path);
 }
 
-/// Asks the server listening on `path` for a snapshot (blocking, for the command line).
-pub fn query(path: &Path) -> std::io::Result<String> {
-    let stream = std::os::unix::net::UnixStream::connect(path)?;
+/// Asks the server listening on `path` for a snapshot, as JSON or as text (blocking, for the
+/// command line).
+pub fn query(path: &Path, json: bool) -> std::io::Result<String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     stream.set_read_timeout(Some(WAIT))?;
+    stream.write_all(if json { b"json" } else { b"text" })?;
     let mut text = String::new();
     stream.take(MAX_SNAPSHOT_BYTES).read_to_string(&mut text)?;
     Ok(text)
@@ -218,6 +225,10 @@ pub fn render(snapshot: &Snapshot) -> String {
             p.initialized, p.initializing
         )
     };
+    let identities = format!(
+        "{} hosted, {} online, {} cancelled",
+        snapshot.hosted, snapshot.online, snapshot.cancelled
+    );
     let lines = [
         ("network id", snapshot.network_id.clone()),
         ("version", snapshot.version.clone()),
@@ -225,13 +236,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         ("ports", ports.join("; ")),
         ("connections", of(snapshot.connections)),
         ("in-flight bytes", of(snapshot.inflight_bytes)),
-        (
-            "identities",
-            format!(
-                "{} hosted, {} online, {} cancelled",
-                snapshot.hosted, snapshot.online, snapshot.cancelled
-            ),
-        ),
+        ("identities", identities),
         ("relays", of(snapshot.relays)),
         ("search cache", of(snapshot.search_cache_bytes)),
         ("neighbours", peers(snapshot.neighbours)),
@@ -240,8 +245,8 @@ pub fn render(snapshot: &Snapshot) -> String {
         ("LOC", snapshot.loc.clone()),
         ("CAN", snapshot.can.clone()),
     ];
-    lines.iter().fold(String::new(), |mut text, (name, value)| {
-        let _ = writeln!(text, "{name:<16}{value}");
-        text
+    lines.iter().fold(String::new(), |mut out, (name, value)| {
+        let _ = writeln!(out, "{name:<16}{value}");
+        out
     })
 }
