@@ -9,7 +9,7 @@ import sys
 # Lower numbers sit lower; a room may use only rooms of a strictly lower rank.
 RANK = {
     "wire": 0, "clock": 0, "role": 0, "images": 0, "log_gate": 0,
-    "crypto": 1, "search": 1, "config": 1,
+    "crypto": 1, "search": 1, "config": 1, "metrics": 1,
     "store": 2, "hub": 2, "can": 2,
     "profile_rules": 3,
     "session": 4, "neighborhood": 4,
@@ -17,7 +17,7 @@ RANK = {
     "handlers": 6,
     "jobs": 7, "net": 7,
     "peers": 8,
-    "runtime": 9,
+    "runtime": 9, "probe": 9,
 }
 USE = re.compile(r"crate::([a-z_]+)")
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod tests")

@@ -11,6 +11,7 @@ use crate::can::CanApi;
 use crate::config::Config;
 use crate::crypto::ServerKey;
 use crate::hub::{Addresses, Registry, Relays};
+use crate::metrics::Metrics;
 use crate::role::Role;
 use crate::search::Search;
 use crate::store::Store;
@@ -41,6 +42,8 @@ pub struct Ctx {
     pub can: Option<ClientCan>,
     /// Whether LOC and CAN answer, for the operator's status line.
     pub links: LinkHealth,
+    /// Counters and histograms for `[metrics]`.
+    pub metrics: Metrics,
     /// The profile search index.
     pub search: Search,
     /// Permits for bytes of cached search results, over all connections

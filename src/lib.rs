@@ -5,6 +5,8 @@
 //! there is no import cycle):
 //! - [`runtime`] wires everything: ports, data directory, listeners, the task tracker and
 //!   shutdown order, logging, systemd. The only room that starts long-lived tasks.
+//! - [`probe`] checks a server from outside (`iop-profile-server probe`), with the client
+//!   the neighbourhood uses.
 //! - `peers` are the outgoing links: the LOC client, neighbours we receive profiles from,
 //!   followers we deliver to.
 //! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
@@ -24,7 +26,8 @@
 //!   server's own contact record.
 //! - Leaves: [`search`] (the in-memory profile index), `images` (image checks), [`config`],
 //!   [`wire`] (protocol bytes, pure), [`crypto`], [`role`], [`clock`] (the one source of time),
-//!   `log_gate` (the rate limit on log lines a peer can cause).
+//!   `log_gate` (the rate limit on log lines a peer can cause), [`metrics`] (counters and
+//!   histograms in the Prometheus text format).
 #![forbid(unsafe_code)]
 
 pub mod can;
@@ -37,9 +40,11 @@ pub(crate) mod hub;
 pub(crate) mod images;
 pub(crate) mod jobs;
 pub(crate) mod log_gate;
+pub mod metrics;
 pub(crate) mod neighborhood;
 pub mod net;
 pub(crate) mod peers;
+pub mod probe;
 pub(crate) mod profile_rules;
 pub mod role;
 pub mod runtime;

@@ -1,5 +1,6 @@
-//! Command line: `run`, `check-config`, `init`. Exit code 2 for any configuration, data-directory
-//! or port problem, with a one-line message naming the key or path.
+//! Command line: `run`, `check-config`, `init`, `status`, `probe`. Exit code 2 for any
+//! configuration, data-directory or port problem, with a one-line message naming the key or
+//! path; 1 when `status` finds no server or `probe` a port that fails.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +40,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a profile server from outside: ListRoles on its primary port, then TLS, Ping and
+    /// its identity on every port it lists. Exit 0 when every port answers.
+    Probe {
+        /// HOST[:PORT] of the primary port (default port 16987).
+        target: String,
+        /// Longest wait for each port, in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
     /// Create the data directory, identity and TLS certificate; print the network id.
     Init {
         /// Configuration file; without it the built-in defaults apply.
@@ -48,7 +58,7 @@ enum Command {
 }
 
 const EXIT_USAGE: u8 = 2;
-/// `status` could not reach a running server.
+/// `status` could not reach a running server; `probe` found a port that does not answer.
 const EXIT_NOT_RUNNING: u8 = 1;
 
 /// `status`: asks the server for its snapshot and prints it.
@@ -87,6 +97,35 @@ fn status(config: &Config, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `probe`: checks a server from outside and prints a line per port.
+fn probe(target: &str, timeout_secs: u64) -> ExitCode {
+    let address = match iop_profile_server::probe::resolve(target) {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let wait = std::time::Duration::from_secs(timeout_secs.max(1));
+    let report = runtime.block_on(iop_profile_server::probe::probe(address, wait));
+    print!("{}", report.render());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_RUNNING)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -116,6 +155,10 @@ fn main() -> ExitCode {
             };
             status(&config, json)
         }
+        Command::Probe {
+            target,
+            timeout_secs,
+        } => probe(&target, timeout_secs),
         Command::Init { config } => {
             let Some(config) = load(config.as_ref()) else {
                 return ExitCode::from(EXIT_USAGE);

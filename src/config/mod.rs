@@ -26,7 +26,7 @@ pub use self::listeners::ListenerConfig;
 use self::listeners::RawListener;
 pub use self::peers::{CanConfig, LocConfig, LocServiceType, Location, NeighborhoodConfig};
 use self::peers::{RawLoc, RawLocation, RawNeighborhood};
-pub use self::runtime::{RuntimeConfig, StatusConfig, StorageConfig};
+pub use self::runtime::{MetricsConfig, RuntimeConfig, StatusConfig, StorageConfig};
 use self::timeouts::RawTimeouts;
 pub use self::timeouts::Timeouts;
 use crate::role::RoleSet;
@@ -138,6 +138,8 @@ pub(crate) struct RawConfig {
     storage: StorageConfig,
     #[serde(default)]
     status: StatusConfig,
+    #[serde(default)]
+    metrics: runtime::RawMetrics,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -182,6 +184,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[status]`.
     pub status: StatusConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -248,6 +252,7 @@ impl RawConfig {
         let neighborhood =
             peers::check_neighborhood(&self.neighborhood, self.test_mode, &mut problems);
         runtime::check(self.runtime, self.storage, &mut problems);
+        let metrics = runtime::check_metrics(&self.metrics, &mut problems);
         if self.data_dir.as_os_str().is_empty() {
             problems.push(Problem::new("data_dir", "must not be empty"));
         }
@@ -269,6 +274,7 @@ impl RawConfig {
             runtime: self.runtime,
             storage: self.storage,
             status: self.status,
+            metrics,
         })
     }
 
@@ -355,6 +361,7 @@ pub(super) mod tests {
             ("runtime", "[runtime]\n"),
             ("storage", "[storage]\n"),
             ("status", "[status]\n"),
+            ("metrics", "[metrics]\n"),
         ];
         let tables: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
         let mut keys = Vec::new();

@@ -1,5 +1,5 @@
-//! `[runtime]`, `[storage]` and `[status]`: the shape of the process on a small board (threads,
-//! database page cache) and where it can be observed.
+//! `[runtime]`, `[storage]`, `[status]` and `[metrics]`: the shape of the process on a small
+//! board (threads, database page cache) and where it can be observed.
 //!
 //! Only the numbers live here; building the tokio runtime and opening redb belong to `main`,
 //! `runtime` and `store`.
@@ -53,6 +53,35 @@ pub struct StatusConfig {
     pub socket: Option<std::path::PathBuf>,
 }
 
+/// The Prometheus endpoint (`[metrics]`), as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMetrics {
+    address: Option<String>,
+}
+
+/// The Prometheus endpoint (`[metrics]`), off unless `metrics.address` is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served over HTTP; `None`: not served.
+    pub address: Option<std::net::SocketAddr>,
+}
+
+/// Checks `metrics.address`: an IP address with a port.
+pub(super) fn check_metrics(raw: &RawMetrics, problems: &mut Vec<Problem>) -> MetricsConfig {
+    let address = raw.address.as_ref().and_then(|text| {
+        let parsed = text.parse().ok();
+        if parsed.is_none() {
+            problems.push(Problem::new(
+                "metrics.address",
+                format!("'{text}' is not an IP address with a port (such as 127.0.0.1:9464)"),
+            ));
+        }
+        parsed
+    });
+    MetricsConfig { address }
+}
+
 /// `runtime.worker_threads`: a Raspberry Pi has 4 cores; more threads than 64 only cost memory.
 const WORKER_THREADS: Bounds = Bounds::new(1, 64);
 /// `runtime.max_blocking_threads`: tokio's own default (512) is the ceiling.
@@ -81,6 +110,16 @@ mod tests {
         assert_eq!(config.runtime, RuntimeConfig::default());
         assert_eq!(config.runtime.worker_threads, 1);
         assert_eq!(config.storage.cache_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let config = Config::parse("test_mode = true").expect("defaults are valid");
+        assert_eq!(config.metrics.address, None);
+        let on = Config::parse("[metrics]\naddress = \"127.0.0.1:9464\"").expect("valid");
+        assert_eq!(on.metrics.address, "127.0.0.1:9464".parse().ok());
+        let problems = Config::parse("[metrics]\naddress = \"localhost\"").expect_err("no port");
+        assert_eq!(problems[0].key, "metrics.address");
     }
 
     #[test]

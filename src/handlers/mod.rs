@@ -82,6 +82,7 @@ pub async fn handle(
     request: ps::Request,
 ) -> Outcome {
     let id = received.id;
+    let kind = RequestKind::of_request(&request).map(RequestKind::index);
     let result = match request.conversation_type {
         Some(request::ConversationType::SingleRequest(single)) => {
             single_request(ctx, session, received, single).await
@@ -95,11 +96,23 @@ pub async fn handle(
         }
         None => Err(Reject::violation("")),
     };
-    match result {
+    let outcome = match result {
         Ok(Some(message)) => Outcome::Reply(message),
         Ok(None) => Outcome::Deferred,
         Err(reject) if reject.closes_connection() => Outcome::ReplyAndClose(reject.to_message(id)),
         Err(reject) => Outcome::Reply(reject.to_message(id)),
+    };
+    if let Outcome::Reply(answer) | Outcome::ReplyAndClose(answer) = &outcome {
+        ctx.metrics.requests.record(kind, response_status(answer));
+    }
+    outcome
+}
+
+/// The status of an answer (`STATUS_OK` for a message that is not a response).
+fn response_status(answer: &ps::Message) -> i32 {
+    match &answer.message_type {
+        Some(ps::message::MessageType::Response(response)) => response.status,
+        _ => Status::Ok as i32,
     }
 }
 

@@ -17,6 +17,7 @@ use crate::clock::Now;
 use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
 use crate::hub::{AddressSlot, Command, Link, Outbox, carry_out};
+use crate::metrics::CloseReason;
 use crate::role::{Role, RoleSet};
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
@@ -45,6 +46,21 @@ pub enum End {
     Replaced,
     /// Reading or writing failed or timed out.
     Io,
+}
+
+impl End {
+    /// The reason counted in the metrics.
+    pub fn reason(self) -> CloseReason {
+        match self {
+            End::PeerClosed => CloseReason::PeerClosed,
+            End::Idle => CloseReason::Idle,
+            End::SessionLimit => CloseReason::SessionLimit,
+            End::Shutdown => CloseReason::Shutdown,
+            End::FinalAnswer => CloseReason::FinalAnswer,
+            End::Replaced => CloseReason::Replaced,
+            End::Io => CloseReason::Io,
+        }
+    }
 }
 
 /// The connection's fixed parameters.
@@ -287,6 +303,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Handles one complete frame; `Some` ends the connection.
     async fn frame(&mut self, frame: Frame) -> Option<End> {
         let Frame { body, mut permit } = frame;
+        let received = body.len() + frame::HEADER_LEN;
+        self.ctx.metrics.bytes_received.add(received as u64);
         if let Err(end) = self.charge_decoding(&body, &mut permit).await {
             return Some(end);
         }
@@ -382,7 +400,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.stream.flush().await
         };
         match timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.ctx.metrics.bytes_sent.add(bytes.len() as u64);
+                Ok(())
+            }
             Ok(Err(cause)) => {
                 tracing::debug!(%cause, "write failed");
                 Err(End::Io)

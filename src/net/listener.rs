@@ -71,6 +71,7 @@ pub async fn accept_loop(
                     "connection refused: limits.max_connections_per_address reached"
                 );
             }
+            ctx.metrics.connections_refused.increment();
             drop(tcp);
             continue;
         };
@@ -84,6 +85,7 @@ pub async fn accept_loop(
                 Err(_) => return,
             },
         };
+        ctx.metrics.connections_accepted.increment();
         let span =
             tracing::info_span!("conn", %peer, port = local_port, identity = tracing::field::Empty);
         let ctx = Arc::clone(&ctx);
@@ -92,8 +94,18 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         tasks.spawn(
             async move {
-                let end = handle(tcp, peer, address_slot, tls, roles, ctx, shutdown).await;
+                let end = handle(
+                    tcp,
+                    peer,
+                    address_slot,
+                    tls,
+                    roles,
+                    Arc::clone(&ctx),
+                    shutdown,
+                )
+                .await;
                 tracing::debug!(?end, "connection closed");
+                ctx.metrics.connection_closed(end.reason());
                 drop(permit);
             }
             .instrument(span),

@@ -58,9 +58,20 @@ pub enum PeerError {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// What a TLS connection negotiated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The protocol version (`TLSv1_3`).
+    pub version: String,
+    /// The cipher suite (`TLS13_CHACHA20_POLY1305_SHA256`).
+    pub cipher: String,
+}
+
 /// One connection to another server.
 pub struct PeerClient {
     stream: Box<dyn Io>,
+    /// What TLS negotiated; `None` on a plain connection.
+    tls: Option<TlsInfo>,
     next_id: u32,
     /// Requests the other server sent while we waited for an answer.
     queued: VecDeque<(u32, ps::Request)>,
@@ -69,26 +80,42 @@ pub struct PeerClient {
 impl PeerClient {
     /// Connects to `address`, over TLS for every role but primary.
     pub async fn connect(address: SocketAddr, role: Role) -> Result<PeerClient, PeerError> {
+        PeerClient::connect_with(address, role.is_tls()).await
+    }
+
+    /// Connects to `address`, over TLS when `use_tls`.
+    pub async fn connect_with(address: SocketAddr, use_tls: bool) -> Result<PeerClient, PeerError> {
         let io = |e: std::io::Error| PeerError::Io(e.to_string());
         let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
             .map_err(|_| PeerError::Timeout)?
             .map_err(io)?;
         let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn Io> = if role.is_tls() {
+        let mut tls_info = None;
+        let stream: Box<dyn Io> = if use_tls {
             let config = tls::client_config().map_err(|e| PeerError::Io(e.to_string()))?;
             let connector = TlsConnector::from(config);
             let handshake = connector.connect(tls::any_server_name(), tcp);
             let stream = timeout(CONNECT_TIMEOUT, handshake)
                 .await
                 .map_err(|_| PeerError::Timeout)?
-                .map_err(io)?;
+                .map_err(|e| PeerError::Io(format!("TLS handshake: {e}")))?;
+            let session = stream.get_ref().1;
+            tls_info = Some(TlsInfo {
+                version: session
+                    .protocol_version()
+                    .map_or_else(String::new, |v| format!("{v:?}")),
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .map_or_else(String::new, |c| format!("{:?}", c.suite())),
+            });
             Box::new(stream)
         } else {
             Box::new(tcp)
         };
         Ok(PeerClient {
             stream,
+            tls: tls_info,
             next_id: 1,
             queued: VecDeque::new(),
         })
@@ -127,9 +154,30 @@ impl PeerClient {
         }
     }
 
+    /// What TLS negotiated; `None` on a plain connection.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
     /// StartConversation and VerifyIdentity with our key; the other server must prove it owns
     /// a key whose SHA-256 is `expected` (spec §5.7 A.7, B.2).
     pub async fn verify(&mut self, key: &ServerKey, expected: NetworkId) -> Result<(), PeerError> {
+        let (network_id, challenge) = self.start_conversation(key).await?;
+        if network_id != expected {
+            return Err(PeerError::WrongIdentity);
+        }
+        let verify_request = ps::VerifyIdentityRequest { challenge };
+        let signature = key.sign(&verify_request.encode_to_vec());
+        let body = conversation_request::RequestType::VerifyIdentity(verify_request);
+        self.conversation(signature, body).await.map(drop)
+    }
+
+    /// StartConversation with our key: the other server must sign our challenge with the key
+    /// it presents. Returns its network id and its challenge for us.
+    pub async fn start_conversation(
+        &mut self,
+        key: &ServerKey,
+    ) -> Result<(NetworkId, Vec<u8>), PeerError> {
         let client_challenge: [u8; 32] = random_bytes();
         let start = ps::StartConversationRequest {
             supported_versions: vec![VERSION_1_0_0.to_vec()],
@@ -144,15 +192,10 @@ impl PeerClient {
         };
         let proves = started.client_challenge == client_challenge
             && verify(&started.public_key, &client_challenge, &answer.signature);
-        if !proves || NetworkId::of_key(&started.public_key) != expected {
+        if !proves {
             return Err(PeerError::WrongIdentity);
         }
-        let verify_request = ps::VerifyIdentityRequest {
-            challenge: started.challenge,
-        };
-        let signature = key.sign(&verify_request.encode_to_vec());
-        let body = conversation_request::RequestType::VerifyIdentity(verify_request);
-        self.conversation(signature, body).await.map(drop)
+        Ok((NetworkId::of_key(&started.public_key), started.challenge))
     }
 
     /// The next request the other server sends on this connection.

@@ -3,6 +3,7 @@
 
 pub(crate) mod address;
 pub mod logging;
+pub mod metrics;
 pub mod observe;
 pub mod shutdown;
 pub mod status;
@@ -25,12 +26,14 @@ use crate::context::{ClientCan, Ctx, LinkHealth};
 use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
 use crate::hub::{AddressLimits, Addresses, Registry, Relays};
+use crate::metrics::Metrics;
 use crate::net::listener::{self, Port};
 use crate::net::tls;
 use crate::peers;
 use crate::role::{Role, RoleSet};
 use crate::search::Search;
 use crate::search::index::SearchIndex;
+use crate::session::gate::RequestKind;
 use crate::store::data_dir::{self, Opening};
 use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
@@ -156,6 +159,7 @@ impl RunningServer {
 /// Binds every listener, prepares the data directory and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let bound = bind_all(&config).await?;
+    let metrics_listener = bind_metrics(&config).await?;
     let (key, tls_material) = prepare_data_dir(&config, Opening::Run)?;
     let acceptor = TlsAcceptor::from(tls::server_config(&tls_material)?);
     let dir = config.data_dir.clone();
@@ -176,17 +180,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tls,
         });
     }
-    let (followers, neighbors) = store.drop_unfinished().await?;
-    if followers + neighbors > 0 {
-        tracing::info!(
-            followers,
-            neighbors,
-            "dropped initialisations a stop interrupted"
-        );
-    }
-    let search = build_search_index(&store).await?;
-    let neighbor_ids = store.neighbors().await?.into_iter().map(|(id, _)| id);
-    search.update(|index| neighbor_ids.for_each(|id| index.add_server(id)));
+    let search = recover_and_index(&store).await?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limits = config.limits.clone();
@@ -216,6 +210,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }),
         links,
         can,
+        metrics: Metrics::new(&RequestKind::NAMES),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),
@@ -245,7 +240,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         neighbourhood,
     ));
     start_loc(&ctx, &tasks, &shutdown, reports);
-    start_can_and_observation(&ctx, &tasks);
+    start_can_and_observers(&ctx, &tasks, metrics_listener);
     let network_id = ctx.key.network_id();
     tracing::info!(%network_id, ports = ?role_ports, "serving");
     Ok(RunningServer {
@@ -257,16 +252,51 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
 }
 
+/// Drops neighbourhood initialisations a stop interrupted, then builds the search index with
+/// every known neighbour server in it.
+async fn recover_and_index(store: &Store) -> Result<Search, StoreError> {
+    let (followers, neighbors) = store.drop_unfinished().await?;
+    if followers + neighbors > 0 {
+        tracing::info!(
+            followers,
+            neighbors,
+            "dropped initialisations a stop interrupted"
+        );
+    }
+    let search = build_search_index(store).await?;
+    let neighbor_ids = store.neighbors().await?.into_iter().map(|(id, _)| id);
+    search.update(|index| neighbor_ids.for_each(|id| index.add_server(id)));
+    Ok(search)
+}
+
 /// Room for LOC events the consumer has not taken yet; the LOC task waits when it is full.
 const LOC_EVENTS: usize = 64;
 
-/// Starts the CAN contact-record task and the observation socket (in systemd's runtime
-/// directory when the service has one).
-fn start_can_and_observation(ctx: &Arc<Ctx>, tasks: &TaskTracker) {
+/// Binds `metrics.address` when it is set; a busy address stops the start like a busy port.
+async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    let Some(address) = config.metrics.address else {
+        return Ok(None);
+    };
+    TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Bind {
+            key: "metrics.address".to_owned(),
+            address,
+            source,
+        })
+}
+
+/// Starts the CAN contact-record task, the observation socket (in systemd's runtime
+/// directory when the service has one) and the metrics endpoint when it is bound.
+fn start_can_and_observers(ctx: &Arc<Ctx>, tasks: &TaskTracker, metrics: Option<TcpListener>) {
     tasks.spawn(crate::peers::can::run(Arc::clone(ctx)));
     let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY").map(std::path::PathBuf::from);
     let socket = ctx.config.status_socket(runtime_directory.as_deref());
     tasks.spawn(observe::serve(Arc::clone(ctx), socket));
+    if let Some(listener) = metrics {
+        tasks.spawn(metrics::serve(Arc::clone(ctx), listener));
+    }
 }
 
 /// The CAN client of the handlers, when `[can]` is configured.

@@ -6,7 +6,7 @@
 use super::{Conversation, Session};
 use crate::role::{Role, RoleSet};
 use crate::wire::Status;
-use crate::wire::ps::{conversation_request, single_request};
+use crate::wire::ps::{self, conversation_request, request, single_request};
 
 /// Every request type a client may send, without its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,57 @@ pub struct Rule {
 pub struct Refusal(pub Status);
 
 impl RequestKind {
+    /// The name of every kind, indexed by [`RequestKind::index`] (for metrics labels).
+    pub const NAMES: [&'static str; 27] = [
+        "Ping",
+        "ListRoles",
+        "ListHostingPlans",
+        "GetProfileInformation",
+        "ProfileSearch",
+        "ProfileSearchPart",
+        "ApplicationServiceSendMessage",
+        "ProfileStats",
+        "GetIdentityRelationshipsInformation",
+        "CloseCall",
+        "StartConversation",
+        "RegisterHosting",
+        "CheckIn",
+        "VerifyIdentity",
+        "UpdateProfile",
+        "CancelHostingAgreement",
+        "ApplicationServiceAdd",
+        "ApplicationServiceRemove",
+        "CallIdentityApplicationService",
+        "AddRelatedIdentity",
+        "RemoveRelatedIdentity",
+        "StartNeighborhoodInitialization",
+        "FinishNeighborhoodInitialization",
+        "NeighborhoodSharedProfileUpdate",
+        "StopNeighborhoodUpdates",
+        "CanStoreData",
+        "CanPublishIpnsRecord",
+    ];
+
+    /// The kind's position in [`RequestKind::NAMES`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind of any request; `None` for an empty one or one only the server may send.
+    pub fn of_request(request: &ps::Request) -> Option<RequestKind> {
+        match &request.conversation_type {
+            Some(request::ConversationType::SingleRequest(single)) => single
+                .request_type
+                .as_ref()
+                .and_then(RequestKind::of_single),
+            Some(request::ConversationType::ConversationRequest(conversation)) => conversation
+                .request_type
+                .as_ref()
+                .and_then(RequestKind::of_conversation),
+            None => None,
+        }
+    }
+
     /// The kind of a single request; `None` for requests only the server may send (spec §1.4).
     pub fn of_single(request: &single_request::RequestType) -> Option<RequestKind> {
         use single_request::RequestType as R;
@@ -184,6 +235,17 @@ pub fn admit(kind: RequestKind, session: &Session) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_kinds() {
+        for kind in [
+            RequestKind::Ping,
+            RequestKind::StartConversation,
+            RequestKind::CanPublishIpnsRecord,
+        ] {
+            assert_eq!(RequestKind::NAMES[kind.index()], format!("{kind:?}"));
+        }
+    }
     use crate::session::Peer;
 
     fn session(roles: &[Role], conversation: Conversation) -> Session {

@@ -76,6 +76,7 @@ impl Store {
     ) -> Result<StartOutcome, StoreError> {
         let store = self.clone();
         super::run_blocking(move || {
+            let started = std::time::Instant::now();
             let db = store.db()?;
             let txn = db.begin_write()?;
             // No other writer can commit before `txn` does, so this read sees exactly the state
@@ -99,7 +100,7 @@ impl Store {
             }
             table.insert(id, record.encode_to_vec().as_slice())?;
             drop(table);
-            txn.commit()?;
+            store.commit_timed(txn, started)?;
             Ok(StartOutcome::Started(Snapshot(Arc::new(snapshot))))
         })
         .await

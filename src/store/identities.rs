@@ -136,6 +136,7 @@ impl Store {
             {
                 write_image(store.dir(), &image.hash, &image.data)?;
             }
+            let started = std::time::Instant::now();
             let txn = store.db()?.begin_write()?;
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
@@ -180,7 +181,7 @@ impl Store {
             if update.propagate {
                 queue_for_followers(&txn, kind, id, update.now_ms)?;
             }
-            txn.commit()?;
+            store.commit_timed(txn, started)?;
             store.delete_released(&freed)?;
             Ok(true)
         })
@@ -198,6 +199,7 @@ impl Store {
         let store = self.clone();
         super::run_blocking(move || {
             let _guard = store.lock_images();
+            let started = std::time::Instant::now();
             let txn = store.db()?.begin_write()?;
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
@@ -230,7 +232,7 @@ impl Store {
             if was_initialized {
                 queue_for_followers(&txn, ActionKind::RemoveProfile, id, now_ms)?;
             }
-            txn.commit()?;
+            store.commit_timed(txn, started)?;
             store.delete_released(&freed)?;
             Ok(true)
         })

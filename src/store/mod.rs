@@ -23,6 +23,7 @@ pub use crate::wire::proto::iop::store as records;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::metrics::Histogram;
 pub use redb::Durability;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -104,6 +105,8 @@ pub struct Store {
     dir: PathBuf,
     /// Serialises image reference changes with their file writes and deletions.
     images_lock: Arc<Mutex<()>>,
+    /// How long durable writes take (`[metrics]`).
+    write_latency: Arc<Histogram>,
 }
 
 impl Store {
@@ -130,6 +133,7 @@ impl Store {
             handle: Arc::new(handle),
             dir: dir.to_path_buf(),
             images_lock: Arc::default(),
+            write_latency: Arc::default(),
         })
     }
 
@@ -165,6 +169,22 @@ impl Store {
         .await
     }
 
+    /// How long durable writes through [`Store::write`] took, commit and fsync included.
+    pub fn write_latency(&self) -> &Histogram {
+        &self.write_latency
+    }
+
+    /// Commits a durable `txn` begun at `started` and records how long it took.
+    pub(crate) fn commit_timed(
+        &self,
+        txn: WriteTransaction,
+        started: std::time::Instant,
+    ) -> Result<(), StoreError> {
+        txn.commit()?;
+        self.write_latency.observe(started.elapsed());
+        Ok(())
+    }
+
     /// Runs `work` in a write transaction on the blocking pool and commits it durably before
     /// returning: an acknowledged write survives a crash.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -184,11 +204,17 @@ impl Store {
     {
         let store = self.clone();
         run_blocking(move || {
+            // A measurement for the operator's metrics, not a decision: the real clock.
+            let started = std::time::Instant::now();
             let mut txn = store.db()?.begin_write()?;
             txn.set_durability(durability)
                 .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
             let value = work(&txn)?;
-            txn.commit()?;
+            if matches!(durability, Durability::Immediate) {
+                store.commit_timed(txn, started)?;
+            } else {
+                txn.commit()?;
+            }
             Ok(value)
         })
         .await
