@@ -1,7 +1,7 @@
 //! What every handler may use: the server key, the store, the configuration and the port map.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -75,11 +75,15 @@ pub enum LinkState {
     Up,
 }
 
-/// The states of the LOC and CAN links; the tasks that own the links set them.
+/// The states of the LOC and CAN links and when they last changed; the tasks that own the
+/// links set them. Times are Unix milliseconds, 0 for "not since the server started".
 #[derive(Debug)]
 pub struct LinkHealth {
     loc: AtomicU8,
     can: AtomicU8,
+    loc_changed_ms: AtomicI64,
+    can_changed_ms: AtomicI64,
+    can_published_ms: AtomicI64,
 }
 
 impl LinkHealth {
@@ -95,17 +99,25 @@ impl LinkHealth {
         LinkHealth {
             loc: initial(loc_configured),
             can: initial(can_configured),
+            loc_changed_ms: AtomicI64::new(0),
+            can_changed_ms: AtomicI64::new(0),
+            can_published_ms: AtomicI64::new(0),
         }
     }
 
-    /// Records whether LOC works.
-    pub fn set_loc(&self, up: bool) {
-        self.loc.store(state_of(up) as u8, Ordering::Relaxed);
+    /// Records whether LOC works, at `now_ms`.
+    pub fn set_loc(&self, up: bool, now_ms: i64) {
+        set(&self.loc, &self.loc_changed_ms, up, now_ms);
     }
 
-    /// Records whether CAN works.
-    pub fn set_can(&self, up: bool) {
-        self.can.store(state_of(up) as u8, Ordering::Relaxed);
+    /// Records whether CAN works, at `now_ms`.
+    pub fn set_can(&self, up: bool, now_ms: i64) {
+        set(&self.can, &self.can_changed_ms, up, now_ms);
+    }
+
+    /// Records that the server's IPNS record was published at `now_ms`.
+    pub fn can_published(&self, now_ms: i64) {
+        self.can_published_ms.store(now_ms, Ordering::Relaxed);
     }
 
     /// The LOC link's state.
@@ -117,6 +129,32 @@ impl LinkHealth {
     pub fn can(&self) -> LinkState {
         decode_state(self.can.load(Ordering::Relaxed))
     }
+
+    /// When the LOC link last changed state.
+    pub fn loc_changed_ms(&self) -> Option<i64> {
+        positive(&self.loc_changed_ms)
+    }
+
+    /// When the CAN link last changed state.
+    pub fn can_changed_ms(&self) -> Option<i64> {
+        positive(&self.can_changed_ms)
+    }
+
+    /// When the server's IPNS record was last published.
+    pub fn can_published_ms(&self) -> Option<i64> {
+        positive(&self.can_published_ms)
+    }
+}
+
+fn set(state: &AtomicU8, changed_ms: &AtomicI64, up: bool, now_ms: i64) {
+    let new = state_of(up) as u8;
+    if state.swap(new, Ordering::Relaxed) != new {
+        changed_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+fn positive(value: &AtomicI64) -> Option<i64> {
+    Some(value.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
 }
 
 fn state_of(up: bool) -> LinkState {

@@ -111,7 +111,7 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
 async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
     let result = match report {
         LocEvent::Attached { nodes } => {
-            ctx.links.set_loc(true);
+            ctx.links.set_loc(true, crate::clock::unix_ms());
             known(ctx, schedule, nodes).await
         }
         LocEvent::Upsert(node) => upsert(ctx, schedule, node).await,
@@ -127,7 +127,7 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
             }
         }
         LocEvent::Detached => {
-            ctx.links.set_loc(false);
+            ctx.links.set_loc(false, crate::clock::unix_ms());
             Ok(())
         }
     };

@@ -84,8 +84,16 @@ pub struct Snapshot {
     pub queued_actions: u64,
     /// "off", "down" or "ok".
     pub loc: String,
+    /// When the LOC link last changed state (Unix ms); `None`: not since the start.
+    pub loc_changed_unix_ms: Option<i64>,
     /// "off", "down" or "ok".
     pub can: String,
+    /// When the CAN link last changed state (Unix ms); `None`: not since the start.
+    pub can_changed_unix_ms: Option<i64>,
+    /// When the server's IPNS record was last published (Unix ms); `None`: not in this run.
+    pub can_published_unix_ms: Option<i64>,
+    /// The server's clock when the snapshot was taken (Unix ms).
+    pub taken_unix_ms: i64,
 }
 
 fn link(state: LinkState) -> String {
@@ -160,7 +168,11 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
         followers: peers(&ctx.store.followers().await?),
         queued_actions: ctx.store.queued_actions().await?,
         loc: link(ctx.links.loc()),
+        loc_changed_unix_ms: ctx.links.loc_changed_ms(),
         can: link(ctx.links.can()),
+        can_changed_unix_ms: ctx.links.can_changed_ms(),
+        can_published_unix_ms: ctx.links.can_published_ms(),
+        taken_unix_ms: crate::clock::unix_ms(),
     })
 }
 
@@ -211,6 +223,38 @@ pub fn query(path: &Path, json: bool) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// "ok, for 12 s" (since the last change) or "ok, since start".
+fn link_line(state: &str, changed: Option<i64>, now: i64) -> String {
+    match changed {
+        Some(changed) => format!("{state}, for {}", ago(changed, now)),
+        None if state == "off" => state.to_owned(),
+        None => format!("{state}, since start"),
+    }
+}
+
+fn can_line(snapshot: &Snapshot) -> String {
+    let now = snapshot.taken_unix_ms;
+    let state = link_line(&snapshot.can, snapshot.can_changed_unix_ms, now);
+    match snapshot.can_published_unix_ms {
+        Some(published) => format!(
+            "{state}; contact record published {} ago",
+            ago(published, now)
+        ),
+        None if snapshot.can == "off" => state,
+        None => format!("{state}; contact record not published in this run"),
+    }
+}
+
+/// A span of time for people: seconds, minutes or hours.
+fn ago(then_ms: i64, now_ms: i64) -> String {
+    let secs = now_ms.saturating_sub(then_ms).max(0) / 1000;
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        _ => format!("{} h", secs / 3600),
+    }
+}
+
 /// The snapshot for people: a few aligned lines.
 pub fn render(snapshot: &Snapshot) -> String {
     let ports: Vec<String> = snapshot
@@ -242,11 +286,36 @@ pub fn render(snapshot: &Snapshot) -> String {
         ("neighbours", peers(snapshot.neighbours)),
         ("followers", peers(snapshot.followers)),
         ("queued actions", snapshot.queued_actions.to_string()),
-        ("LOC", snapshot.loc.clone()),
-        ("CAN", snapshot.can.clone()),
+        (
+            "LOC",
+            link_line(
+                &snapshot.loc,
+                snapshot.loc_changed_unix_ms,
+                snapshot.taken_unix_ms,
+            ),
+        ),
+        ("CAN", can_line(snapshot)),
     ];
     lines.iter().fold(String::new(), |mut out, (name, value)| {
         let _ = writeln!(out, "{name:<16}{value}");
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_say_how_long_they_have_been_in_their_state() {
+        let now = 10_000_000;
+        assert_eq!(link_line("off", None, now), "off");
+        assert_eq!(link_line("down", None, now), "down, since start");
+        assert_eq!(link_line("ok", Some(now - 12_000), now), "ok, for 12 s");
+        assert_eq!(link_line("ok", Some(now - 600_000), now), "ok, for 10 min");
+        assert_eq!(
+            link_line("down", Some(now - 3 * 3_600_000), now),
+            "down, for 3 h"
+        );
+    }
 }

@@ -120,9 +120,25 @@ async fn can_down_at_start_delays_nothing_and_the_record_follows() {
     let answer = store_data(&mut customer, 6, Some(object_for(&server))).await;
     assert_status(&answer, Status::ErrorRejected);
     assert!(answer.details.contains("unreachable"), "{}", answer.details);
+    let down = server.snapshot().await;
+    assert_eq!(down["can"], "down");
+    assert!(down["can_published_unix_ms"].is_null(), "{down}");
     can.restart().await;
     let peer = can_id(&server_key(&server).await);
     can.wait_for_record(&peer, 1).await;
+    // The operator sees when the link came up and when the record went out.
+    for _ in 0..100 {
+        let up = server.snapshot().await;
+        if up["can"] == "ok" && up["can_published_unix_ms"].is_i64() {
+            assert!(up["can_changed_unix_ms"].as_i64() <= up["can_published_unix_ms"].as_i64());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the snapshot never showed the publication: {}",
+        server.snapshot().await
+    );
 }
 
 #[tokio::test(start_paused = true)]

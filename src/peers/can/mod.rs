@@ -61,6 +61,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
     loop {
         let now = Now::read();
         let action = task.keeper.next(now.instant);
+        let publishing = matches!(action, Action::Publish(_));
         let outcome = match action {
             Action::Wait(until) => {
                 let until = if task.drain_unpins(&ctx).await {
@@ -85,10 +86,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
             return;
         };
         match outcome {
+            Ok(()) if publishing => {
+                task.recovered();
+                ctx.links.can_published(Now::read().unix_ms);
+            }
             Ok(()) => task.recovered(),
             Err(failure) => task.failed(&failure, Now::read()),
         }
-        ctx.links.set_can(!task.failing);
+        ctx.links.set_can(!task.failing, Now::read().unix_ms);
     }
 }
 

@@ -143,6 +143,20 @@ impl TestServer {
         self.running().network_id().0
     }
 
+    /// The JSON snapshot `iop-profile-server status --json` prints, read from the observation
+    /// socket in the data directory.
+    pub async fn snapshot(&self) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let path = self.dir.path().join("status.sock");
+        let mut stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("observation socket");
+        stream.write_all(b"json").await.expect("ask");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.expect("snapshot");
+        serde_json::from_str(&text).expect("JSON snapshot")
+    }
+
     /// Polls the operator's status line until it contains `part`; fails after a minute of
     /// (possibly paused) time.
     pub async fn wait_for_status(&self, part: &str) -> String {
