@@ -1,8 +1,11 @@
 //! Relay throughput and memory of the release server: `cargo bench --bench relay`.
 //!
-//! - ping round trips per second on one TLS connection (the baseline, same run);
-//! - relayed messages per second through one relay, the sender keeping up to 16 unacknowledged;
-//! - relayed messages per second through 100 relays at once;
+//! - the baselines, same run: pings per second on TLS connections to the server, each keeping
+//!   16 pings of 256 bytes in flight (the relay's window and message size), on one connection
+//!   and on 100 at once;
+//! - relayed messages per second through one relay, the sender keeping up to 16 unacknowledged,
+//!   against the one-connection baseline;
+//! - relayed messages per second through 100 relays at once, against the 100-connection one;
 //! - resident memory per open relay (its two relay connections plus the callee's control one).
 
 use std::time::{Duration, Instant};
@@ -17,6 +20,8 @@ use common::kit::{
 use common::{Server, rss_kib, spawn_server};
 
 const PINGS: u32 = 5_000;
+/// Bytes of each relayed message and each baseline ping.
+const MESSAGE: usize = 256;
 const ONE_RELAY_MESSAGES: u32 = 5_000;
 const RELAYS: u32 = 100;
 const PER_RELAY_MESSAGES: u32 = 200;
@@ -32,7 +37,8 @@ async fn run() {
         dir.path(),
         "[limits]\nmax_relays = 200\nmax_connections = 1000",
     );
-    let pings = ping_rate(&server).await;
+    let pings = ping_rate(&server, 1, PINGS).await;
+    let many_pings = ping_rate(&server, RELAYS, PER_RELAY_MESSAGES).await;
 
     let call = open_call(&server).await;
     let started = Instant::now();
@@ -59,32 +65,60 @@ async fn run() {
 
     let grown = u32::try_from(after.saturating_sub(before)).unwrap_or(u32::MAX);
     let per_relay = f64::from(grown) / f64::from(RELAYS);
-    println!("ping round trips/s, one TLS connection (baseline): {pings:>9.0}");
     println!(
-        "relayed messages/s, 1 relay (window {WINDOW}):         {one:>9.0}   ratio to ping {:.2}",
+        "pings/s, window {WINDOW}, {MESSAGE} bytes (baselines): 1 connection {pings:.0}, \
+         {RELAYS} connections {many_pings:.0}"
+    );
+    println!(
+        "relayed messages/s, 1 relay (window {WINDOW}):         {one:>9.0}   ratio {:.2}",
         one / pings
     );
     println!(
-        "relayed messages/s, {RELAYS} relays at once:          {many:>9.0}   ratio to ping {:.2}",
-        many / pings
+        "relayed messages/s, {RELAYS} relays at once:          {many:>9.0}   ratio {:.2}",
+        many / many_pings
     );
     println!("resident memory per open relay (3 TLS connections): {per_relay:>7.1} KiB");
 }
 
-async fn ping_rate(server: &Server) -> f64 {
-    let mut client = Client::tls(server.tls).await;
-    let started = Instant::now();
-    for id in 0..PINGS {
-        client
-            .call(&request::single(
-                id,
-                RequestType::Ping(ps::PingRequest {
-                    payload: b"bench".to_vec(),
-                }),
-            ))
-            .await;
+/// Pings per second over `connections` TLS connections at once, `count` on each, every one
+/// keeping WINDOW pings of MESSAGE bytes in flight.
+async fn ping_rate(server: &Server, connections: u32, count: u32) -> f64 {
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(Client::tls(server.tls).await);
     }
-    f64::from(PINGS) / started.elapsed().as_secs_f64()
+    let started = Instant::now();
+    futures_join_all(
+        clients
+            .into_iter()
+            .map(|c| pipelined_pings(c, count))
+            .collect(),
+    )
+    .await;
+    f64::from(connections * count) / started.elapsed().as_secs_f64()
+}
+
+/// Sends `count` pings, at most WINDOW unanswered, as `pump` sends relayed messages.
+async fn pipelined_pings(client: Client, count: u32) {
+    let (mut read, mut write) = client.split();
+    let (mut sent, mut answered) = (0u32, 0u32);
+    while answered < count {
+        while sent < count && sent - answered < WINDOW {
+            let ping = RequestType::Ping(ps::PingRequest {
+                payload: vec![0x55; MESSAGE],
+            });
+            write
+                .send(&request::single(sent, ping))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+        match incoming(read.receive().await) {
+            Incoming::Answer(status) => assert_eq!(status, Status::Ok),
+            Incoming::Delivery(..) => panic!("the server sends no requests here"),
+        }
+        answered += 1;
+    }
 }
 
 /// Sends `count` messages from the caller to the callee, at most WINDOW unacknowledged.
@@ -103,7 +137,7 @@ async fn pump(call: OpenCall, count: u32) {
         while answered < count {
             while sent < count && sent - answered < WINDOW {
                 r_write
-                    .send(&send_message(sent + 2, &tr, &[0x55; 256]))
+                    .send(&send_message(sent + 2, &tr, &[0x55; MESSAGE]))
                     .await
                     .expect("send");
                 sent += 1;
