@@ -1,66 +1,17 @@
 //! The in-memory search index: the searchable fields of every initialised hosted profile and
 //! every neighbour profile, kept in step with redb so a search never scans the database.
 //!
-//! One compact entry per profile: network id, interned lower-cased type, location, and one
-//! string holding the lower-cased name followed by the extra data. Thumbnails stay on disk.
+//! Each origin's profiles sit in a [`Table`] by column (interned lower-cased type, location,
+//! packed lower-cased names, extra data). A search tests the cheap filters first, type by
+//! number and location against a bounding box, and reaches the name, the exact distance and
+//! the regex only for profiles those let through. Thumbnails stay on disk.
 
 use std::collections::{HashMap, HashSet};
 
-use super::wildcard::Wildcard;
+use super::geo::{Bounds, distance_m};
+use super::table::{Row, Table};
+use super::wildcard::{Matcher, Wildcard};
 use crate::wire::{INTERNAL_TYPE, ps};
-
-/// The searchable part of one profile.
-struct Entry {
-    id: [u8; 32],
-    /// Index into [`Table::servers`] for neighbour profiles; unused for hosted ones.
-    server: u32,
-    kind: u32,
-    latitude: i32,
-    longitude: i32,
-    /// Byte length of the lower-cased name at the start of `text`.
-    name_len: u8,
-    /// Lower-cased name, then extra data as written (the regex filter is case-sensitive).
-    text: Box<str>,
-}
-
-impl Entry {
-    fn name(&self) -> &str {
-        self.text.get(..usize::from(self.name_len)).unwrap_or("")
-    }
-
-    fn extra_data(&self) -> &str {
-        self.text.get(usize::from(self.name_len)..).unwrap_or("")
-    }
-}
-
-/// Profiles of one origin (hosted, or shared by neighbours), with O(1) update and removal.
-#[derive(Default)]
-struct Table {
-    entries: Vec<Entry>,
-    positions: HashMap<[u8; 32], u32>,
-}
-
-impl Table {
-    fn upsert(&mut self, entry: Entry) {
-        if let Some(&at) = self.positions.get(&entry.id) {
-            self.entries[at as usize] = entry;
-            return;
-        }
-        let at = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        self.positions.insert(entry.id, at);
-        self.entries.push(entry);
-    }
-
-    fn remove(&mut self, id: &[u8; 32]) {
-        let Some(at) = self.positions.remove(id) else {
-            return;
-        };
-        self.entries.swap_remove(at as usize);
-        if let Some(moved) = self.entries.get(at as usize) {
-            self.positions.insert(moved.id, at);
-        }
-    }
-}
 
 /// What a search looks for (validated by the handler).
 pub struct Filter<'a> {
@@ -97,32 +48,28 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    fn entry(&mut self, id: [u8; 32], server: u32, profile: &ps::ProfileInformation) -> Entry {
+    fn row(&mut self, id: [u8; 32], server: u32, profile: &ps::ProfileInformation) -> Row {
         let kind = profile.r#type.to_lowercase().into_boxed_str();
         let next = u32::try_from(self.kinds.len()).unwrap_or(u32::MAX);
         let kind = *self.kind_ids.entry(kind.clone()).or_insert_with(|| {
             self.kinds.push(kind);
             next
         });
-        let name = profile.name.to_lowercase();
-        // Names are at most 64 bytes; lower-casing can grow a few characters, so cap by bytes.
-        let name_len = u8::try_from(name.len()).unwrap_or(u8::MAX);
-        let text = format!("{name}{}", profile.extra_data).into_boxed_str();
-        Entry {
+        Row {
             id,
             server,
             kind,
             latitude: profile.latitude,
             longitude: profile.longitude,
-            name_len,
-            text,
+            name: profile.name.to_lowercase(),
+            extra_data: profile.extra_data.as_str().into(),
         }
     }
 
     /// Adds or replaces an initialised hosted profile.
     pub fn upsert_hosted(&mut self, id: [u8; 32], profile: &ps::ProfileInformation) {
-        let entry = self.entry(id, 0, profile);
-        self.hosted.upsert(entry);
+        let row = self.row(id, 0, profile);
+        self.hosted.upsert(row);
     }
 
     /// Removes a hosted profile (cancelled or purged).
@@ -143,8 +90,8 @@ impl SearchIndex {
             return;
         }
         let server = self.intern_server(server);
-        let entry = self.entry(id, server, profile);
-        self.neighbors.upsert(entry);
+        let row = self.row(id, server, profile);
+        self.neighbors.upsert(row);
     }
 
     /// Records an initialised neighbour, whether or not it shares profiles.
@@ -168,14 +115,7 @@ impl SearchIndex {
         let Some(&number) = self.server_ids.get(server) else {
             return;
         };
-        let ids: Vec<[u8; 32]> = self
-            .neighbors
-            .entries
-            .iter()
-            .filter(|entry| entry.server == number)
-            .map(|entry| entry.id)
-            .collect();
-        for id in &ids {
+        for id in &self.neighbors.ids_of_server(number) {
             self.neighbors.remove(id);
         }
     }
@@ -187,15 +127,13 @@ impl SearchIndex {
 
     /// Releases spare capacity, after the bulk load at start-up.
     pub fn shrink(&mut self) {
-        for table in [&mut self.hosted, &mut self.neighbors] {
-            table.entries.shrink_to_fit();
-            table.positions.shrink_to_fit();
-        }
+        self.hosted.shrink();
+        self.neighbors.shrink();
     }
 
     /// Number of (hosted, neighbour) profiles.
     pub fn len(&self) -> (usize, usize) {
-        (self.hosted.entries.len(), self.neighbors.entries.len())
+        (self.hosted.len(), self.neighbors.len())
     }
 
     /// The initialised neighbours.
@@ -229,27 +167,50 @@ impl SearchIndex {
         shared: bool,
     ) {
         let kind_ok: Vec<bool> = self.kinds.iter().map(|k| filter.kind.matches(k)).collect();
-        for entry in &table.entries {
+        let bounds = filter
+            .location
+            .map(|(lat, lon, radius)| Bounds::around(lat, lon, radius));
+        let name = filter.name.matcher();
+        // A "contains" name is found in one pass over the packed names; the other filters then
+        // look only at those profiles.
+        let candidates = match &name {
+            Matcher::Contains(finder) => Some(table.names_containing(finder)),
+            Matcher::Plain(_) => None,
+        };
+        let all = 0..u32::try_from(table.len()).unwrap_or(u32::MAX);
+        let positions: Box<dyn Iterator<Item = u32>> = match &candidates {
+            Some(found) => Box::new(found.iter().copied()),
+            None => Box::new(all),
+        };
+        for at in positions {
+            let at = at as usize;
             if hits.len() >= max {
                 return;
             }
-            let in_range = filter.location.is_none_or(|(lat, lon, radius)| {
-                super::geo::distance_m(lat, lon, entry.latitude, entry.longitude)
-                    <= f64::from(radius)
-            });
-            if kind_ok.get(entry.kind as usize) == Some(&true)
-                && filter.name.matches(entry.name())
-                && in_range
-                && (filter.extra_data)(entry.extra_data())
+            let (Some(kind), Some(&(latitude, longitude))) =
+                (table.kinds().get(at), table.points().get(at))
+            else {
+                continue;
+            };
+            if kind_ok.get(*kind as usize) != Some(&true)
+                || bounds.is_some_and(|b| !b.contains(latitude, longitude))
+                || (candidates.is_none() && !name.matches(table.name(at)))
             {
-                let server = shared
-                    .then(|| self.servers.get(entry.server as usize).copied())
-                    .flatten();
-                hits.push(Hit {
-                    id: entry.id,
-                    server,
-                });
+                continue;
             }
+            let in_range = filter.location.is_none_or(|(lat, lon, radius)| {
+                distance_m(lat, lon, latitude, longitude) <= f64::from(radius)
+            });
+            if !in_range || !(filter.extra_data)(table.extra_data(at)) {
+                continue;
+            }
+            let Some((id, server)) = table.id_and_server(at) else {
+                continue;
+            };
+            let server = shared
+                .then(|| self.servers.get(server as usize).copied())
+                .flatten();
+            hits.push(Hit { id, server });
         }
     }
 }
@@ -347,5 +308,146 @@ mod tests {
             search(&index, "", "", Some((18_961_000, 72_820_000, 5000))).len(),
             2
         );
+    }
+
+    mod against_a_plain_scan {
+        use std::collections::HashMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// What the index must find, checked on the original profile as the spec words it.
+        fn matches(
+            profile: &ps::ProfileInformation,
+            kind: &Wildcard,
+            name: &Wildcard,
+            location: Option<(i32, i32, u32)>,
+            needle: &str,
+        ) -> bool {
+            kind.matches(&profile.r#type.to_lowercase())
+                && name.matches(&profile.name.to_lowercase())
+                && location.is_none_or(|(lat, lon, radius)| {
+                    distance_m(lat, lon, profile.latitude, profile.longitude) <= f64::from(radius)
+                })
+                && profile.extra_data.contains(needle)
+        }
+
+        fn arb_profile() -> impl Strategy<Value = ps::ProfileInformation> {
+            let centres = vec![
+                (0, 0),
+                (47_000_000, 19_000_000),
+                (89_990_000, 0),
+                (0, 179_990_000),
+            ];
+            (
+                prop::sample::select(vec!["Chat", "chat", "Shop", "Type 1", "Type 10"]),
+                "[abAB ]{0,6}",
+                prop::sample::select(centres),
+                (-300_000..300_000i32, -300_000..300_000i32),
+                "[xy]{0,3}",
+            )
+                .prop_map(|(kind, name, (lat, lon), (north, east), extra)| {
+                    ps::ProfileInformation {
+                        r#type: kind.into(),
+                        name,
+                        latitude: (lat + north).clamp(-90_000_000, 90_000_000),
+                        longitude: (lon + east + 180_000_000).rem_euclid(360_000_000) - 180_000_000,
+                        extra_data: extra,
+                        ..Default::default()
+                    }
+                })
+        }
+
+        #[derive(Clone, Debug)]
+        enum Change {
+            Hosted(u8, ps::ProfileInformation),
+            Neighbor(u8, u8, ps::ProfileInformation),
+            RemoveHosted(u8),
+            RemoveNeighbor(u8),
+            RemoveServer(u8),
+        }
+
+        fn arb_change() -> impl Strategy<Value = Change> {
+            prop_oneof![
+                4 => (0..40u8, arb_profile()).prop_map(|(id, p)| Change::Hosted(id, p)),
+                4 => (0..3u8, 40..80u8, arb_profile()).prop_map(|(s, id, p)| Change::Neighbor(s, id, p)),
+                1 => (0..40u8).prop_map(Change::RemoveHosted),
+                1 => (40..80u8).prop_map(Change::RemoveNeighbor),
+                1 => (0..3u8).prop_map(Change::RemoveServer),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+            #[test]
+            fn the_index_finds_what_a_plain_scan_finds_in_the_same_order(
+                changes in prop::collection::vec(arb_change(), 1..120),
+                kind in prop::sample::select(vec!["", "chat", "*1", "type*", "*a*", "Shop"]),
+                name in "[abAB *]{0,3}",
+                location in prop::option::of((
+                    prop::sample::select(vec![(0, 0), (47_000_000, 19_000_000), (89_990_000, 90_000_000), (0, -179_990_000)]),
+                    1u32..60_000,
+                )),
+                needle in "[xy]{0,1}",
+                max in 1usize..60,
+                hosted_only in any::<bool>(),
+            ) {
+                let mut index = SearchIndex::default();
+                let mut model: HashMap<[u8; 32], (Option<[u8; 32]>, ps::ProfileInformation)> =
+                    HashMap::new();
+                for change in changes {
+                    match change {
+                        Change::Hosted(id, profile) => {
+                            index.upsert_hosted([id; 32], &profile);
+                            model.insert([id; 32], (None, profile));
+                        }
+                        Change::Neighbor(server, id, profile) => {
+                            index.upsert_neighbor([server; 32], [id; 32], &profile);
+                            model.insert([id; 32], (Some([server; 32]), profile));
+                        }
+                        Change::RemoveHosted(id) => {
+                            index.remove_hosted(&[id; 32]);
+                            model.remove(&[id; 32]);
+                        }
+                        Change::RemoveNeighbor(id) => {
+                            index.remove_neighbor(&[id; 32]);
+                            model.remove(&[id; 32]);
+                        }
+                        Change::RemoveServer(server) => {
+                            index.remove_server(&[server; 32]);
+                            model.retain(|_, (s, _)| *s != Some([server; 32]));
+                        }
+                    }
+                }
+                let location = location.map(|((lat, lon), radius)| (lat, lon, radius));
+                let (kind, name) = (Wildcard::new(kind), Wildcard::new(&name));
+                let mut contains = |text: &str| text.contains(needle.as_str());
+                let mut filter = Filter { kind: &kind, name: &name, location, extra_data: &mut contains };
+                let (found, consulted) = index.search(&mut filter, hosted_only, max);
+
+                // The plain scan: every profile in the index's order, hosted first.
+                let mut expected = Vec::new();
+                let tables = [(&index.hosted, false), (&index.neighbors, true)];
+                for (table, shared) in tables {
+                    if shared && (hosted_only || expected.len() >= max) {
+                        break;
+                    }
+                    for at in 0..table.len() {
+                        let (id, _) = table.id_and_server(at).expect("a row");
+                        let (server, profile) = &model[&id];
+                        prop_assert_eq!(server.is_some(), shared);
+                        if expected.len() < max && matches(profile, &kind, &name, location, &needle) {
+                            expected.push(Hit { id, server: *server });
+                        }
+                    }
+                }
+                prop_assert_eq!(&found, &expected);
+                let (hosted, shared) = index.len();
+                prop_assert_eq!(hosted + shared, model.len());
+                let hosted_hits = expected.iter().filter(|hit| hit.server.is_none()).count();
+                prop_assert_eq!(consulted, !hosted_only && hosted_hits < max);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod geo;
 pub mod index;
 pub mod regex_type;
+mod table;
 pub mod wildcard;
 
 use std::sync::{PoisonError, RwLock};

@@ -47,12 +47,51 @@ impl Wildcard {
     }
 }
 
+/// A wildcard made ready to test many texts: a "contains" pattern gets its substring finder
+/// built once, instead of once per text.
+pub enum Matcher<'a> {
+    /// Any other pattern, tested as it is.
+    Plain(&'a Wildcard),
+    /// A "contains" pattern.
+    Contains(Box<memchr::memmem::Finder<'a>>),
+}
+
+impl Wildcard {
+    /// The matcher for testing many texts against this pattern.
+    pub fn matcher(&self) -> Matcher<'_> {
+        match self {
+            Wildcard::Contains(core) => {
+                Matcher::Contains(Box::new(memchr::memmem::Finder::new(core)))
+            }
+            other => Matcher::Plain(other),
+        }
+    }
+}
+
+impl Matcher<'_> {
+    /// Whether `lowercase_text` (already lower-cased) matches.
+    pub fn matches(&self, lowercase_text: &str) -> bool {
+        match self {
+            Matcher::Plain(wildcard) => wildcard.matches(lowercase_text),
+            Matcher::Contains(finder) => finder.find(lowercase_text.as_bytes()).is_some(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn matches(pattern: &str, text: &str) -> bool {
-        Wildcard::new(pattern).matches(&text.to_lowercase())
+        let wildcard = Wildcard::new(pattern);
+        let lower = text.to_lowercase();
+        let plain = wildcard.matches(&lower);
+        assert_eq!(
+            wildcard.matcher().matches(&lower),
+            plain,
+            "{pattern:?} on {text:?}"
+        );
+        plain
     }
 
     #[test]
