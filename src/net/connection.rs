@@ -76,7 +76,15 @@ pub struct Setup {
 }
 
 /// Serves one connection until it ends; returns why it ended.
-pub async fn serve<S>(stream: S, ctx: Arc<Ctx>, setup: Setup, shutdown: CancellationToken) -> End
+///
+/// The connection is built before the returned future, so the stream is stored in the task
+/// once (an `async fn` would keep a slot for its argument beside the connection).
+pub fn serve<S>(
+    stream: S,
+    ctx: Arc<Ctx>,
+    setup: Setup,
+    shutdown: CancellationToken,
+) -> impl Future<Output = End>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -103,14 +111,16 @@ where
         receiving: None,
         ctx,
     };
-    let end = connection.run(session_end, commands, &shutdown).await;
-    connection.leave_hub();
-    if end == End::FinalAnswer {
-        connection.close_gracefully().await;
-    } else {
-        let _ = timeout(connection.write_timeout, connection.stream.shutdown()).await;
+    async move {
+        let end = connection.run(session_end, commands, &shutdown).await;
+        connection.leave_hub();
+        if end == End::FinalAnswer {
+            connection.close_gracefully().await;
+        } else {
+            let _ = timeout(connection.write_timeout, connection.stream.shutdown()).await;
+        }
+        end
     }
-    end
 }
 
 /// Spec §1.4: server-initiated request ids start at `(role bitmask << 24) + 1`.
@@ -323,8 +333,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     now: Now::read(),
                     budget: permit,
                 };
-                let outcome =
-                    handlers::handle(&self.ctx, &mut self.session, received, request).await;
+                // Boxed: the largest handler's state would otherwise be part of every idle
+                // connection's task.
+                let outcome = Box::pin(handlers::handle(
+                    &self.ctx,
+                    &mut self.session,
+                    received,
+                    request,
+                ))
+                .await;
                 match outcome {
                     Outcome::Reply(answer) => self.send(&answer).await.err(),
                     Outcome::ReplyAndClose(answer) => {
@@ -424,7 +441,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         {
             return;
         }
-        let mut scratch = [0u8; 4096];
+        // On the heap: a buffer here would sit in every connection's task for its whole life.
+        let mut scratch = vec![0u8; 4096];
         let mut drained = 0;
         let drain = async {
             while drained < CLOSE_DRAIN_LIMIT {

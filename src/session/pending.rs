@@ -55,9 +55,13 @@ struct Entry {
     reply: Reply,
 }
 
-/// The pending server→client requests of one connection.
+/// The fixed-size table of unanswered requests.
+type Entries = heapless::Vec<Entry, MAX_PENDING>;
+
+/// The pending server→client requests of one connection. The table is allocated with the
+/// first request: most connections never get one, and it is over a kilobyte.
 pub struct Pending {
-    entries: heapless::Vec<Entry, MAX_PENDING>,
+    entries: Option<Box<Entries>>,
     next_id: u32,
 }
 
@@ -65,7 +69,7 @@ impl Pending {
     /// An empty table whose ids start at `first_id` (spec §1.4 uses `(role mask << 24) + 1`).
     pub fn new(first_id: u32) -> Pending {
         Pending {
-            entries: heapless::Vec::new(),
+            entries: None,
             next_id: first_id,
         }
     }
@@ -79,7 +83,8 @@ impl Pending {
     ) -> Result<u32, (PendingError, Reply)> {
         self.expire(now);
         let id = self.next_id;
-        match self.entries.push(Entry {
+        let entries = self.entries.get_or_insert_with(Box::default);
+        match entries.push(Entry {
             id,
             kind,
             sent: now,
@@ -95,10 +100,13 @@ impl Pending {
 
     /// Matches an incoming response by id and hands it to whoever waits for it.
     pub fn answer(&mut self, id: u32, response: ps::Response) -> Matched {
-        let Some(index) = self.entries.iter().position(|entry| entry.id == id) else {
+        let Some(entries) = self.entries.as_mut() else {
             return Matched::Violation;
         };
-        let entry = self.entries.swap_remove(index);
+        let Some(index) = entries.iter().position(|entry| entry.id == id) else {
+            return Matched::Violation;
+        };
+        let entry = entries.swap_remove(index);
         let ok = response.status == 0;
         if ok && !kind_matches(entry.kind, &response) {
             return Matched::Violation;
@@ -119,24 +127,30 @@ impl Pending {
 
     /// Ends the table with the connection: whatever is still owed an answer.
     pub fn into_unanswered(self) -> impl Iterator<Item = Reply> {
-        self.entries.into_iter().map(|entry| entry.reply)
+        self.entries
+            .into_iter()
+            .flat_map(|entries| entries.into_iter())
+            .map(|entry| entry.reply)
     }
 
     /// Number of unanswered requests.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.as_ref().map_or(0, |entries| entries.len())
     }
 
     /// Whether no request is pending.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Drops entries whose requester gave up more than the grace period ago.
     fn expire(&mut self, now: Instant) {
-        self.entries.retain(|entry| match &entry.reply {
+        let Some(entries) = self.entries.as_mut() else {
+            return;
+        };
+        entries.retain(|entry| match &entry.reply {
             Reply::Channel(sender) => {
                 !(sender.is_closed() && now.duration_since(entry.sent) > LATE_ANSWER_GRACE)
             }
