@@ -121,50 +121,6 @@ impl Requests {
     }
 }
 
-/// Why a connection ended, for `iop_connections_closed_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The peer closed it.
-    PeerClosed,
-    /// Idle or handshake timeout.
-    Idle,
-    /// `session_max_secs` reached.
-    SessionLimit,
-    /// Server shutdown.
-    Shutdown,
-    /// A final answer (protocol violation) was sent.
-    FinalAnswer,
-    /// A newer connection of the same identity replaced it.
-    Replaced,
-    /// A read or write failed or timed out.
-    Io,
-}
-
-impl CloseReason {
-    const ALL: [CloseReason; 7] = [
-        CloseReason::PeerClosed,
-        CloseReason::Idle,
-        CloseReason::SessionLimit,
-        CloseReason::Shutdown,
-        CloseReason::FinalAnswer,
-        CloseReason::Replaced,
-        CloseReason::Io,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::PeerClosed => "peer_closed",
-            CloseReason::Idle => "timeout_idle",
-            CloseReason::SessionLimit => "timeout_session",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::FinalAnswer => "final_answer",
-            CloseReason::Replaced => "replaced",
-            CloseReason::Io => "io_error",
-        }
-    }
-}
-
 /// Every counter and histogram of one server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -174,8 +130,9 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     /// Connections refused at accept by `limits.max_connections_per_address`.
     pub connections_refused: Counter,
-    /// Connections ended, by [`CloseReason`] (indexed by its position in `CloseReason::ALL`).
-    closed: [Counter; CloseReason::ALL.len()],
+    /// Why connections end, as label values; `closed` counts by position.
+    close_reasons: &'static [&'static str],
+    closed: Box<[Counter]>,
     /// Frame bytes received from clients and peers, headers included.
     pub bytes_received: Counter,
     /// Frame bytes sent to clients and peers, headers included.
@@ -185,32 +142,29 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// All zero, with the request types `request_names`.
-    pub fn new(request_names: &'static [&'static str]) -> Metrics {
+    /// All zero, with the request types `request_names` and the reasons a connection ends
+    /// `close_reasons`.
+    pub fn new(
+        request_names: &'static [&'static str],
+        close_reasons: &'static [&'static str],
+    ) -> Metrics {
         Metrics {
             requests: Requests::new(request_names),
             connections_accepted: Counter::default(),
             connections_refused: Counter::default(),
-            closed: Default::default(),
+            close_reasons,
+            closed: close_reasons.iter().map(|_| Counter::default()).collect(),
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
             search_latency: Histogram::default(),
         }
     }
 
-    /// Counts a connection that ended for `reason`.
-    pub fn connection_closed(&self, reason: CloseReason) {
-        if let Some(slot) = CloseReason::ALL.iter().position(|r| *r == reason) {
-            self.closed[slot].increment();
+    /// Counts a connection that ended for the reason at `reason` in the close reasons.
+    pub fn connection_closed(&self, reason: usize) {
+        if let Some(counter) = self.closed.get(reason) {
+            counter.increment();
         }
-    }
-
-    /// Connections ended for `reason` so far.
-    pub fn closed(&self, reason: CloseReason) -> u64 {
-        CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |slot| self.closed[slot].get())
     }
 
     /// Writes every counter and the search histogram to `out`.
@@ -248,9 +202,9 @@ impl Metrics {
             "counter",
             "Connections ended, by reason (timeout_idle and timeout_session are timeouts).",
         );
-        for reason in CloseReason::ALL {
-            let labels = [("reason", reason.label())];
-            out.sample("iop_connections_closed_total", &labels, self.closed(reason));
+        for (reason, counter) in self.close_reasons.iter().zip(&self.closed) {
+            let labels = [("reason", *reason)];
+            out.sample("iop_connections_closed_total", &labels, counter.get());
         }
         out.single(
             "iop_received_bytes_total",

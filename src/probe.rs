@@ -178,29 +178,17 @@ async fn primary_port(
     wait: Duration,
 ) -> (PortReport, PortRoles) {
     let mut others = PortRoles::new();
-    let outcome = within(wait, async {
-        let started = Instant::now();
-        let mut client = PeerClient::connect_with(address, false).await?;
-        let connect = started.elapsed();
-        let sent = Instant::now();
-        let answer = client
-            .single(single_request::RequestType::ListRoles(
-                ps::ListRolesRequest {},
-            ))
-            .await?;
-        let round_trip = sent.elapsed();
-        let single_response::ResponseType::ListRoles(list) = answer else {
-            return Err(PeerError::Protocol("not a ListRoles response"));
-        };
-        others = group_by_port(&list.roles, address.port());
-        let (network_id, _) = client.start_conversation(key).await?;
-        Ok(PortAnswer {
-            tls: client.tls().cloned(),
-            connect,
-            round_trip,
-            network_id,
-        })
-    })
+    let list_roles = single_request::RequestType::ListRoles(ps::ListRolesRequest {});
+    let outcome = within(
+        wait,
+        check_port(address, false, key, list_roles, |answer| match answer {
+            single_response::ResponseType::ListRoles(list) => {
+                others = group_by_port(&list.roles, address.port());
+                Ok(())
+            }
+            _ => Err(PeerError::Protocol("not a ListRoles response")),
+        }),
+    )
     .await;
     let report = PortReport {
         port: address.port(),
@@ -217,21 +205,33 @@ async fn other_port(
     tls: bool,
     key: &ServerKey,
 ) -> Result<PortAnswer, PeerError> {
+    let payload = b"iop-profile-server probe".to_vec();
+    let ping = single_request::RequestType::Ping(ps::PingRequest {
+        payload: payload.clone(),
+    });
+    check_port(address, tls, key, ping, |answer| match answer {
+        single_response::ResponseType::Ping(pong) if pong.payload == payload => Ok(()),
+        _ => Err(PeerError::Protocol("Ping not answered with its payload")),
+    })
+    .await
+}
+
+/// Connects (over TLS when `tls`), sends `request` and hands its answer to `check`, timing the
+/// connection and the round trip; then StartConversation proves the server's key.
+async fn check_port(
+    address: SocketAddr,
+    tls: bool,
+    key: &ServerKey,
+    request: single_request::RequestType,
+    check: impl FnOnce(single_response::ResponseType) -> Result<(), PeerError>,
+) -> Result<PortAnswer, PeerError> {
     let started = Instant::now();
     let mut client = PeerClient::connect_with(address, tls).await?;
     let connect = started.elapsed();
-    let payload = b"iop-profile-server probe".to_vec();
     let sent = Instant::now();
-    let answer = client
-        .single(single_request::RequestType::Ping(ps::PingRequest {
-            payload: payload.clone(),
-        }))
-        .await?;
+    let answer = client.single(request).await?;
     let round_trip = sent.elapsed();
-    match answer {
-        single_response::ResponseType::Ping(pong) if pong.payload == payload => {}
-        _ => return Err(PeerError::Protocol("Ping not answered with its payload")),
-    }
+    check(answer)?;
     let (network_id, _) = client.start_conversation(key).await?;
     Ok(PortAnswer {
         tls: client.tls().cloned(),

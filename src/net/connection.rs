@@ -17,7 +17,6 @@ use crate::clock::Now;
 use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
 use crate::hub::{AddressSlot, Command, Link, Outbox, carry_out};
-use crate::metrics::CloseReason;
 use crate::role::{Role, RoleSet};
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
@@ -49,17 +48,21 @@ pub enum End {
 }
 
 impl End {
-    /// The reason counted in the metrics.
-    pub fn reason(self) -> CloseReason {
-        match self {
-            End::PeerClosed => CloseReason::PeerClosed,
-            End::Idle => CloseReason::Idle,
-            End::SessionLimit => CloseReason::SessionLimit,
-            End::Shutdown => CloseReason::Shutdown,
-            End::FinalAnswer => CloseReason::FinalAnswer,
-            End::Replaced => CloseReason::Replaced,
-            End::Io => CloseReason::Io,
-        }
+    /// The label of each way to end in the metrics (`iop_connections_closed_total`), in
+    /// declaration order.
+    pub const LABELS: [&'static str; 7] = [
+        "peer_closed",
+        "timeout_idle",
+        "timeout_session",
+        "shutdown",
+        "final_answer",
+        "replaced",
+        "io_error",
+    ];
+
+    /// This end's position in [`End::LABELS`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -460,6 +463,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 mod tests {
     use super::*;
     use crate::role::Role;
+
+    #[test]
+    fn every_end_has_its_own_metrics_label() {
+        let ends = [
+            (End::PeerClosed, "peer_closed"),
+            (End::Idle, "timeout_idle"),
+            (End::SessionLimit, "timeout_session"),
+            (End::Shutdown, "shutdown"),
+            (End::FinalAnswer, "final_answer"),
+            (End::Replaced, "replaced"),
+            (End::Io, "io_error"),
+        ];
+        assert_eq!(ends.len(), End::LABELS.len());
+        for (end, label) in ends {
+            assert_eq!(End::LABELS[end.index()], label, "{end:?}");
+        }
+    }
 
     #[test]
     fn server_request_ids_follow_the_reference_bitmask() {

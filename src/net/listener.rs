@@ -105,7 +105,7 @@ pub async fn accept_loop(
                 )
                 .await;
                 tracing::debug!(?end, "connection closed");
-                ctx.metrics.connection_closed(end.reason());
+                ctx.metrics.connection_closed(end.index());
                 drop(permit);
             }
             .instrument(span),

@@ -27,6 +27,7 @@ use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
 use crate::hub::{AddressLimits, Addresses, Registry, Relays};
 use crate::metrics::Metrics;
+use crate::net::connection::End;
 use crate::net::listener::{self, Port};
 use crate::net::tls;
 use crate::peers;
@@ -210,7 +211,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }),
         links,
         can,
-        metrics: Metrics::new(&RequestKind::NAMES),
+        metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
         search,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),
