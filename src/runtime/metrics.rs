@@ -136,8 +136,14 @@ pub async fn exposition(ctx: &Ctx) -> Result<String, crate::store::StoreError> {
     ctx.metrics.write(&mut out);
     out.histogram(
         "iop_store_write_duration_seconds",
-        "Time a durable database write took, commit and fsync included.",
+        "Time a durable database write took from being queued to being on disk.",
         ctx.store.write_latency(),
+    );
+    out.single(
+        "iop_store_write_batches_total",
+        "counter",
+        "Durable write batches committed, one fsync each.",
+        ctx.store.write_batches(),
     );
     gauges(&snapshot, &mut out);
     Ok(out.into_text())

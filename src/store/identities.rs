@@ -127,23 +127,21 @@ impl Store {
         id: NetworkId,
         update: ProfileUpdate,
     ) -> Result<bool, StoreError> {
-        let store = self.clone();
-        super::run_blocking(move || {
-            let _guard = store.lock_images();
-            for image in [&update.profile_image, &update.thumbnail_image]
-                .into_iter()
-                .flatten()
-            {
-                write_image(store.dir(), &image.hash, &image.data)?;
-            }
-            let started = std::time::Instant::now();
-            let txn = store.db()?.begin_write()?;
+        let dir = self.dir().to_path_buf();
+        self.write_grouped(move |txn, freed| {
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
                 return Ok(false);
             };
             if record.cancelled {
                 return Ok(false);
+            }
+            // Files before the transaction that references them (see `super::images`).
+            for image in [&update.profile_image, &update.thumbnail_image]
+                .into_iter()
+                .flatten()
+            {
+                write_image(&dir, &image.hash, &image.data)?;
             }
             let old = [
                 record.profile_image_hash.clone(),
@@ -153,16 +151,15 @@ impl Store {
                 image_hash(update.profile_image.as_ref()),
                 image_hash(update.thumbnail_image.as_ref()),
             ];
-            let mut freed = Vec::new();
             for (old, new) in old.iter().zip(&new) {
                 if old == new {
                     continue;
                 }
                 if let Ok(hash) = <[u8; 32]>::try_from(new.as_slice()) {
-                    retain(&txn, &hash)?;
+                    retain(txn, &hash)?;
                 }
                 if let Ok(hash) = <[u8; 32]>::try_from(old.as_slice())
-                    && release(&txn, &hash)?
+                    && release(txn, &hash)?
                 {
                     freed.push(hash);
                 }
@@ -179,10 +176,8 @@ impl Store {
             table.insert(id.0, record.encode_to_vec().as_slice())?;
             drop(table);
             if update.propagate {
-                queue_for_followers(&txn, kind, id, update.now_ms)?;
+                queue_for_followers(txn, kind, id, update.now_ms)?;
             }
-            store.commit_timed(txn, started)?;
-            store.delete_released(&freed)?;
             Ok(true)
         })
         .await
@@ -196,11 +191,7 @@ impl Store {
         redirect: Option<[u8; 32]>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let store = self.clone();
-        super::run_blocking(move || {
-            let _guard = store.lock_images();
-            let started = std::time::Instant::now();
-            let txn = store.db()?.begin_write()?;
+        self.write_grouped(move |txn, freed| {
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table.get(id.0)?.map(|v| decode(v.value())).transpose()? else {
                 return Ok(false);
@@ -208,10 +199,9 @@ impl Store {
             if record.cancelled {
                 return Ok(false);
             }
-            let mut freed = Vec::new();
             for hash in [&record.profile_image_hash, &record.thumbnail_image_hash] {
                 if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice())
-                    && release(&txn, &hash)?
+                    && release(txn, &hash)?
                 {
                     freed.push(hash);
                 }
@@ -226,14 +216,12 @@ impl Store {
             };
             record.profile_image_hash.clear();
             record.thumbnail_image_hash.clear();
-            queue_unpin(&txn, &std::mem::take(&mut record.can_object_hash))?;
+            queue_unpin(txn, &std::mem::take(&mut record.can_object_hash))?;
             table.insert(id.0, record.encode_to_vec().as_slice())?;
             drop(table);
             if was_initialized {
-                queue_for_followers(&txn, ActionKind::RemoveProfile, id, now_ms)?;
+                queue_for_followers(txn, ActionKind::RemoveProfile, id, now_ms)?;
             }
-            store.commit_timed(txn, started)?;
-            store.delete_released(&freed)?;
             Ok(true)
         })
         .await

@@ -114,24 +114,23 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Deletes the files of `released` images (their release committed) and forgets the
-    /// releases. Called with the images lock held; the rows go without an fsync, since a lost
+    /// Deletes the files of `released` images (their release committed) that nothing references
+    /// again, and forgets those releases. Called with the images lock held; the rows go without an fsync, since a lost
     /// removal only makes the next sweep delete an already missing file.
     pub(super) fn delete_released(&self, released: &[[u8; 32]]) -> Result<(), StoreError> {
         if released.is_empty() {
             return Ok(());
         }
-        let gone: Vec<_> = released
-            .iter()
-            .filter(|hash| delete_image(self.dir(), hash))
-            .collect();
         let mut txn = self.db()?.begin_write()?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
+        super::group_commit::set_durability(&mut txn, redb::Durability::None)?;
         {
+            let images = txn.open_table(IMAGES)?;
             let mut releases = txn.open_table(IMAGE_RELEASES)?;
-            for hash in gone {
-                releases.remove(hash)?;
+            for hash in released {
+                // A later write of the same batch may have referenced the image again.
+                if images.get(hash)?.is_none() && delete_image(self.dir(), hash) {
+                    releases.remove(hash)?;
+                }
             }
         }
         txn.commit()?;

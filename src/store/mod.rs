@@ -8,6 +8,7 @@ pub mod can;
 pub mod data_dir;
 pub mod database;
 pub mod followers;
+pub mod group_commit;
 pub mod identities;
 pub mod images;
 pub mod index_load;
@@ -21,7 +22,7 @@ pub mod tables;
 pub use crate::wire::proto::iop::store as records;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::metrics::Histogram;
 pub use redb::Durability;
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// A background task running a transaction died.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The batch a durable write was committed in failed (see [`group_commit`]).
+    #[error("write batch failed: {0}")]
+    Batch(String),
     /// A stored record does not decode.
     #[error("stored {0} record is corrupt")]
     Record(&'static str),
@@ -107,9 +111,44 @@ pub struct Store {
     images_lock: Arc<Mutex<()>>,
     /// How long durable writes take (`[metrics]`).
     write_latency: Arc<Histogram>,
+    /// Durable writes waiting for their batch (see [`group_commit`]).
+    batcher: Arc<group_commit::Batcher>,
+}
+
+/// A [`Store`] that does not keep the database open (see [`Store::downgrade`]).
+struct WeakStore {
+    handle: Weak<database::Handle>,
+    dir: PathBuf,
+    images_lock: Arc<Mutex<()>>,
+    write_latency: Arc<Histogram>,
+    batcher: Arc<group_commit::Batcher>,
+}
+
+impl WeakStore {
+    /// The store again, unless every [`Store`] was dropped (the database is closed).
+    fn upgrade(&self) -> Option<Store> {
+        Some(Store {
+            handle: self.handle.upgrade()?,
+            dir: self.dir.clone(),
+            images_lock: Arc::clone(&self.images_lock),
+            write_latency: Arc::clone(&self.write_latency),
+            batcher: Arc::clone(&self.batcher),
+        })
+    }
 }
 
 impl Store {
+    /// A handle that does not keep the database open.
+    fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            handle: Arc::downgrade(&self.handle),
+            dir: self.dir.clone(),
+            images_lock: Arc::clone(&self.images_lock),
+            write_latency: Arc::clone(&self.write_latency),
+            batcher: Arc::clone(&self.batcher),
+        }
+    }
+
     /// Opens (or creates) the database in `dir` with a page cache of `cache_bytes`, creates
     /// missing tables and checks the schema version. Blocking: call before the runtime serves.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
@@ -134,6 +173,7 @@ impl Store {
             dir: dir.to_path_buf(),
             images_lock: Arc::default(),
             write_latency: Arc::default(),
+            batcher: Arc::default(),
         })
     }
 
@@ -169,7 +209,7 @@ impl Store {
         .await
     }
 
-    /// How long durable writes through [`Store::write`] took, commit and fsync included.
+    /// How long durable writes took from being queued to being on disk (see [`group_commit`]).
     pub fn write_latency(&self) -> &Histogram {
         &self.write_latency
     }
@@ -185,14 +225,15 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `work` in a write transaction on the blocking pool and commits it durably before
-    /// returning: an acknowledged write survives a crash.
+    /// Runs `work` in its own write transaction on the blocking pool and returns once it is
+    /// durable: an acknowledged write survives a crash. Concurrent writes share one fsync
+    /// ([`group_commit`]); when `work` fails, its changes are rolled back and nobody else's.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        self.write_with(Durability::Immediate, work).await
+        self.write_grouped(move |txn, _| work(txn)).await
     }
 
     /// Like [`Store::write`], but `Durability::None` skips the fsync: for staged data that a
@@ -202,19 +243,15 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
+        if matches!(durability, Durability::Immediate) {
+            return self.write(work).await;
+        }
         let store = self.clone();
         run_blocking(move || {
-            // A measurement for the operator's metrics, not a decision: the real clock.
-            let started = std::time::Instant::now();
             let mut txn = store.db()?.begin_write()?;
-            txn.set_durability(durability)
-                .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
+            group_commit::set_durability(&mut txn, durability)?;
             let value = work(&txn)?;
-            if matches!(durability, Durability::Immediate) {
-                store.commit_timed(txn, started)?;
-            } else {
-                txn.commit()?;
-            }
+            txn.commit()?;
             Ok(value)
         })
         .await

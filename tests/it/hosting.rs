@@ -340,68 +340,109 @@ async fn profile_with_images_survives_a_restart() {
     );
 }
 
-#[tokio::test]
-async fn acknowledged_updates_survive_kill_9() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(dir.path());
-    let identity = Identity::random();
+/// A hosted, checked-in client of a server process, with its identity.
+async fn checked_in_writer(server: &ServerProcess) -> Client {
     let mut client = Client::tls(server.tls).await;
-    client.identity = identity.clone();
+    client.identity = Identity::random();
     client.start_conversation(1).await;
     assert_status(&client.register_hosting(2).await, Status::Ok);
     assert_status(&client.check_in(3).await, Status::Ok);
+    client
+}
 
-    // Stream updates without waiting, then kill the server while answers are still coming.
-    let updates: Vec<Update> = (0..200)
-        .map(|i| {
-            let mut update = Update::new(&identity);
-            update.profile.name = format!("name {i}");
-            update
-        })
-        .collect();
+/// Sends `count` profile updates named "name 0", "name 1", … without waiting for answers.
+async fn stream_updates(client: &mut Client, count: u32) {
     let mut batch = Vec::new();
-    for (i, update) in (10u32..).zip(&updates) {
-        let (signature, body) = update.signed(&identity);
-        let message = iop_profile_server::wire::request::conversation(i, signature, body);
+    for i in 0..count {
+        let mut update = Update::new(&client.identity);
+        update.profile.name = format!("name {i}");
+        let (signature, body) = update.signed(&client.identity);
+        let message = iop_profile_server::wire::request::conversation(10 + i, signature, body);
         batch.extend(iop_profile_server::wire::frame::encode(&message));
     }
     client.send_raw(&batch).await.expect("send updates");
-    let mut acknowledged = None;
-    for i in 0..updates.len() {
-        let answer = into_response(client.receive().await);
-        assert_status(&answer, Status::Ok);
-        acknowledged = Some(i);
-        if i == 40 {
-            break;
-        }
-    }
-    server.kill_hard();
-    let last_ok = acknowledged.expect("some updates were acknowledged");
+}
 
-    let server = ServerProcess::start(dir.path());
-    assert_status(
-        &Client::plain(server.primary).await.ping(1, b"up").await,
-        Status::Ok,
-    );
+/// Reads `count` answers, each of which must be OK; returns the index of the last update
+/// acknowledged.
+async fn acknowledged(client: &mut Client, count: u32) -> u32 {
+    for _ in 0..count {
+        assert_status(&into_response(client.receive().await), Status::Ok);
+    }
+    count - 1
+}
+
+/// The index of the update stored for `id`, read through a fresh server process.
+async fn stored_update(server: &ServerProcess, id: Vec<u8>) -> u32 {
     let mut observer = Client::tls(server.tls).await;
-    let info = profile_information(
-        observer
-            .profile_information(1, identity.network_id(), false, false)
-            .await,
-    );
+    let info = profile_information(observer.profile_information(1, id, false, false).await);
     let name = info
         .signed_profile
         .and_then(|s| s.profile)
         .map(|p| p.name)
         .expect("profile");
-    let stored: usize = name
-        .trim_start_matches("name ")
+    name.trim_start_matches("name ")
         .parse()
-        .expect("one of ours");
+        .expect("one of ours")
+}
+
+#[tokio::test]
+async fn acknowledged_updates_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path());
+    let mut client = checked_in_writer(&server).await;
+    // Stream updates without waiting, then kill the server while answers are still coming.
+    stream_updates(&mut client, 200).await;
+    let last_ok = acknowledged(&mut client, 41).await;
+    server.kill_hard();
+
+    let server = ServerProcess::start(dir.path());
+    let stored = stored_update(&server, client.identity.network_id()).await;
     assert!(
         stored >= last_ok,
         "update {last_ok} was acknowledged but {stored} is stored"
     );
+}
+
+/// Many clients writing at once share fsyncs (group commit); whatever any of them was told is
+/// stored must be there after kill -9, whichever batch it was in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_concurrent_updates_survive_kill_9() {
+    const WRITERS: usize = 16;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(dir.path());
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        writers.push(checked_in_writer(&server).await);
+    }
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            tokio::spawn(async move {
+                stream_updates(&mut client, 150).await;
+                // Writers stop listening at different points, so the kill lands while some
+                // batches are being written and others are being answered.
+                let last_ok =
+                    acknowledged(&mut client, 20 + 3 * u32::try_from(n).unwrap_or(0)).await;
+                (client, last_ok)
+            })
+        })
+        .collect();
+    let mut acknowledged_by = Vec::new();
+    for task in tasks {
+        acknowledged_by.push(task.await.expect("writer"));
+    }
+    server.kill_hard();
+
+    let server = ServerProcess::start(dir.path());
+    for (client, last_ok) in acknowledged_by {
+        let stored = stored_update(&server, client.identity.network_id()).await;
+        assert!(
+            stored >= last_ok,
+            "update {last_ok} was acknowledged but {stored} is stored"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
