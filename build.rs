@@ -25,5 +25,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "crate::wire::loc_service::DeregisterServiceRequest",
         )
         .compile_fds(descriptors)?;
+    release_link_args();
     Ok(())
+}
+
+/// Release builds abort on panic, so nothing unwinds and the unwinder's lookup table
+/// (`.eh_frame_hdr`, 4 % of the binary) only served backtraces, which a stripped binary cannot
+/// name anyway. Debug and test builds keep it: tests unwind.
+fn release_link_args() {
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let gnu_linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    if release && gnu_linux {
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
+    }
 }
