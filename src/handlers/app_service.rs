@@ -18,7 +18,7 @@ pub fn application_service_add(
     let id = authenticated_peer(session)?.id;
     let added = ctx
         .registry
-        .with_services(id, session.link.connection, |services| {
+        .with_services(id, session.connection, |services| {
             services.add_all(&request.service_names)
         })
         .ok_or(Reject::status(Status::ErrorNotFound))?;
@@ -40,7 +40,7 @@ pub fn application_service_remove(
     let id = authenticated_peer(session)?.id;
     let removed = ctx
         .registry
-        .with_services(id, session.link.connection, |services| {
+        .with_services(id, session.connection, |services| {
             services.remove(&request.service_name)
         })
         .unwrap_or(false);

@@ -18,7 +18,7 @@ use crate::wire::request;
 /// The answer is deferred (`Ok(None)`) until the callee answers, fails or times out.
 pub async fn call_identity_application_service(
     ctx: &Ctx,
-    session: &Session,
+    session: &mut Session,
     id: u32,
     request: &ps::CallIdentityApplicationServiceRequest,
     now: Now,
@@ -48,7 +48,7 @@ pub async fn call_identity_application_service(
     }
     let from = Caller {
         id: caller.id,
-        link: session.link.clone(),
+        link: session.link(),
         request_id: id,
     };
     let call = ctx
@@ -61,15 +61,15 @@ pub async fn call_identity_application_service(
         callee_token: call.callee_token.to_vec(),
     };
     let body = conversation_request::RequestType::IncomingCallNotification(notification);
-    let ring = Command::Request {
-        kind: ServerRequestKind::IncomingCallNotification,
-        message: Box::new(request::conversation(0, Vec::new(), body)),
-        reply: Reply::Call {
+    let ring = Command::request(
+        ServerRequestKind::IncomingCallNotification,
+        request::conversation(0, Vec::new(), body),
+        Reply::Call {
             relay: call.relay,
             answer_by: call.answer_by,
         },
-        budget: None,
-    };
+        None,
+    );
     if callee_link.outbox.try_push(ring).is_err() {
         // The notification cannot be sent: the relay answers the caller NOT_AVAILABLE.
         carry_out(

@@ -136,7 +136,7 @@ pub async fn check_in(
     if !is_hosted(ctx, id).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
-    ctx.registry.check_in(id, session.link.clone());
+    ctx.registry.check_in(id, session.link());
     session.conversation.authenticate();
     tracing::Span::current().record("identity", tracing::field::display(id));
     Ok(ConversationBody::unsigned(ResponseType::CheckIn(
@@ -174,7 +174,7 @@ pub async fn cancel_hosting_agreement(
     ctx.actions_queued.notify_one();
     ctx.unpins_queued();
     // Spec §4.9: the identity is no longer online; its services and calls end with this.
-    ctx.registry.leave(id, session.link.connection);
+    ctx.registry.leave(id, session.connection);
     ctx.search.update(|index| index.remove_hosted(&id.0));
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),

@@ -34,7 +34,7 @@ const SNAPSHOT_PAGE: usize = 256;
 /// follower and starts streaming our hosted profiles to it on this connection.
 pub async fn start_neighborhood_initialization(
     ctx: &Arc<Ctx>,
-    session: &crate::session::Session,
+    session: &mut crate::session::Session,
     request: &ps::StartNeighborhoodInitializationRequest,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_or_verified_peer(session)?.id;
@@ -75,7 +75,7 @@ pub async fn start_neighborhood_initialization(
     ctx.spawn(share_snapshot(
         Arc::clone(ctx),
         peer.0,
-        session.link.outbox.clone(),
+        session.link().outbox,
         snapshot,
     ));
     Ok(ConversationBody::unsigned(
@@ -356,12 +356,12 @@ async fn ask(
     body: conversation_request::RequestType,
 ) -> Result<(), &'static str> {
     let (reply, answer) = oneshot::channel();
-    let command = Command::Request {
+    let command = Command::request(
         kind,
-        message: Box::new(request::conversation(0, Vec::new(), body)),
-        reply: Reply::Channel(reply),
-        budget: None,
-    };
+        request::conversation(0, Vec::new(), body),
+        Reply::Channel(reply),
+        None,
+    );
     let wait = ctx.config.timeouts.server_idle;
     let sent = tokio::time::timeout(wait, outbox.push(command)).await;
     if !matches!(sent, Ok(Ok(()))) {

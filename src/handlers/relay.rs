@@ -34,7 +34,7 @@ pub fn application_service_send_message(
     let Some(binding) = session.relay else {
         let joined = ctx
             .relays
-            .join(&request.token, session.link.clone(), id, now.instant)
+            .join(&request.token, session.link(), id, now.instant)
             .map_err(|refusal| refused(ctx, refusal))?;
         return Ok(match joined {
             Joined::Waiting(binding) => {
@@ -59,16 +59,16 @@ pub fn application_service_send_message(
     );
     let ack = RelayAck {
         relay: binding.relay,
-        outbox: session.link.outbox.clone(),
+        outbox: session.link().outbox,
         message_id: id,
         token: request.token,
     };
-    let deliver = Command::Request {
-        kind: ServerRequestKind::ReceiveMessageNotification,
-        message: Box::new(request::single(0, delivery)),
-        reply: Reply::Relay(ack),
-        budget: Some(budget),
-    };
+    let deliver = Command::request(
+        ServerRequestKind::ReceiveMessageNotification,
+        request::single(0, delivery),
+        Reply::Relay(ack),
+        Some(budget),
+    );
     if peer.outbox.try_push(deliver).is_err() {
         // The recipient is gone or not keeping up: the relay ends (spec §5.5 limits).
         carry_out(&ctx.relays, ctx.relays.end(binding.relay, true));

@@ -11,7 +11,7 @@ pub mod registry;
 pub mod relay;
 
 pub use addresses::{AddressLimits, AddressSlot, Addresses};
-pub use outbox::{Command, Link, Outbox, Reply, ServerRequestKind};
+pub use outbox::{Command, Outbox, Reply, ServerRequest, ServerRequestKind};
 pub use registry::Registry;
 pub use relay::Relays;
 

@@ -8,23 +8,47 @@ use tokio::time::Instant;
 use crate::wire::ps;
 
 /// Something another task asks a connection to do.
+///
+/// Kept small (the request lives behind a box): every connection's queue allocates room for
+/// a block of these up front, idle or not.
 #[derive(Debug)]
 pub enum Command {
     /// Write an already encoded frame.
     Send(Vec<u8>),
-    /// Send a server-initiated request; its answer goes to `reply`.
-    Request {
-        /// Type of the request, checked against the answer.
-        kind: ServerRequestKind,
-        /// The request; its id is assigned by the connection.
-        message: Box<ps::Message>,
-        /// Where the answer goes.
-        reply: Reply,
-        /// In-flight bytes the request's payload holds until it is written.
-        budget: Option<OwnedSemaphorePermit>,
-    },
+    /// Send a server-initiated request; its answer goes to its `reply`.
+    Request(Box<ServerRequest>),
     /// Close the connection (for example when a newer check-in replaces it).
     Close,
+}
+
+impl Command {
+    /// A server-initiated request of `kind`, whose answer goes to `reply`.
+    pub fn request(
+        kind: ServerRequestKind,
+        message: ps::Message,
+        reply: Reply,
+        budget: Option<OwnedSemaphorePermit>,
+    ) -> Command {
+        Command::Request(Box::new(ServerRequest {
+            kind,
+            message,
+            reply,
+            budget,
+        }))
+    }
+}
+
+/// A request the server sends to a connection's peer.
+#[derive(Debug)]
+pub struct ServerRequest {
+    /// Type of the request, checked against the answer.
+    pub kind: ServerRequestKind,
+    /// The request; its id is assigned by the connection.
+    pub message: ps::Message,
+    /// Where the answer goes.
+    pub reply: Reply,
+    /// In-flight bytes the request's payload holds until it is written.
+    pub budget: Option<OwnedSemaphorePermit>,
 }
 
 /// The type of a server-initiated request, used to check the answer's type.

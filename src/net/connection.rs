@@ -16,7 +16,7 @@ use super::frame_reader::{Frame, FrameReader, ReadError, Step};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
-use crate::hub::{AddressSlot, Command, Link, Outbox, carry_out};
+use crate::hub::{AddressSlot, Command, ServerRequest, carry_out};
 use crate::role::{Role, RoleSet};
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
@@ -92,18 +92,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(usize::MAX);
-    let (outbox, commands) = Outbox::channel(capacity);
-    let link = Link {
-        connection: ctx.connection_number(),
-        outbox,
-    };
     let Setup {
         address_slot,
         roles,
         idle,
         session_end,
     } = setup;
-    let mut session = Session::new(roles, link);
+    let mut session = Session::new(roles, ctx.connection_number(), capacity);
     session.address = address_slot;
     let mut connection = Connection {
         stream,
@@ -115,7 +110,7 @@ where
         ctx,
     };
     async move {
-        let end = connection.run(session_end, commands, &shutdown).await;
+        let end = connection.run(session_end, &shutdown).await;
         connection.leave_hub();
         if end == End::FinalAnswer {
             connection.close_gracefully().await;
@@ -143,6 +138,14 @@ fn first_server_request_id(roles: RoleSet) -> u32 {
     (mask << 24) + 1
 }
 
+/// The next command from another task; never, while nobody made the queue.
+async fn next_command(commands: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+    match commands {
+        Some(commands) => commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What woke the connection task.
 enum Event {
     Shutdown,
@@ -168,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// owed an answer is refused, a call ringing it gets NOT_AVAILABLE, and its relays end.
     fn leave_hub(&mut self) {
         let ctx = Arc::clone(&self.ctx);
-        let connection = self.session.link.connection;
+        let connection = self.session.connection;
         if let Conversation::Authenticated(peer) = &self.session.conversation {
             ctx.registry.leave(peer.id, connection);
         }
@@ -182,12 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         carry_out(&ctx.relays, effects);
     }
 
-    async fn run(
-        &mut self,
-        session_end: Instant,
-        mut commands: mpsc::Receiver<Command>,
-        shutdown: &CancellationToken,
-    ) -> End {
+    async fn run(&mut self, session_end: Instant, shutdown: &CancellationToken) -> End {
         let mut reader = FrameReader::default();
         let mut idle_deadline = Instant::now() + self.idle;
         loop {
@@ -195,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
-                command = commands.recv() => Event::Command(command),
+                command = next_command(&mut self.session.commands) => Event::Command(command),
                 () = sleep_until(deadline) => Event::Deadline,
                 step = reader.step(&mut self.stream) => Event::Read(step),
             };
@@ -382,13 +380,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn command(&mut self, command: Command) -> Option<End> {
         match command {
             Command::Send(bytes) => self.write(&bytes).await.err(),
-            Command::Request {
-                kind,
-                mut message,
-                reply,
-                // Released once the request is written (end of this arm).
-                budget: _budget,
-            } => {
+            Command::Request(request) => {
+                let ServerRequest {
+                    kind,
+                    mut message,
+                    reply,
+                    // Released once the request is written (end of this arm).
+                    budget: _budget,
+                } = *request;
                 let now = Now::read().instant;
                 let id = match self.pending.register(kind, now, reply) {
                     Ok(id) => id,

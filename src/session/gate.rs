@@ -249,12 +249,7 @@ mod tests {
     use crate::session::Peer;
 
     fn session(roles: &[Role], conversation: Conversation) -> Session {
-        let (outbox, _rx) = crate::hub::Outbox::channel(1);
-        let link = crate::hub::Link {
-            connection: 0,
-            outbox,
-        };
-        let mut session = Session::new(RoleSet::of(roles), link);
+        let mut session = Session::new(RoleSet::of(roles), 0, 1);
         session.conversation = conversation;
         session
     }

@@ -8,7 +8,7 @@ pub mod pending;
 
 use crate::crypto::NetworkId;
 use crate::hub::AddressSlot;
-use crate::hub::outbox::Link;
+use crate::hub::outbox::{Command, Link, Outbox};
 use crate::hub::relay::Binding;
 use crate::role::RoleSet;
 use crate::search::index::Hit;
@@ -87,8 +87,15 @@ pub struct Session {
     pub roles: RoleSet,
     /// The conversation state.
     pub conversation: Conversation,
-    /// How other tasks reach this connection.
-    pub link: Link,
+    /// Unique number of the connection within this server run.
+    pub connection: u64,
+    /// The queue other tasks reach this connection through, made on first need (see
+    /// [`Session::link`]).
+    outbox: Option<Outbox>,
+    /// The receiving end of `outbox`, which the connection task drains.
+    pub commands: Option<tokio::sync::mpsc::Receiver<Command>>,
+    /// Capacity of the queue once made.
+    queue_capacity: usize,
     /// The relay this clAppService connection joined, if any.
     pub relay: Option<Binding>,
     /// The latest search's results, for ProfileSearchPart.
@@ -137,16 +144,34 @@ pub struct SearchCache {
 }
 
 impl Session {
-    /// A fresh session on a port serving `roles`, reachable through `link`.
-    pub fn new(roles: RoleSet, link: Link) -> Session {
+    /// A fresh session of connection number `connection` on a port serving `roles`; other
+    /// tasks may queue up to `queue_capacity` commands for it.
+    pub fn new(roles: RoleSet, connection: u64, queue_capacity: usize) -> Session {
         Session {
             roles,
             conversation: Conversation::None,
-            link,
+            connection,
+            outbox: None,
+            commands: None,
+            queue_capacity,
             relay: None,
             search_cache: None,
             address: None,
             searches: PerSecond::default(),
+        }
+    }
+
+    /// How other tasks reach this connection. The queue is made on the first call: most
+    /// connections never check in, join a relay or follow, and an idle one should hold little.
+    pub fn link(&mut self) -> Link {
+        let outbox = self.outbox.get_or_insert_with(|| {
+            let (outbox, commands) = Outbox::channel(self.queue_capacity);
+            self.commands = Some(commands);
+            outbox
+        });
+        Link {
+            connection: self.connection,
+            outbox: outbox.clone(),
         }
     }
 }
@@ -176,16 +201,32 @@ mod tests {
 
     #[test]
     fn new_session_has_no_conversation() {
-        let (outbox, _rx) = crate::hub::outbox::Outbox::channel(1);
-        let session = Session::new(
-            RoleSet::of(&[Role::Primary]),
-            Link {
-                connection: 1,
-                outbox,
-            },
-        );
+        let mut session = Session::new(RoleSet::of(&[Role::Primary]), 1, 1);
         assert_eq!(session.conversation, Conversation::None);
         assert_eq!(session.conversation.peer(), None);
+        assert!(
+            session.commands.is_none(),
+            "no queue until someone needs one"
+        );
+        let link = session.link();
+        assert_eq!(link.connection, 1);
+        assert!(link.outbox.try_push(Command::Close).is_ok());
+        assert!(matches!(
+            session
+                .commands
+                .as_mut()
+                .map(tokio::sync::mpsc::Receiver::try_recv),
+            Some(Ok(Command::Close))
+        ));
+        assert_eq!(session.link().connection, 1, "the same queue again");
+        assert!(session.link().outbox.try_push(Command::Close).is_ok());
+        assert!(matches!(
+            session
+                .commands
+                .as_mut()
+                .map(tokio::sync::mpsc::Receiver::try_recv),
+            Some(Ok(Command::Close))
+        ));
     }
 
     #[test]
