@@ -160,7 +160,7 @@ impl Store {
     pub async fn update_follower(
         &self,
         id: [u8; 32],
-        change: impl FnOnce(&mut PeerServer) + Send + 'static,
+        change: impl FnOnce(&mut PeerServer) + Clone + Send + 'static,
     ) -> Result<bool, StoreError> {
         self.update_server(FOLLOWERS, id, change).await
     }

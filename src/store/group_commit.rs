@@ -2,9 +2,12 @@
 //!
 //! Each [`Store::write`](super::Store::write) becomes a job in a bounded queue. Whoever finds no
 //! batch running becomes the leader on the blocking pool and runs queued jobs in batches of up
-//! to [`MAX_BATCH`]: every job in its own redb transaction (so a job that fails is rolled back
-//! alone), all but the last committed without an fsync, the last one (or an empty transaction
-//! when the last one failed) committed durably, which makes the whole batch durable at once.
+//! to [`MAX_BATCH`], first all in one redb transaction, committed with one fsync. When a job of
+//! the batch fails, that transaction is rolled back and the batch runs again, every job in its
+//! own transaction (so the failing one is rolled back alone): all but the last committed
+//! without an fsync, the last one (or an empty transaction when the last one failed) committed
+//! durably, which makes the whole batch durable at once. Jobs are therefore cloneable closures:
+//! the shared attempt runs a copy.
 //! Only then does any job of the batch get its answer. Jobs arriving while a batch runs form the
 //! next one, so under load the number of fsyncs per write falls without any job ever waiting
 //! for a timer; alone, a write costs one transaction and one fsync as before.
@@ -35,8 +38,10 @@ pub type Released = Vec<[u8; 32]>;
 
 /// One queued write, its result type erased.
 trait Job: Send {
-    /// Runs the work in `txn`; true when it succeeded and its transaction should commit.
-    fn run(&mut self, txn: &WriteTransaction, released: &mut Released) -> bool;
+    /// Runs the work in `txn`; true when it succeeded. With `again`, a copy of the work runs
+    /// and the job can be run once more (after its transaction was rolled back); without, the
+    /// work itself runs and the job is spent.
+    fn run(&mut self, txn: &WriteTransaction, released: &mut Released, again: bool) -> bool;
     /// Answers the writer: its own result, or `failure` when the batch did not become durable.
     fn finish(self: Box<Self>, failure: Option<&StoreError>);
 }
@@ -50,10 +55,15 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send,
-    F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Send,
+    F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Clone + Send,
 {
-    fn run(&mut self, txn: &WriteTransaction, released: &mut Released) -> bool {
-        let Some(work) = self.work.take() else {
+    fn run(&mut self, txn: &WriteTransaction, released: &mut Released, again: bool) -> bool {
+        let work = if again {
+            self.work.clone()
+        } else {
+            self.work.take()
+        };
+        let Some(work) = work else {
             return false;
         };
         let value = work(txn, released);
@@ -115,7 +125,10 @@ impl Store {
     pub(super) async fn write_grouped<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError>
+            + Clone
+            + Send
+            + 'static,
     {
         let _slot = self
             .batcher
@@ -164,13 +177,24 @@ impl Store {
         failure
     }
 
-    /// Runs every job in its own transaction and makes the batch durable.
+    /// Runs the batch and makes it durable: all jobs in one transaction when every one of
+    /// them succeeds, else each in its own, so a failing job is rolled back alone.
     fn commit_batch(
         &self,
         batch: &mut [Box<dyn Job>],
         released: &mut Released,
     ) -> Result<(), StoreError> {
         let db = self.db()?;
+        if batch.len() > 1 {
+            let txn = db.begin_write()?;
+            let mut shared = Released::new();
+            if batch.iter_mut().all(|job| job.run(&txn, &mut shared, true)) {
+                txn.commit()?;
+                released.append(&mut shared);
+                return Ok(());
+            }
+            txn.abort()?;
+        }
         let last = batch.len().saturating_sub(1);
         // A commit without fsync that no durable commit has covered yet.
         let mut exposed = false;
@@ -183,7 +207,7 @@ impl Store {
             };
             set_durability(&mut txn, durability)?;
             let mut own = Released::new();
-            if job.run(&txn, &mut own) {
+            if job.run(&txn, &mut own, false) {
                 txn.commit()?;
                 released.append(&mut own);
                 exposed = index != last;
@@ -293,16 +317,20 @@ mod tests {
     fn spawn_write<T, F>(store: &Store, work: F) -> JoinHandle<Result<T, StoreError>>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError>
+            + Clone
+            + Send
+            + 'static,
     {
         let store = store.clone();
         tokio::spawn(async move { store.write_grouped(work).await })
     }
 
+    /// Queues 33 writes behind a stalled leader (one batch of 1, then one of 32); the writes
+    /// whose key `fails` picks insert and then fail. Checks every answer and what is stored.
     // Holding the image lock across awaits is the point: it stalls the leader meanwhile.
     #[allow(clippy::await_holding_lock)]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writes_share_one_fsync_and_a_failed_one_is_rolled_back_alone() {
+    async fn batch_of_32(fails: fn(u8) -> bool) {
         let (_dir, store) = open();
         let before = store.write_batches();
         // While the image lock is held, the first leader waits with the first job and every
@@ -312,7 +340,7 @@ mod tests {
         for key in 0..33u8 {
             writes.push(spawn_write(&store, move |txn, _| {
                 txn.open_table(IMAGES)?.insert(&[key; 32], u32::from(key))?;
-                if key % 5 == 3 {
+                if fails(key) {
                     return Err(StoreError::Record("test"));
                 }
                 Ok(key)
@@ -322,7 +350,7 @@ mod tests {
         drop(guard);
         for (key, write) in (0..33u8).zip(writes) {
             let answer = write.await.expect("task");
-            if key % 5 == 3 {
+            if fails(key) {
                 assert!(matches!(answer, Err(StoreError::Record("test"))));
                 assert_eq!(count(&store, &[key; 32]), None, "failed write {key} kept");
             } else {
@@ -335,6 +363,16 @@ mod tests {
             2,
             "one batch of 1, one of 32"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_one_transaction_and_fsync() {
+        batch_of_32(|_| false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_in_a_batch_is_rolled_back_alone() {
+        batch_of_32(|key| key % 5 == 3).await;
     }
 
     // Holding the image lock across awaits is the point: it stalls the leader meanwhile.

@@ -231,7 +231,7 @@ impl Store {
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Clone + Send + 'static,
     {
         self.write_grouped(move |txn, _| work(txn)).await
     }
@@ -241,7 +241,7 @@ impl Store {
     pub async fn write_with<T, F>(&self, durability: Durability, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Clone + Send + 'static,
     {
         if matches!(durability, Durability::Immediate) {
             return self.write(work).await;

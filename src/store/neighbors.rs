@@ -24,7 +24,7 @@ use crate::wire::ps::ProfileInformation;
 const DELETE_CHUNK: usize = 500;
 
 /// One validated change a neighbour shares (spec §4.19).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SharedChange {
     /// An `add` or `change` item: the profile with its thumbnail (in the record).
     Upsert {
@@ -100,7 +100,7 @@ impl Store {
     pub async fn update_neighbor(
         &self,
         id: [u8; 32],
-        change: impl FnOnce(&mut PeerServer) + Send + 'static,
+        change: impl FnOnce(&mut PeerServer) + Clone + Send + 'static,
     ) -> Result<bool, StoreError> {
         self.update_server(NEIGHBORS, id, change).await
     }

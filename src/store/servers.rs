@@ -37,7 +37,7 @@ impl Store {
         &self,
         table: ServerTable,
         id: [u8; 32],
-        change: impl FnOnce(&mut PeerServer) + Send + 'static,
+        change: impl FnOnce(&mut PeerServer) + Clone + Send + 'static,
     ) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(table)?;
