@@ -6,7 +6,11 @@
 //! - relayed messages per second through one relay, the sender keeping up to 16 unacknowledged,
 //!   against the one-connection baseline;
 //! - relayed messages per second through 100 relays at once, against the 100-connection one;
-//! - resident memory per open relay (its two relay connections plus the callee's control one).
+//! - resident memory per open relay (its two relay connections plus the callee's control one);
+//! - the server's CPU time per ping and per relayed message (one connection, one relay). A
+//!   relayed message is two TLS records in and two out on the server where a ping is one and
+//!   one, and clients and server share the machine's cores: the CPU ratio says what throughput
+//!   ratio the work alone allows.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,7 @@ mod common;
 use common::kit::{
     ANSWER_TIMEOUT, Client, Incoming, OpenCall, ack_message, incoming, open_call, send_message,
 };
-use common::{Server, rss_kib, spawn_server};
+use common::{Server, cpu_ns, rss_kib, spawn_server};
 
 const PINGS: u32 = 5_000;
 /// Bytes of each relayed message and each baseline ping.
@@ -37,15 +41,19 @@ async fn run() {
         dir.path(),
         "[limits]\nmax_relays = 200\nmax_connections = 1000",
     );
+    let pid = server.child.id();
+    let cpu_before = cpu_ns(pid);
     let pings = ping_rate(&server, 1, PINGS).await;
+    let ping_cpu = per_message_us(cpu_ns(pid) - cpu_before, PINGS);
     let many_pings = ping_rate(&server, RELAYS, PER_RELAY_MESSAGES).await;
 
     let call = open_call(&server).await;
+    let cpu_before = cpu_ns(pid);
     let started = Instant::now();
     pump(call, ONE_RELAY_MESSAGES).await;
     let one = f64::from(ONE_RELAY_MESSAGES) / started.elapsed().as_secs_f64();
+    let relay_cpu = per_message_us(cpu_ns(pid) - cpu_before, ONE_RELAY_MESSAGES);
 
-    let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid);
     let mut calls = Vec::new();
@@ -78,6 +86,15 @@ async fn run() {
         many / many_pings
     );
     println!("resident memory per open relay (3 TLS connections): {per_relay:>7.1} KiB");
+    println!(
+        "server CPU per message: ping {ping_cpu:.1} us, relayed {relay_cpu:.1} us: ratio {:.2}",
+        ping_cpu / relay_cpu
+    );
+}
+
+/// Microseconds of `ns` spread over `messages`.
+fn per_message_us(ns: u64, messages: u32) -> f64 {
+    Duration::from_nanos(ns).as_secs_f64() * 1e6 / f64::from(messages)
 }
 
 /// Pings per second over `connections` TLS connections at once, `count` on each, every one

@@ -40,6 +40,19 @@ pub fn spawn_server(dir: &Path, extra: &str) -> Server {
     Server::start_with(dir, extra)
 }
 
+/// CPU time a process has used so far, all its threads, in nanoseconds
+/// (`/proc/<pid>/task/*/schedstat`, exact where `/proc/<pid>/stat` counts 10 ms ticks).
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// VmRSS of a process in KiB: its resident memory now.
 pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
