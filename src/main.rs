@@ -2,60 +2,16 @@
 //! configuration, data-directory or port problem, with a one-line message naming the key or
 //! path; 1 when `status` finds no server or `probe` a port that fails.
 
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use iop_profile_server::config::{Config, Problem};
 use iop_profile_server::runtime::{self, logging, observe, shutdown, systemd};
 use iop_profile_server::store::data_dir;
 
-#[derive(Parser)]
-#[command(version, about = "IoP Profile Server")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the server until SIGTERM or SIGINT.
-    Run {
-        /// Configuration file; without it the built-in defaults apply (data in ./iop-data).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// Check a configuration file and print every problem.
-    CheckConfig {
-        /// Configuration file to check.
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Print what the running server is doing (read from its observation socket).
-    Status {
-        /// The server's configuration file; without it the built-in defaults apply.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Print the snapshot as JSON, for scripts.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a profile server from outside: ListRoles on its primary port, then TLS, Ping and
-    /// its identity on every port it lists. Exit 0 when every port answers.
-    Probe {
-        /// HOST[:PORT] of the primary port (default port 16987).
-        target: String,
-        /// Longest wait for each port, in seconds.
-        #[arg(long, default_value_t = 10)]
-        timeout_secs: u64,
-    },
-    /// Create the data directory, identity and TLS certificate; print the network id.
-    Init {
-        /// Configuration file; without it the built-in defaults apply.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
+use args::{Command, Request};
 
 const EXIT_USAGE: u8 = 2;
 /// `status` could not reach a running server; `probe` found a port that does not answer.
@@ -127,8 +83,22 @@ fn probe(target: &str, timeout_secs: u64) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Request::Command(command)) => command,
+        Ok(Request::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Version) => {
+            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(checked) => {
                 if let Err(error) = data_dir::inspect(&checked.data_dir) {

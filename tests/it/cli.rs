@@ -260,3 +260,43 @@ fn status_prints_the_running_server_for_people_and_scripts() {
     );
     assert_eq!(printed.lines().count(), 1, "{printed}");
 }
+
+#[test]
+fn help_and_version_print_to_stdout_and_succeed() {
+    let version = cli(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("iop-profile-server {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = cli(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for command in ["run", "check-config", "init", "status", "probe"] {
+        assert!(text.contains(command), "{command} missing from --help");
+    }
+    let run_help = cli(&["run", "--help"]);
+    assert!(run_help.status.success());
+    assert!(String::from_utf8_lossy(&run_help.stdout).contains("--config <FILE>"));
+}
+
+#[test]
+fn command_line_mistakes_exit_2_with_one_line_naming_the_argument() {
+    let cases: [(&[&str], &str); 5] = [
+        (&[], "subcommand"),
+        (&["run", "--conifg", "x.toml"], "--conifg"),
+        (&["check-config", "--config"], "--config"),
+        (&["check-config"], "--config"),
+        (&["probe", "localhost", "--timeout-secs", "ten"], "--timeout-secs"),
+    ];
+    for (args, named) in cases {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(named),
+            "{args:?}: {stderr}"
+        );
+    }
+}
