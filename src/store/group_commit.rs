@@ -36,6 +36,18 @@ pub const MAX_QUEUED: usize = 1024;
 /// Images whose last reference a job dropped: deleted once its batch is durable.
 pub type Released = Vec<[u8; 32]>;
 
+/// A write's work: runs in a write transaction, may report images it released, and can be
+/// copied so that a batch can run it twice (see the module notes).
+pub trait Work<T>:
+    FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Clone + Send + 'static
+{
+}
+
+impl<T, F> Work<T> for F where
+    F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Clone + Send + 'static
+{
+}
+
 /// One queued write, its result type erased.
 trait Job: Send {
     /// Runs the work in `txn`; true when it succeeded. With `again`, a copy of the work runs
@@ -125,10 +137,7 @@ impl Store {
     pub(super) async fn write_grouped<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError>
-            + Clone
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         let _slot = self
             .batcher
@@ -317,10 +326,7 @@ mod tests {
     fn spawn_write<T, F>(store: &Store, work: F) -> JoinHandle<Result<T, StoreError>>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError>
-            + Clone
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         let store = store.clone();
         tokio::spawn(async move { store.write_grouped(work).await })
