@@ -287,7 +287,10 @@ fn command_line_mistakes_exit_2_with_one_line_naming_the_argument() {
         (&["run", "--conifg", "x.toml"], "--conifg"),
         (&["check-config", "--config"], "--config"),
         (&["check-config"], "--config"),
-        (&["probe", "localhost", "--timeout-secs", "ten"], "--timeout-secs"),
+        (
+            &["probe", "localhost", "--timeout-secs", "ten"],
+            "--timeout-secs",
+        ),
     ];
     for (args, named) in cases {
         let out = cli(args);
