@@ -157,17 +157,18 @@ where
         return Err(usage_error("a subcommand is required", PROGRAM));
     };
     match first.to_str() {
-        Some("-h" | "--help" | "help") => return Ok(Request::Help(overview())),
+        Some("-h" | "--help") => return Ok(Request::Help(overview())),
         Some("-V" | "--version") => return Ok(Request::Version),
+        // `help [COMMAND]`: the overview, or one subcommand's help.
+        Some("help") => {
+            return match args.next() {
+                None => Ok(Request::Help(overview())),
+                Some(name) => find_spec(&name).map(|spec| Request::Help(subcommand_help(spec))),
+            };
+        }
         _ => {}
     }
-    let Some(spec) = SPECS.iter().find(|s| first.to_str() == Some(s.name)) else {
-        let shown = first.to_string_lossy();
-        return Err(usage_error(
-            &format!("unknown subcommand '{shown}'"),
-            PROGRAM,
-        ));
-    };
+    let spec = find_spec(&first)?;
     let mut found = Found::default();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
@@ -188,15 +189,22 @@ where
                     return Err(spec_error(spec, &format!("'--{name}' takes no value")));
                 }
                 (Some(_), Some(value)) => value,
-                (Some(value_name), None) => args.next().ok_or_else(|| {
-                    spec_error(
-                        spec,
-                        &format!("'--{name}' needs a value: --{name} <{value_name}>"),
-                    )
-                })?,
+                // The next argument, unless it is an option (`--config --json`): a missing value.
+                (Some(_), None) => args
+                    .next()
+                    .filter(|next| !is_option(next))
+                    .unwrap_or_default(),
             };
+            if let Some(value_name) = opt.value
+                && value.is_empty()
+            {
+                return Err(spec_error(
+                    spec,
+                    &format!("'--{name}' needs a value: --{name} <{value_name}>"),
+                ));
+            }
             found.set(spec, opt.name, value)?;
-        } else if text.starts_with('-') && text.len() > 1 {
+        } else if is_option(&arg) {
             return Err(spec_error(spec, &format!("unknown option '{text}'")));
         } else if spec.positional.is_some() && found.positional.is_none() {
             found.positional = Some(arg);
@@ -269,6 +277,22 @@ impl Found {
     }
 }
 
+/// The subcommand called `name`.
+fn find_spec(name: &OsStr) -> Result<&'static Spec, UsageError> {
+    SPECS
+        .iter()
+        .find(|spec| name.to_str() == Some(spec.name))
+        .ok_or_else(|| {
+            let shown = name.to_string_lossy();
+            usage_error(&format!("unknown subcommand '{shown}'"), PROGRAM)
+        })
+}
+
+/// Whether `arg` is an option (`--name`, `-x`); a lone `-` is a value.
+fn is_option(arg: &OsStr) -> bool {
+    arg.as_bytes().starts_with(b"-") && arg.len() > 1
+}
+
 /// What follows the first `=` of an option given as `--name=value`, bytes kept as they are
 /// (a path need not be UTF-8).
 fn after_equals(arg: &OsStr) -> OsString {
@@ -302,6 +326,11 @@ fn overview() -> String {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "  {:<14}{}", spec.name, spec.about);
     }
+    let _ = writeln!(
+        text,
+        "  {:<14}Print this help or that of a subcommand",
+        "help"
+    );
     let _ = write!(
         text,
         "\nOptions:\n  -h, --help     Print help (also `{PROGRAM} <COMMAND> --help`)\n  \
@@ -397,6 +426,13 @@ mod tests {
             }
         );
         assert_eq!(
+            command(&["probe", "--timeout-secs=0", "-"]),
+            Command::Probe {
+                target: "-".into(),
+                timeout_secs: 0
+            }
+        );
+        assert_eq!(
             command(&["init", "--config", "i"]),
             Command::Init {
                 config: Some("i".into())
@@ -430,16 +466,33 @@ mod tests {
             panic!("no help");
         };
         assert!(help.contains("--timeout-secs <SECS>") && help.contains("<TARGET>"));
+        assert_eq!(parse_str(&["help", "probe"]), Ok(Request::Help(help)));
+        assert_eq!(parse_str(&["help"]), Ok(Request::Help(overview)));
+        // Help wins over what follows it, not over a mistake before it.
+        assert!(matches!(
+            parse_str(&["status", "--json", "--help", "--bogus"]),
+            Ok(Request::Help(_))
+        ));
+        assert!(parse_str(&["status", "--bogus", "--help"]).is_err());
     }
 
     #[test]
     fn every_mistake_is_one_line_naming_the_argument() {
-        let cases: [(&[&str], &str); 11] = [
+        let cases: [(&[&str], &str); 17] = [
             (&[], "a subcommand is required"),
             (&["serve"], "unknown subcommand 'serve'"),
+            (&["help", "serve"], "unknown subcommand 'serve'"),
+            (&["--config", "x", "run"], "unknown subcommand '--config'"),
             (&["run", "--conf", "x"], "run: unknown option '--conf'"),
             (&["run", "-c", "x"], "run: unknown option '-c'"),
+            (&["run", "--version"], "run: unknown option '--version'"),
             (&["run", "--config"], "run: '--config' needs a value"),
+            (&["run", "--config="], "run: '--config' needs a value"),
+            (&["run", "--config", ""], "run: '--config' needs a value"),
+            (
+                &["status", "--config", "--json"],
+                "status: '--config' needs a value",
+            ),
             (&["run", "extra"], "run: unexpected argument 'extra'"),
             (
                 &["check-config"],

@@ -4,6 +4,7 @@
 
 mod args;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -85,12 +86,14 @@ fn probe(target: &str, timeout_secs: u64) -> ExitCode {
 fn main() -> ExitCode {
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(Request::Command(command)) => command,
+        // A failed write (stdout closed, as by `| true`) is ignored rather than a panic.
         Ok(Request::Help(text)) => {
-            print!("{text}");
+            let _ = std::io::stdout().write_all(text.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Request::Version) => {
-            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+            let name = env!("CARGO_PKG_NAME");
+            let _ = writeln!(std::io::stdout(), "{name} {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(error) => {
