@@ -2,15 +2,16 @@
 //!
 //! Each [`Store::write`](super::Store::write) becomes a job in a bounded queue. Whoever finds no
 //! batch running becomes the leader on the blocking pool and runs queued jobs in batches of up
-//! to [`MAX_BATCH`], first all in one redb transaction, committed with one fsync. When a job of
+//! to [`MAX_BATCH`]: first all in one redb transaction, committed with one fsync. When a job of
 //! the batch fails, that transaction is rolled back and the batch runs again, every job in its
 //! own transaction (so the failing one is rolled back alone): all but the last committed
 //! without an fsync, the last one (or an empty transaction when the last one failed) committed
 //! durably, which makes the whole batch durable at once. Jobs are therefore cloneable closures:
 //! the shared attempt runs a copy.
-//! Only then does any job of the batch get its answer. Jobs arriving while a batch runs form the
-//! next one, so under load the number of fsyncs per write falls without any job ever waiting
-//! for a timer; alone, a write costs one transaction and one fsync as before.
+//!
+//! No job of a batch is answered before the batch is on disk. Jobs arriving while a batch runs
+//! form the next one, so under load the number of fsyncs per write falls without any job ever
+//! waiting for a timer; alone, a write costs one transaction and one fsync as before.
 //!
 //! A storage failure anywhere in a batch (beginning a transaction, a commit, the final fsync)
 //! fails every job of the batch, including those whose fsync-less commit had succeeded: after
