@@ -25,6 +25,10 @@ use crate::wire::{Status, UNKNOWN_MESSAGE_ID, decode_cost, frame, ps, response};
 /// After a protocol violation, how long unread input is drained so the error reply is not lost
 /// to a TCP reset (PS00010 note).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most queued commands written together (see `Connection::commands`).
+const COALESCE_COMMANDS: usize = 16;
+/// Coalescing stops once this many bytes are gathered.
+const COALESCE_BYTES: usize = 64 * 1024;
 /// Most bytes drained during [`CLOSE_GRACE`].
 const CLOSE_DRAIN_LIMIT: usize = 2 * frame::MAX_FRAME_LEN;
 
@@ -200,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let step = match event {
                 Event::Shutdown => return End::Shutdown,
                 Event::Command(None) => return End::Replaced,
-                Event::Command(Some(command)) => match self.command(command).await {
+                Event::Command(Some(command)) => match self.commands(command).await {
                     Some(end) => return end,
                     None => continue,
                 },
@@ -376,32 +380,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Carries out a command from another task; `Some` ends the connection.
-    async fn command(&mut self, command: Command) -> Option<End> {
+    /// Carries out `first` and whatever other commands are already queued behind it (up to
+    /// [`COALESCE_COMMANDS`]), writing their frames with one write: under a relay's window that
+    /// is one TLS record and one system call for several messages. `Some` ends the connection,
+    /// after the frames queued before the command that ended it are written.
+    async fn commands(&mut self, first: Command) -> Option<End> {
+        let mut out = Vec::new();
+        // In-flight budget of relayed payloads, released once their frames are written.
+        let mut budgets = Vec::new();
+        let mut end = self.prepare(first, &mut out, &mut budgets);
+        for _ in 1..COALESCE_COMMANDS {
+            if end.is_some() || out.len() >= COALESCE_BYTES {
+                break;
+            }
+            let Some(next) = self
+                .session
+                .commands
+                .as_mut()
+                .and_then(|c| c.try_recv().ok())
+            else {
+                break;
+            };
+            end = self.prepare(next, &mut out, &mut budgets);
+        }
+        if !out.is_empty()
+            && let Err(failed) = self.write(&out).await
+        {
+            return Some(failed);
+        }
+        end
+    }
+
+    /// Appends the frame a command writes to `out` (none for a request that cannot be sent);
+    /// `Some` when the command ends the connection.
+    fn prepare(
+        &mut self,
+        command: Command,
+        out: &mut Vec<u8>,
+        budgets: &mut Vec<OwnedSemaphorePermit>,
+    ) -> Option<End> {
         match command {
-            Command::Send(bytes) => self.write(&bytes).await.err(),
+            Command::Send(bytes) if out.is_empty() => *out = bytes,
+            Command::Send(bytes) => out.extend_from_slice(&bytes),
             Command::Request(request) => {
                 let ServerRequest {
                     kind,
                     mut message,
                     reply,
-                    // Released once the request is written (end of this arm).
-                    budget: _budget,
+                    budget,
                 } = *request;
                 let now = Now::read().instant;
-                let id = match self.pending.register(kind, now, reply) {
-                    Ok(id) => id,
-                    Err((_, reply)) => {
-                        // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
-                        carry_out(&self.ctx.relays, self.ctx.relays.unanswered(reply, now));
-                        return None;
+                match self.pending.register(kind, now, reply) {
+                    Ok(id) => {
+                        message.id = id;
+                        out.extend_from_slice(&frame::encode(&message));
+                        budgets.extend(budget);
                     }
-                };
-                message.id = id;
-                self.send(&message).await.err()
+                    // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
+                    Err((_, reply)) => {
+                        carry_out(&self.ctx.relays, self.ctx.relays.unanswered(reply, now));
+                    }
+                }
             }
-            Command::Close => Some(End::Replaced),
+            Command::Close => return Some(End::Replaced),
         }
+        None
     }
 
     async fn violation(&mut self, id: u32, details: &str) -> End {
