@@ -433,7 +433,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match self.pending.register(kind, now, reply) {
                     Ok(id) => {
                         message.id = id;
-                        out.extend_from_slice(&frame::encode(&message));
+                        let frame = frame::encode(&message);
+                        if out.is_empty() {
+                            *out = frame;
+                        } else {
+                            out.extend_from_slice(&frame);
+                        }
                         budgets.extend(budget);
                     }
                     // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
