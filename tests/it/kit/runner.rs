@@ -3,11 +3,25 @@
 //! Under qemu-user (the ARM test runs in `.ci/run`) a test process cannot start another ARM
 //! program directly, because nothing registers qemu with the kernel's binfmt handler. There
 //! `IOP_TEST_RUNNER` holds the emulator command line, and the binary runs under it.
+//!
+//! `IOP_TEST_SERVER_BIN` points these tests at another build of the server, such as the
+//! size-tuned release binary that ships (`.ci/run` runs the black-box tests against it).
 
+use std::ffi::OsString;
 use std::process::Command;
 
 /// The server binary Cargo built for these tests.
-pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+const BUILT_SERVER_BIN: &str = env!("CARGO_BIN_EXE_iop-profile-server");
+
+/// Environment variable naming the server binary to test instead of [`BUILT_SERVER_BIN`].
+pub const SERVER_BIN_VAR: &str = "IOP_TEST_SERVER_BIN";
+
+/// The server binary under test: `IOP_TEST_SERVER_BIN` when set, else the one Cargo built.
+pub fn server_bin() -> OsString {
+    std::env::var_os(SERVER_BIN_VAR)
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| BUILT_SERVER_BIN.into())
+}
 
 /// Environment variable with the command that runs a target binary, words split on whitespace
 /// (for example `qemu-aarch64 -L /usr/aarch64-linux-gnu`). Unset or empty: run it directly.
@@ -23,10 +37,10 @@ pub fn server_command() -> Command {
     let command = match words.next() {
         Some(program) => {
             let mut command = Command::new(program);
-            command.args(words).arg(SERVER_BIN);
+            command.args(words).arg(server_bin());
             command
         }
-        None => Command::new(SERVER_BIN),
+        None => Command::new(server_bin()),
     };
     without_systemd(command)
 }
@@ -43,7 +57,7 @@ pub fn server_command_with_data_limit(bytes: u64) -> Command {
         return server_command();
     }
     let mut command = Command::new("prlimit");
-    command.arg(format!("--data={bytes}")).arg(SERVER_BIN);
+    command.arg(format!("--data={bytes}")).arg(server_bin());
     without_systemd(command)
 }
 
