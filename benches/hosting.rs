@@ -7,7 +7,9 @@
 //!   those take when measured alone in this run (bare rustls handshakes with the server's own
 //!   certificate and cipher order, ed25519-dalek signing and verifying). RegisterHosting also
 //!   commits to disk before it answers, which that bound leaves out; a second bound adds one
-//!   durable redb commit of a small record on the same disk, also measured in this run;
+//!   durable redb commit of a small record on the same disk, also measured in this run; a
+//!   third adds the flow's 4 request round trips, each costed as a sequential Ping on one of
+//!   the server's TLS connections in this run;
 //! - durable profile updates: sequential UpdateProfile on one connection, each committed to disk
 //!   before its answer (1 signature made by the client, 1 verified by the server); then the same
 //!   from 32 clients at once, whose writes share fsyncs (group commit), as a ratio to the
@@ -35,10 +37,13 @@ const UPDATES_PER_WRITER: u32 = 60;
 const CRYPTO_ROUNDS: u32 = 2_000;
 const HANDSHAKES: u32 = 300;
 const COMMITS: u32 = 300;
+const PINGS: u32 = 2_000;
 /// TLS handshakes, signatures and verifications in one register + check-in flow.
 const FLOW_HANDSHAKES: f64 = 2.0;
 const FLOW_SIGNS: f64 = 5.0;
 const FLOW_VERIFIES: f64 = 5.0;
+/// Requests in one flow: StartConversation and RegisterHosting, StartConversation and CheckIn.
+const FLOW_REQUESTS: f64 = 4.0;
 
 fn main() {
     common::run_selected("hosting", run());
@@ -50,6 +55,7 @@ async fn run() {
     let (sign, verify) = ed25519_costs();
     let handshake = bare_handshake_cost(dir.path()).await;
     let commit = durable_commit_cost(dir.path());
+    let round_trip = request_round_trip_cost(server.tls).await;
     let bound = handshake.mul_f64(FLOW_HANDSHAKES)
         + sign.mul_f64(FLOW_SIGNS)
         + verify.mul_f64(FLOW_VERIFIES);
@@ -83,12 +89,13 @@ async fn run() {
 
     println!(
         "baselines: bare TLS handshake {:.0} us ({:.0}/s), Ed25519 sign {:.1} us, verify {:.1} us, \
-         durable redb commit {:.0} us",
+         durable redb commit {:.0} us, sequential TLS ping {:.0} us",
         micros(handshake),
         1.0 / handshake.as_secs_f64(),
         micros(sign),
         micros(verify),
-        micros(commit)
+        micros(commit),
+        micros(round_trip)
     );
     println!(
         "register + check-in flows/s ({IDENTITIES}, 2 TLS connections each): {flows:>9.1}   \
@@ -101,6 +108,12 @@ async fn run() {
         "  with RegisterHosting's durable commit in the bound ({:.0} us): ratio {:.2}",
         micros(bound + commit),
         (bound + commit).as_secs_f64() / flow.as_secs_f64()
+    );
+    let full = bound + commit + round_trip.mul_f64(FLOW_REQUESTS);
+    println!(
+        "  and with the flow's 4 request round trips ({:.0} us): ratio {:.2}",
+        micros(full),
+        full.as_secs_f64() / flow.as_secs_f64()
     );
     println!(
         "durable profile updates/s ({UPDATES}, sequential):       {updates:>9.1}   \
@@ -179,6 +192,26 @@ fn durable_commit_cost(data_dir: &std::path::Path) -> Duration {
         txn.commit().expect("commit");
     }
     started.elapsed() / COMMITS
+}
+
+/// The time of one request and its answer on a TLS connection to the server, one at a time:
+/// Ping, the cheapest request there is.
+async fn request_round_trip_cost(port: u16) -> Duration {
+    let mut stream = connect_tls(port).await;
+    let ping = |id| {
+        request::single(
+            id,
+            ps::single_request::RequestType::Ping(ps::PingRequest {
+                payload: vec![0x42; 8],
+            }),
+        )
+    };
+    call(&mut stream, &ping(0)).await;
+    let started = Instant::now();
+    for id in 1..=PINGS {
+        call(&mut stream, &ping(id)).await;
+    }
+    started.elapsed() / PINGS
 }
 
 /// The time of one bare TLS handshake over loopback: the server's certificate and cipher order
