@@ -114,7 +114,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<SharedProfile>, StoreError> {
         let snapshot = snapshot.clone();
-        let dir = self.dir.clone();
+        let dir = self.dir().to_path_buf();
         super::run_blocking(move || {
             let table = snapshot.0.open_table(HOSTED_IDENTITIES)?;
             let mut page = Vec::new();
@@ -142,7 +142,7 @@ impl Store {
     /// The current profile of hosted identity `id`, if it is initialised and not cancelled.
     pub async fn shared_profile(&self, id: [u8; 32]) -> Result<Option<SharedProfile>, StoreError> {
         let record = self.hosted_identity(crate::crypto::NetworkId(id)).await?;
-        let dir = self.dir.clone();
+        let dir = self.dir().to_path_buf();
         super::run_blocking(move || {
             Ok(record
                 .filter(|r| r.initialized && !r.cancelled)

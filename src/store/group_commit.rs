@@ -131,7 +131,7 @@ impl Batcher {
 impl Store {
     /// How many write batches were made durable; each cost one fsync.
     pub fn write_batches(&self) -> u64 {
-        self.batcher.batches.get()
+        self.shared.batcher.batches.get()
     }
 
     /// Queues `work` for the next durable batch and waits until that batch is on disk.
@@ -141,6 +141,7 @@ impl Store {
         F: Work<T>,
     {
         let _slot = self
+            .shared
             .batcher
             .slots
             .acquire()
@@ -149,7 +150,7 @@ impl Store {
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
         let lead = {
-            let mut queue = self.batcher.lock();
+            let mut queue = self.shared.batcher.lock();
             queue.jobs.push_back(Box::new(Pending {
                 work: Some(work),
                 value: None,
@@ -167,7 +168,7 @@ impl Store {
             .await
             .map_err(|_| StoreError::Task("the write batch was dropped".into()))?;
         // A measurement for the operator's metrics, not a decision: the real clock.
-        self.write_latency.observe(started.elapsed());
+        self.shared.write_latency.observe(started.elapsed());
         value
     }
 
@@ -178,7 +179,7 @@ impl Store {
         let mut released = Released::new();
         let failure = self.commit_batch(batch, &mut released).err();
         if failure.is_none() {
-            self.batcher.batches.increment();
+            self.shared.batcher.batches.increment();
             if let Err(error) = self.delete_released(&released) {
                 // The release rows stay; the next sweep deletes the files.
                 tracing::warn!(%error, "cannot delete released images");
@@ -241,7 +242,7 @@ struct Leader(super::WeakStore);
 impl Leader {
     /// Runs batches until the queue is empty, then steps down.
     fn lead_batches(&self) {
-        let batcher = &self.0.batcher;
+        let batcher = &self.0.shared.batcher;
         let _step_down = StepDown(batcher);
         loop {
             let mut batch: Vec<Box<dyn Job>> = {
@@ -296,12 +297,6 @@ mod tests {
     use redb::ReadableDatabase;
     use tokio::task::JoinHandle;
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), 1 << 20).expect("open");
-        (dir, store)
-    }
-
     fn count(store: &Store, hash: &[u8; 32]) -> Option<u32> {
         let txn = store.db().expect("db").begin_read().expect("read");
         let table = txn.open_table(IMAGES).expect("table");
@@ -312,7 +307,7 @@ mod tests {
     async fn wait_queued(store: &Store, jobs: usize) {
         for _ in 0..100_000 {
             let ready = {
-                let queue = store.batcher.lock();
+                let queue = store.shared.batcher.lock();
                 queue.leading && queue.jobs.len() == jobs
             };
             if ready {
@@ -338,7 +333,7 @@ mod tests {
     // Holding the image lock across awaits is the point: it stalls the leader meanwhile.
     #[allow(clippy::await_holding_lock)]
     async fn batch_of_32(fails: fn(u8) -> bool) {
-        let (_dir, store) = open();
+        let (_dir, store) = Store::open_temporary();
         let before = store.write_batches();
         // While the image lock is held, the first leader waits with the first job and every
         // later job piles up behind it.
@@ -386,7 +381,7 @@ mod tests {
     #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_image_released_and_referenced_again_in_one_batch_keeps_its_file() {
-        let (dir, store) = open();
+        let (dir, store) = Store::open_temporary();
         let hash = crate::crypto::sha256(b"image");
         write_image(dir.path(), &hash, b"image").expect("file");
         store

@@ -205,12 +205,6 @@ fn image_files(root: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), 1 << 20).expect("store");
-        (dir, store)
-    }
-
     fn commit(store: &Store, work: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>) {
         let txn = store.db().expect("db").begin_write().expect("txn");
         work(&txn).expect("work");
@@ -225,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_no_committed_release_names_is_left_in_place() {
-        let (_dir, store) = open();
+        let (_dir, store) = Store::open_temporary();
         let hash = stored(&store, b"an upload whose transaction never committed");
         let sweep = store.sweep_images().await.expect("sweep");
         assert_eq!(
@@ -240,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_release_a_crash_interrupted_is_finished_by_the_sweep() {
-        let (_dir, store) = open();
+        let (_dir, store) = Store::open_temporary();
         let hash = stored(&store, b"an image");
         commit(&store, |txn| retain(txn, &hash));
         // The release commits, then the process dies before deleting the file.
@@ -264,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_image_referenced_again_after_its_release_stays() {
-        let (_dir, store) = open();
+        let (_dir, store) = Store::open_temporary();
         let hash = stored(&store, b"an image used twice");
         commit(&store, |txn| retain(txn, &hash));
         commit(&store, |txn| release(txn, &hash).map(drop));
@@ -276,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_or_damaged_file_is_served_as_no_image() {
-        let (_dir, store) = open();
+        let (_dir, store) = Store::open_temporary();
         let good = stored(&store, b"intact");
         assert_eq!(
             store.image(good).await.expect("read"),

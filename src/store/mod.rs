@@ -106,22 +106,24 @@ redb_errors!(
 #[derive(Clone)]
 pub struct Store {
     handle: Arc<database::Handle>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a [`Store`] shares besides the database handle.
+struct Shared {
     dir: PathBuf,
     /// Serialises image reference changes with their file writes and deletions.
-    images_lock: Arc<Mutex<()>>,
+    images_lock: Mutex<()>,
     /// How long durable writes take (`[metrics]`).
-    write_latency: Arc<Histogram>,
+    write_latency: Histogram,
     /// Durable writes waiting for their batch (see [`group_commit`]).
-    batcher: Arc<group_commit::Batcher>,
+    batcher: group_commit::Batcher,
 }
 
 /// A [`Store`] that does not keep the database open (see [`Store::downgrade`]).
 struct WeakStore {
     handle: Weak<database::Handle>,
-    dir: PathBuf,
-    images_lock: Arc<Mutex<()>>,
-    write_latency: Arc<Histogram>,
-    batcher: Arc<group_commit::Batcher>,
+    shared: Arc<Shared>,
 }
 
 impl WeakStore {
@@ -129,10 +131,7 @@ impl WeakStore {
     fn upgrade(&self) -> Option<Store> {
         Some(Store {
             handle: self.handle.upgrade()?,
-            dir: self.dir.clone(),
-            images_lock: Arc::clone(&self.images_lock),
-            write_latency: Arc::clone(&self.write_latency),
-            batcher: Arc::clone(&self.batcher),
+            shared: Arc::clone(&self.shared),
         })
     }
 }
@@ -142,10 +141,7 @@ impl Store {
     fn downgrade(&self) -> WeakStore {
         WeakStore {
             handle: Arc::downgrade(&self.handle),
-            dir: self.dir.clone(),
-            images_lock: Arc::clone(&self.images_lock),
-            write_latency: Arc::clone(&self.write_latency),
-            batcher: Arc::clone(&self.batcher),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -170,11 +166,22 @@ impl Store {
         txn.commit()?;
         Ok(Store {
             handle: Arc::new(handle),
-            dir: dir.to_path_buf(),
-            images_lock: Arc::default(),
-            write_latency: Arc::default(),
-            batcher: Arc::default(),
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                images_lock: Mutex::default(),
+                write_latency: Histogram::default(),
+                batcher: group_commit::Batcher::default(),
+            }),
         })
+    }
+
+    /// A store in a new temporary directory, for unit tests; the directory lives as long as
+    /// the returned guard.
+    #[cfg(test)]
+    pub(crate) fn open_temporary() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        (dir, store)
     }
 
     /// The database to use now. Blocking (see [`database::Handle::get`]): call it on the
@@ -185,12 +192,13 @@ impl Store {
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     /// Takes the image lock; a panic elsewhere while holding it does not make it unusable.
     fn lock_images(&self) -> MutexGuard<'_, ()> {
-        self.images_lock
+        self.shared
+            .images_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -211,7 +219,7 @@ impl Store {
 
     /// How long durable writes took from being queued to being on disk (see [`group_commit`]).
     pub fn write_latency(&self) -> &Histogram {
-        &self.write_latency
+        &self.shared.write_latency
     }
 
     /// Commits a durable `txn` begun at `started` and records how long it took.
@@ -221,7 +229,7 @@ impl Store {
         started: std::time::Instant,
     ) -> Result<(), StoreError> {
         txn.commit()?;
-        self.write_latency.observe(started.elapsed());
+        self.shared.write_latency.observe(started.elapsed());
         Ok(())
     }
 
@@ -291,8 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn schema_version_is_recorded_and_checked() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        let (dir, store) = Store::open_temporary();
         let version = store
             .read(|txn| {
                 let settings = txn.open_table(SETTINGS)?;
