@@ -35,9 +35,35 @@ pub fn selected(name: &str) -> bool {
 pub mod kit;
 pub use kit::process::ServerProcess as Server;
 
-/// Starts the release binary on `dir` with `extra` TOML appended, and waits until it serves.
+/// Environment variables the server may take from its surroundings; the benches set each
+/// one explicitly, so a developer's shell does not change what they measure.
+const SERVER_ENVIRONMENT: [&str; 1] = ["MALLOC_ARENA_MAX"];
+
+/// The `Environment=` settings of the systemd unit that the packages install.
+pub fn unit_environment() -> Vec<(String, String)> {
+    include_str!("../../systemd/iop-profile-server.service")
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Environment="))
+        .filter_map(|setting| setting.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// Starts the release binary on `dir` with `extra` TOML appended, in the environment the
+/// systemd unit gives the service, and waits until it serves.
 pub fn spawn_server(dir: &Path, extra: &str) -> Server {
-    Server::start_with(dir, extra)
+    spawn_server_in(dir, extra, &unit_environment())
+}
+
+/// Like [`spawn_server`], with `environment` instead of the unit's (empty: the C library's
+/// defaults).
+pub fn spawn_server_in(dir: &Path, extra: &str, environment: &[(String, String)]) -> Server {
+    let mut command = kit::server_command();
+    for name in SERVER_ENVIRONMENT {
+        command.env_remove(name);
+    }
+    command.envs(environment.iter().map(|(name, value)| (name, value)));
+    Server::start_with_command(dir, extra, command)
 }
 
 /// CPU time a process has used so far, all its threads, in nanoseconds

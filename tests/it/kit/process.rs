@@ -52,6 +52,16 @@ impl ServerProcess {
         ServerProcess::spawn(dir, "", server_command_with_data_limit(bytes))
     }
 
+    /// Like [`ServerProcess::start_with`], run by `command` (a [`server_command`] the caller
+    /// changed, such as its environment).
+    pub fn start_with_command(
+        dir: &Path,
+        extra: &str,
+        command: std::process::Command,
+    ) -> ServerProcess {
+        ServerProcess::spawn(dir, extra, command)
+    }
+
     fn spawn(dir: &Path, extra: &str, mut command: std::process::Command) -> ServerProcess {
         let (primary, tls) = (free_port(), free_port());
         let config = config_file(dir, primary, tls, extra);
