@@ -43,13 +43,13 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with `extra` TOML appended to the configuration.
     pub fn start_with(dir: &Path, extra: &str) -> ServerProcess {
-        ServerProcess::spawn(dir, extra, server_command())
+        ServerProcess::start_with_command(dir, extra, server_command())
     }
 
     /// Like [`ServerProcess::start`], under a data memory limit of `bytes` (natively; see
     /// [`server_command_with_data_limit`]).
     pub fn start_with_data_limit(dir: &Path, bytes: u64) -> ServerProcess {
-        ServerProcess::spawn(dir, "", server_command_with_data_limit(bytes))
+        ServerProcess::start_with_command(dir, "", server_command_with_data_limit(bytes))
     }
 
     /// Like [`ServerProcess::start_with`], run by `command` (a [`server_command`] the caller
@@ -57,12 +57,8 @@ impl ServerProcess {
     pub fn start_with_command(
         dir: &Path,
         extra: &str,
-        command: std::process::Command,
+        mut command: std::process::Command,
     ) -> ServerProcess {
-        ServerProcess::spawn(dir, extra, command)
-    }
-
-    fn spawn(dir: &Path, extra: &str, mut command: std::process::Command) -> ServerProcess {
         let (primary, tls) = (free_port(), free_port());
         let config = config_file(dir, primary, tls, extra);
         let mut child = command
