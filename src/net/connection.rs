@@ -142,6 +142,15 @@ fn first_server_request_id(roles: RoleSet) -> u32 {
     (mask << 24) + 1
 }
 
+/// Adds a frame to the bytes of one write; a lone frame is moved in, not copied.
+fn append(out: &mut Vec<u8>, frame: Vec<u8>) {
+    if out.is_empty() {
+        *out = frame;
+    } else {
+        out.extend_from_slice(&frame);
+    }
+}
+
 /// The next command from another task; never, while nobody made the queue.
 async fn next_command(commands: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
     match commands {
@@ -420,8 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         budgets: &mut Vec<OwnedSemaphorePermit>,
     ) -> Option<End> {
         match command {
-            Command::Send(bytes) if out.is_empty() => *out = bytes,
-            Command::Send(bytes) => out.extend_from_slice(&bytes),
+            Command::Send(bytes) => append(out, bytes),
             Command::Request(request) => {
                 let ServerRequest {
                     kind,
@@ -433,12 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match self.pending.register(kind, now, reply) {
                     Ok(id) => {
                         message.id = id;
-                        let frame = frame::encode(&message);
-                        if out.is_empty() {
-                            *out = frame;
-                        } else {
-                            out.extend_from_slice(&frame);
-                        }
+                        append(out, frame::encode(&message));
                         budgets.extend(budget);
                     }
                     // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
