@@ -24,6 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".iop.locnet.DeregisterServiceRequest",
             "crate::wire::loc_service::DeregisterServiceRequest",
         )
+        // Signed profiles keep the bytes their owner signed (src/wire/signed_profile.rs).
+        .extern_path(
+            ".iop.profileserver.SignedProfileInformation",
+            "crate::wire::signed_profile::SignedProfileInformation",
+        )
         .compile_fds(descriptors)?;
     release_link_args()?;
     Ok(())

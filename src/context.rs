@@ -8,12 +8,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::can::CanApi;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::crypto::ServerKey;
-use crate::hub::{Addresses, Registry, Relays};
+use crate::hub::{Addresses, Outbox, Registry, Relays};
 use crate::metrics::Metrics;
 use crate::role::Role;
-use crate::search::Search;
 use crate::store::Store;
 
 /// Shared server state, one per running server.
@@ -44,8 +44,8 @@ pub struct Ctx {
     pub links: LinkHealth,
     /// Counters and histograms for `[metrics]`.
     pub metrics: Metrics,
-    /// The profile search index.
-    pub search: Search,
+    /// Profile changes and the search index (the only writer of both index and delivery).
+    pub catalog: Catalog,
     /// Permits for bytes of cached search results, over all connections
     /// (`limits.search_cache_bytes`).
     pub search_cache_bytes: Arc<Semaphore>,
@@ -53,15 +53,25 @@ pub struct Ctx {
     pub search_slots: Arc<Semaphore>,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
-    /// Woken when neighbourhood actions were queued for followers, or a follower finished its
-    /// initialisation: the follower sync delivers at once instead of at its next interval.
-    pub actions_queued: Notify,
+    /// Followers whose initialisation was accepted, handed to `peers` to stream the snapshot.
+    pub new_followers: tokio::sync::mpsc::Sender<NewFollower>,
     /// When the server started.
     pub started: tokio::time::Instant,
     /// Every task of the server; shutdown waits for them before the database closes.
     pub tasks: TaskTracker,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
+}
+
+/// A follower whose StartNeighborhoodInitialization was accepted: the snapshot it receives on
+/// its own connection (spec §5.7 A.3).
+pub struct NewFollower {
+    /// Its network id.
+    pub id: [u8; 32],
+    /// Its connection, on which the snapshot goes.
+    pub outbox: Outbox,
+    /// The hosted profiles as they were when it was recorded.
+    pub snapshot: crate::store::followers::Snapshot,
 }
 
 /// The state of a link to a local daemon.

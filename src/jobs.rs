@@ -27,7 +27,7 @@ pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = purge.tick() => match ctx.store.purge_expired(clock::unix_ms()).await {
+            _ = purge.tick() => match ctx.catalog.purge_expired(clock::unix_ms()).await {
                 Ok(0) => {}
                 Ok(count) => {
                     tracing::info!(count, "purged expired hosted identities");

@@ -8,12 +8,16 @@
 //! - [`probe`] checks a server from outside (`iop-profile-server probe`), with the client
 //!   the neighbourhood uses.
 //! - `peers` are the outgoing links: the LOC client, neighbours we receive profiles from,
-//!   followers we deliver to.
+//!   followers we deliver to (and the snapshot a new follower receives). They never use
+//!   `handlers` (nor `jobs`): what both need lives in a room below them.
 //! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
 //!   for test clients. `jobs` runs the timers (maintenance, relay deadlines).
 //! - `handlers` answer requests, one module per feature area; they never touch a socket.
-//! - `context` bundles what handlers may use: key, store, config, hub, search, budgets, the
-//!   task tracker.
+//! - `context` bundles what handlers may use: key, store, config, hub, the catalog, budgets,
+//!   the task tracker.
+//! - `catalog` is the one home of profile changes, hosted and shared: it commits a change (its
+//!   follower actions queued in the same transaction), updates the search index from the
+//!   profile it decoded, and wakes delivery to followers. Nothing else writes to the index.
 //! - `session` is per-connection protocol state and the role/state gates (sync, no I/O).
 //!   `neighborhood` decides which shared profile items are valid and how snapshots are cut
 //!   into frames (pure).
@@ -31,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod can;
+pub(crate) mod catalog;
 pub mod clock;
 pub mod config;
 pub(crate) mod context;

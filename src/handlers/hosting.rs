@@ -102,7 +102,7 @@ pub async fn register_hosting(
         return Err(Reject::status(Status::ErrorBusy));
     }
     let max = ctx.config.limits.max_hosted_identities;
-    match ctx.store.register_hosting(peer.id, record, max).await? {
+    match ctx.catalog.register_hosting(peer.id, record, max).await? {
         RegisterOutcome::Registered => Ok(ConversationBody {
             signature: ctx.key.sign(&contract_bytes),
             body: ResponseType::RegisterHosting(ps::RegisterHostingResponse {
@@ -168,14 +168,16 @@ pub async fn cancel_hosting_agreement(
     } else {
         None
     };
-    if !ctx.store.cancel_hosting(id, redirect, now.unix_ms).await? {
+    if !ctx
+        .catalog
+        .cancel_hosting(id, redirect, now.unix_ms)
+        .await?
+    {
         return Err(Reject::status(Status::ErrorNotFound));
     }
-    ctx.actions_queued.notify_one();
     ctx.unpins_queued();
     // Spec §4.9: the identity is no longer online; its services and calls end with this.
     ctx.registry.leave(id, session.connection);
-    ctx.search.update(|index| index.remove_hosted(&id.0));
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),
     ))

@@ -60,12 +60,13 @@ pub async fn update_profile(
         propagate: !request.no_propagation,
         now_ms: now.unix_ms,
     };
-    if !ctx.store.update_profile(peer.id, update).await? {
+    if !ctx
+        .catalog
+        .update_profile(peer.id, update, &profile)
+        .await?
+    {
         return Err(Reject::status(Status::ErrorNotFound));
     }
-    ctx.actions_queued.notify_one();
-    ctx.search
-        .update(|index| index.upsert_hosted(peer.id.0, &profile));
     Ok(ConversationBody::unsigned(ResponseType::UpdateProfile(
         ps::UpdateProfileResponse {},
     )))
@@ -112,16 +113,13 @@ async fn hosted_answer(
     record: HostedIdentity,
     request: &ps::GetProfileInformationRequest,
 ) -> Result<ps::GetProfileInformationResponse, Reject> {
-    let profile = ps::ProfileInformation::decode(record.profile.as_slice()).map_err(|_| {
-        tracing::error!(%id, "stored profile does not decode");
-        Reject::status(Status::ErrorInternal)
-    })?;
     let online = ctx.registry.online(id);
     let mut answer = ps::GetProfileInformationResponse {
         is_hosted: true,
         is_online: online.is_some(),
+        // The bytes the client signed, as stored (spec §3.4).
         signed_profile: Some(ps::SignedProfileInformation {
-            profile: Some(profile),
+            profile: record.profile,
             signature: record.signature,
         }),
         ..Default::default()

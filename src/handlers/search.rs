@@ -8,7 +8,7 @@ use crate::clock::Now;
 use crate::context::Ctx;
 use crate::search::index::Hit;
 use crate::search::wildcard::Wildcard;
-use crate::search::{Query, decode_profile, regex_type};
+use crate::search::{Query, regex_type};
 use crate::session::{SearchCache, Session};
 use crate::wire::ps::{self, single_response::ResponseType};
 use crate::wire::{Status, is_valid_latitude, is_valid_longitude};
@@ -95,7 +95,7 @@ async fn run_off_runtime(
             // A measurement for the operator's metrics, not a decision: the real clock.
             let started = std::time::Instant::now();
             let query = query(&request)?;
-            let found = shared.search.run(&query);
+            let found = shared.catalog.search().run(&query);
             shared.metrics.search_latency.observe(started.elapsed());
             Ok(found)
         })
@@ -124,7 +124,8 @@ pub async fn profile_search(
     let mut covered_servers = vec![ctx.key.network_id().0.to_vec()];
     if consulted_neighbors {
         covered_servers.extend(
-            ctx.search
+            ctx.catalog
+                .search()
                 .neighbor_servers()
                 .into_iter()
                 .map(|s| s.to_vec()),
@@ -208,17 +209,15 @@ async fn load(
     let mut profiles = Vec::with_capacity(hits.len());
     for (hit, stored) in hits.iter().zip(stored) {
         let Some(stored) = stored else { continue };
-        let Some(profile) = decode_profile(&stored.profile) else {
-            continue;
-        };
         let is_online =
             hit.server.is_none() && ctx.registry.is_online(crate::crypto::NetworkId(hit.id));
         profiles.push(ps::ProfileQueryInformation {
             is_hosted: hit.server.is_none(),
             hosting_server_network_id: hit.server.map(|s| s.to_vec()).unwrap_or_default(),
             is_online,
+            // The bytes the owner signed, as stored (spec §3.4).
             signed_profile: Some(ps::SignedProfileInformation {
-                profile: Some(profile),
+                profile: stored.profile,
                 signature: stored.signature,
             }),
             thumbnail_image: stored.thumbnail,

@@ -1,13 +1,11 @@
 //! Cutting what a follower receives into update requests (spec §5.7 A.3): as many items as fit
-//! in one frame, and the `<INTERNAL>` placeholder for an identity that can no longer be loaded
-//! (§5.8).
+//! in one frame.
 
 use prost::Message as _;
 
 use crate::store::followers::SharedProfile;
 use crate::wire::frame::MAX_FRAME_LEN;
 use crate::wire::ps::{self, shared_profile_update_item::ActionType};
-use crate::wire::{INTERNAL_TYPE, VERSION_1_0_0};
 
 /// Bytes the items of one request may take: a frame's limit less 32 (spec §5.7 A.3) and room
 /// for the envelope around the items (header, ids, tags, lengths).
@@ -48,18 +46,15 @@ impl Batch {
     }
 }
 
-/// An `add` (or, with `change`, a `change`) item carrying a stored profile and its thumbnail;
-/// the placeholder when the stored profile does not decode.
+/// An `add` (or, with `change`, a `change`) item carrying a stored profile, exactly the bytes
+/// and signature its owner gave, and its thumbnail.
 pub fn profile_item(
     profile: &SharedProfile,
     thumbnail: Vec<u8>,
     change: bool,
 ) -> ps::SharedProfileUpdateItem {
-    let Ok(information) = ps::ProfileInformation::decode(profile.profile.as_slice()) else {
-        return placeholder(&[]);
-    };
     let signed_profile = Some(ps::SignedProfileInformation {
-        profile: Some(information),
+        profile: profile.profile.clone(),
         signature: profile.signature.clone(),
     });
     let action = if change {
@@ -75,27 +70,6 @@ pub fn profile_item(
     };
     ps::SharedProfileUpdateItem {
         action_type: Some(action),
-    }
-}
-
-/// Spec §5.8: an unsigned `add` of type `<INTERNAL>` named after the key, for an identity whose
-/// profile or thumbnail can no longer be loaded, so that its later `delete` stays consistent.
-pub fn placeholder(public_key: &[u8]) -> ps::SharedProfileUpdateItem {
-    let profile = ps::ProfileInformation {
-        version: VERSION_1_0_0.to_vec(),
-        public_key: public_key.to_vec(),
-        r#type: INTERNAL_TYPE.to_owned(),
-        name: hex::encode(public_key),
-        ..ps::ProfileInformation::default()
-    };
-    ps::SharedProfileUpdateItem {
-        action_type: Some(ActionType::Add(ps::SharedProfileAddItem {
-            signed_profile: Some(ps::SignedProfileInformation {
-                profile: Some(profile),
-                signature: Vec::new(),
-            }),
-            thumbnail_image: Vec::new(),
-        })),
     }
 }
 
@@ -147,19 +121,5 @@ mod tests {
         // The request plus the largest envelope stays within a frame.
         assert!(request.encoded_len() + 64 < MAX_FRAME_LEN - 32);
         assert!(batch.is_empty());
-    }
-
-    #[test]
-    fn placeholders_are_internal_and_named_by_key() {
-        let item = placeholder(&[0xab; 32]);
-        let Some(ActionType::Add(add)) = item.action_type else {
-            panic!("an add item");
-        };
-        let profile = add
-            .signed_profile
-            .and_then(|s| s.profile)
-            .expect("a profile");
-        assert_eq!(profile.r#type, INTERNAL_TYPE);
-        assert_eq!(profile.name, "ab".repeat(32));
     }
 }

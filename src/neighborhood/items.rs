@@ -1,16 +1,23 @@
 //! Checking the items of a NeighborhoodSharedProfileUpdateRequest (spec §4.19, the order of
 //! PS08023): the first bad item stops the check, the items before it are applied.
+//!
+//! The checks come in two parts. [`prepare`] does what needs nothing stored (decoding the
+//! profile once, its fields, its signature over the bytes as received, the thumbnail), spread
+//! over threads. [`Applier`] then goes through the items in order against the neighbour's stored
+//! profiles ([`Stored`], inside the write transaction that changes them): whether an identity is
+//! new or known, its type, and the limit on shared profiles, counted item by item so that a
+//! `delete` earlier in the request makes room for a later `add`, also across transactions.
 
-use std::collections::{HashMap, HashSet};
-
-use prost::Message as _;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::crypto::{sha256, verify};
 use crate::profile_rules::{MAX_THUMBNAIL_LEN, check_image, check_profile_fields};
-use crate::store::neighbors::SharedChange;
+use crate::store::StoreError;
+use crate::store::neighbors::SharedEditor;
 use crate::store::records::NeighborIdentity;
+use crate::wire::INTERNAL_TYPE;
 use crate::wire::ps::{self, shared_profile_update_item::ActionType};
-use crate::wire::{INTERNAL_TYPE, MAX_SHARED_PROFILES};
 
 /// When the items arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,195 +28,306 @@ pub enum Phase {
     Live,
 }
 
-/// What the neighbour shares already, as far as this request's items are concerned.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// The stored type of each identity the neighbour shares and the request names.
-    pub types: HashMap<[u8; 32], String>,
-    /// How many profiles the neighbour shares in all.
-    pub count: u32,
+/// One item after the checks that need nothing stored.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    action: Action,
+    /// The first failing check that comes before the stored-state checks (spec order).
+    early: Option<String>,
+    /// The first failing check that comes after them (the thumbnail).
+    late: Option<String>,
 }
 
-/// The checked items: the changes of every item before the first bad one, and that item's
-/// `"$i.$field"` details.
-#[derive(Debug)]
-pub struct Checked {
-    /// Changes to apply.
-    pub changes: Vec<SharedChange>,
-    /// The first bad item's details, if any.
-    pub error: Option<String>,
+/// What an item does once every check passed.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// An `add` (`adding`) or `change` item.
+    Upsert {
+        /// True for `add`.
+        adding: bool,
+        /// The identity's network id.
+        id: [u8; 32],
+        /// The profile, decoded once from the signed bytes (for the search index).
+        profile: Box<ps::ProfileInformation>,
+        /// The row to store: the signed bytes as received, the signature, the thumbnail.
+        record: Box<NeighborIdentity>,
+    },
+    /// A `delete` item naming a 32-byte id.
+    Delete([u8; 32]),
+    /// A `refresh` item.
+    Refresh,
+    /// An item that fails before it names anything.
+    Invalid,
 }
 
-/// The identities the items name, for loading [`Shared::types`] before the check.
-pub fn named_ids(items: &[ps::SharedProfileUpdateItem]) -> Vec<[u8; 32]> {
-    let key_id = |signed: &Option<ps::SignedProfileInformation>| {
-        let key = signed.as_ref()?.profile.as_ref()?.public_key.as_slice();
-        Some(sha256(key))
-    };
-    items
-        .iter()
-        .filter_map(|item| match item.action_type.as_ref()? {
-            ActionType::Add(add) => key_id(&add.signed_profile),
-            ActionType::Change(change) => key_id(&change.signed_profile),
-            ActionType::Delete(delete) => {
-                <[u8; 32]>::try_from(delete.identity_network_id.as_slice()).ok()
-            }
-            ActionType::Refresh(_) => None,
-        })
-        .collect()
+impl Prepared {
+    /// What the item does when it passes.
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
 }
 
-/// Whether each item's signature verifies (false for an item without a signed profile): the
-/// costly part of a check, spread over up to `threads` threads. [`check`] takes the result, so
-/// the order of the checks stays that of the spec.
-pub fn signatures(items: &[ps::SharedProfileUpdateItem], threads: usize) -> Vec<bool> {
+/// Runs the checks that need nothing stored on every item, spread over up to `threads`
+/// threads; the result keeps the items' order.
+pub fn prepare(
+    items: Vec<ps::SharedProfileUpdateItem>,
+    phase: Phase,
+    threads: usize,
+) -> Vec<Prepared> {
     let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let mut items = items;
+    let mut parts = Vec::new();
+    while !items.is_empty() {
+        let rest = items.split_off(chunk.min(items.len()));
+        parts.push(std::mem::replace(&mut items, rest));
+    }
     std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(signature_holds).collect::<Vec<_>>()))
-            .collect();
-        parts
+        let running: Vec<_> = parts
             .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .map(|item| prepare_one(item, phase))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            // A panic in a check is a bug; its items count as invalid rather than lost.
             .flat_map(|part| part.join().unwrap_or_default())
             .collect()
     })
 }
 
-fn signature_holds(item: &ps::SharedProfileUpdateItem) -> bool {
-    let signed = match &item.action_type {
-        Some(ActionType::Add(add)) => add.signed_profile.as_ref(),
-        Some(ActionType::Change(change)) => change.signed_profile.as_ref(),
-        _ => None,
+fn prepare_one(item: ps::SharedProfileUpdateItem, phase: Phase) -> Prepared {
+    let invalid = Prepared {
+        action: Action::Invalid,
+        early: Some("actionType".to_owned()),
+        late: None,
     };
-    signed.is_some_and(|signed| {
-        let profile = signed.profile.clone().unwrap_or_default();
-        verify(
-            &profile.public_key,
-            &profile.encode_to_vec(),
-            &signed.signature,
-        )
-    })
-}
-
-/// Checks `items` in order against what the neighbour already shares; `verified` holds the
-/// [`signatures`] of the same items.
-pub fn check(
-    items: Vec<ps::SharedProfileUpdateItem>,
-    phase: Phase,
-    shared: &Shared,
-    verified: &[bool],
-) -> Checked {
-    let mut batch = Batch {
-        shared,
-        verified,
-        index: 0,
-        seen: HashSet::new(),
-        added: 0,
-    };
-    let mut changes = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        batch.index = index;
-        match batch.item(item, phase) {
-            Ok(change) => changes.push(change),
-            Err(field) => {
-                return Checked {
-                    changes,
-                    error: Some(format!("{index}.{field}")),
-                };
+    match (item.action_type, phase) {
+        (Some(ActionType::Add(add)), _) => {
+            upsert("add", add.signed_profile, add.thumbnail_image, true)
+        }
+        (Some(ActionType::Change(change)), Phase::Live) => upsert(
+            "change",
+            change.signed_profile,
+            change.thumbnail_image,
+            false,
+        ),
+        (Some(ActionType::Delete(delete)), Phase::Live) => {
+            match <[u8; 32]>::try_from(delete.identity_network_id.as_slice()) {
+                Ok(id) => Prepared {
+                    action: Action::Delete(id),
+                    early: None,
+                    late: None,
+                },
+                Err(_) => Prepared {
+                    early: Some("delete.identityNetworkId".to_owned()),
+                    ..invalid
+                },
             }
         }
-    }
-    Checked {
-        changes,
-        error: None,
+        (Some(ActionType::Refresh(_)), Phase::Live) => Prepared {
+            action: Action::Refresh,
+            early: None,
+            late: None,
+        },
+        _ => invalid,
     }
 }
 
-struct Batch<'a> {
-    shared: &'a Shared,
-    /// Whether each item's signature holds.
-    verified: &'a [bool],
-    /// The item being checked.
-    index: usize,
-    /// Identities named by earlier items of this request.
+/// An `add` or `change` item: fields, then the signature over the bytes as received (skipped
+/// for `<INTERNAL>` placeholders, spec §5.8), then the thumbnail.
+fn upsert(
+    kind: &str,
+    signed: Option<ps::SignedProfileInformation>,
+    thumbnail: Vec<u8>,
+    adding: bool,
+) -> Prepared {
+    let bad = |field: &str| Some(format!("{kind}.{field}"));
+    let signed = signed.unwrap_or_default();
+    // A profile that does not decode fails like an empty one: at its version.
+    let profile = signed.decode_profile().unwrap_or_default();
+    let mut early = check_profile_fields(&profile, None)
+        .err()
+        .and_then(|field| bad(&format!("signedProfile.profile.{field}")));
+    if early.is_none()
+        && profile.r#type != INTERNAL_TYPE
+        && !verify(&profile.public_key, &signed.profile, &signed.signature)
+    {
+        early = bad("signedProfile.signature");
+    }
+    let checked = check_image(&profile.thumbnail_image_hash, thumbnail, MAX_THUMBNAIL_LEN);
+    let late = checked.as_ref().err().and_then(|_| bad("thumbnailImage"));
+    let record = NeighborIdentity {
+        thumbnail_image_hash: profile.thumbnail_image_hash.clone(),
+        thumbnail: checked.ok().flatten().map(|i| i.data).unwrap_or_default(),
+        identity_type: profile.r#type.clone(),
+        profile: signed.profile,
+        signature: signed.signature,
+        ..NeighborIdentity::default()
+    };
+    Prepared {
+        action: Action::Upsert {
+            adding,
+            id: sha256(&profile.public_key),
+            profile: Box::new(profile),
+            record: Box::new(record),
+        },
+        early,
+        late,
+    }
+}
+
+/// What the in-order checks read and change: the profiles one neighbour shares.
+pub trait Stored {
+    /// How many profiles the neighbour shares now.
+    fn count(&self) -> u32;
+    /// The type of the stored profile of `id`, `None` when the neighbour shares none.
+    fn stored_type(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError>;
+    /// Stores or replaces the profile of `id`.
+    fn upsert(&mut self, id: [u8; 32], record: &NeighborIdentity) -> Result<(), StoreError>;
+    /// Deletes the profile of `id`.
+    fn delete(&mut self, id: &[u8; 32]) -> Result<(), StoreError>;
+    /// Records a refresh of every profile.
+    fn refresh(&mut self);
+}
+
+impl Stored for SharedEditor<'_> {
+    fn count(&self) -> u32 {
+        SharedEditor::count(self)
+    }
+
+    fn stored_type(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        SharedEditor::stored_type(self, id)
+    }
+
+    fn upsert(&mut self, id: [u8; 32], record: &NeighborIdentity) -> Result<(), StoreError> {
+        SharedEditor::upsert(self, id, record)
+    }
+
+    fn delete(&mut self, id: &[u8; 32]) -> Result<(), StoreError> {
+        SharedEditor::delete(self, id).map(drop)
+    }
+
+    fn refresh(&mut self) {
+        SharedEditor::refresh(self);
+    }
+}
+
+/// How far [`Applier::apply`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Items up to the returned position were applied; more remain.
+    Paused,
+    /// Every item was applied.
+    Done,
+    /// The item at the position failed with these `"$i.$field"` details; nothing after it was
+    /// applied.
+    Failed(String),
+}
+
+/// Goes through prepared items in order, across as many transactions as it takes.
+#[derive(Debug, Clone)]
+pub struct Applier {
+    items: Arc<[Prepared]>,
+    /// The next item to check.
+    next: usize,
+    /// Identities named by earlier items of the request.
     seen: HashSet<[u8; 32]>,
-    /// Profiles earlier items of this request add.
-    added: u32,
+    /// Most profiles the neighbour may share (spec §4.19: 20,000).
+    max: u32,
 }
 
-impl Batch<'_> {
-    fn item(
+impl Applier {
+    /// Starts at the first of `items`, with the neighbour allowed `max` profiles.
+    pub fn new(items: Arc<[Prepared]>, max: u32) -> Applier {
+        Applier {
+            items,
+            next: 0,
+            seen: HashSet::new(),
+            max,
+        }
+    }
+
+    /// The items and the position of the next one to check.
+    pub fn position(&self) -> (&[Prepared], usize) {
+        (&self.items, self.next)
+    }
+
+    /// Checks and applies items in order to `stored` until the first bad one, the end, or
+    /// `budget` items that change something (refreshes change nothing per profile).
+    pub fn apply(
         &mut self,
-        item: ps::SharedProfileUpdateItem,
-        phase: Phase,
-    ) -> Result<SharedChange, String> {
-        match (item.action_type, phase) {
-            (Some(ActionType::Add(add)), _) => {
-                self.upsert("add", add.signed_profile, add.thumbnail_image, true)
+        stored: &mut impl Stored,
+        budget: usize,
+    ) -> Result<Progress, StoreError> {
+        let mut spent = 0;
+        let items = Arc::clone(&self.items);
+        while let Some(item) = items.get(self.next) {
+            if spent == budget {
+                return Ok(Progress::Paused);
             }
-            (Some(ActionType::Change(change)), Phase::Live) => self.upsert(
-                "change",
-                change.signed_profile,
-                change.thumbnail_image,
-                false,
-            ),
-            (Some(ActionType::Delete(delete)), Phase::Live) => self.delete(&delete),
-            (Some(ActionType::Refresh(_)), Phase::Live) => Ok(SharedChange::Refresh),
-            _ => Err("actionType".to_owned()),
+            if let Err(field) = self.check(item, stored)? {
+                return Ok(Progress::Failed(format!("{}.{field}", self.next)));
+            }
+            match &item.action {
+                Action::Upsert { id, record, .. } => stored.upsert(*id, record)?,
+                Action::Delete(id) => stored.delete(id)?,
+                Action::Refresh => stored.refresh(),
+                Action::Invalid => {}
+            }
+            spent += usize::from(!matches!(item.action, Action::Refresh));
+            self.next += 1;
         }
+        Ok(Progress::Done)
     }
 
-    /// An `add` (`adding`) or `change` item.
-    fn upsert(
+    /// The checks of one item in spec order, those against `stored` among them.
+    fn check(
         &mut self,
-        kind: &str,
-        signed: Option<ps::SignedProfileInformation>,
-        thumbnail: Vec<u8>,
-        adding: bool,
-    ) -> Result<SharedChange, String> {
-        let bad = |field: &str| format!("{kind}.{field}");
-        let signed = signed.unwrap_or_default();
-        let profile = signed.profile.unwrap_or_default();
-        check_profile_fields(&profile, None)
-            .map_err(|field| bad(&format!("signedProfile.profile.{field}")))?;
-        let bytes = profile.encode_to_vec();
-        let holds = self.verified.get(self.index).copied().unwrap_or(false);
-        if profile.r#type != INTERNAL_TYPE && !holds {
-            return Err(bad("signedProfile.signature"));
+        item: &Prepared,
+        stored: &impl Stored,
+    ) -> Result<Result<(), String>, StoreError> {
+        if let Some(early) = &item.early {
+            return Ok(Err(early.clone()));
         }
-        let id = sha256(&profile.public_key);
-        let stored = self.shared.types.get(&id);
-        if adding && self.shared.count.saturating_add(self.added) >= MAX_SHARED_PROFILES {
-            return Err(kind.to_owned());
+        match &item.action {
+            Action::Upsert {
+                adding,
+                id,
+                profile,
+                ..
+            } => {
+                let kind = if *adding { "add" } else { "change" };
+                let bad = |field: &str| Ok(Err(format!("{kind}.{field}")));
+                if *adding && stored.count() >= self.max {
+                    return Ok(Err(kind.to_owned()));
+                }
+                let known = stored.stored_type(id)?;
+                // An added identity must be new, a changed one known, and neither named twice.
+                if self.seen.contains(id) || known.is_some() == *adding {
+                    return bad("signedProfile.profile.publicKey");
+                }
+                if known.is_some_and(|known| known != profile.r#type) {
+                    return bad("signedProfile.profile.type");
+                }
+                if let Some(late) = &item.late {
+                    return Ok(Err(late.clone()));
+                }
+                self.seen.insert(*id);
+            }
+            Action::Delete(id) => {
+                if self.seen.contains(id) || stored.stored_type(id)?.is_none() {
+                    return Ok(Err("delete.identityNetworkId".to_owned()));
+                }
+                self.seen.insert(*id);
+            }
+            Action::Refresh | Action::Invalid => {}
         }
-        // An added identity must be new, a changed one known, and neither named twice.
-        if self.seen.contains(&id) || stored.is_some() == adding {
-            return Err(bad("signedProfile.profile.publicKey"));
-        }
-        if stored.is_some_and(|stored| *stored != profile.r#type) {
-            return Err(bad("signedProfile.profile.type"));
-        }
-        let thumbnail = check_image(&profile.thumbnail_image_hash, thumbnail, MAX_THUMBNAIL_LEN)
-            .map_err(|_| bad("thumbnailImage"))?;
-        self.seen.insert(id);
-        self.added += u32::from(adding);
-        let record = NeighborIdentity {
-            thumbnail_image_hash: profile.thumbnail_image_hash.clone(),
-            thumbnail: thumbnail.map(|image| image.data).unwrap_or_default(),
-            profile: bytes,
-            signature: signed.signature,
-            ..NeighborIdentity::default()
-        };
-        Ok(SharedChange::Upsert { id, record })
-    }
-
-    fn delete(&mut self, delete: &ps::SharedProfileDeleteItem) -> Result<SharedChange, String> {
-        let id = <[u8; 32]>::try_from(delete.identity_network_id.as_slice())
-            .ok()
-            .filter(|id| self.shared.types.contains_key(id) && self.seen.insert(*id));
-        id.map(|id| SharedChange::Delete { id })
-            .ok_or_else(|| "delete.identityNetworkId".to_owned())
+        Ok(Ok(()))
     }
 }
 

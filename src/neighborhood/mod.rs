@@ -3,4 +3,5 @@
 //! the `peers` tasks load what the decisions need, then store what they return.
 
 pub mod batches;
+pub mod delivery;
 pub mod items;

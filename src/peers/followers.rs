@@ -18,13 +18,12 @@ use super::client::{PeerClient, PeerError, sr_neighbor_port};
 use crate::clock::{self, Now};
 use crate::context::Ctx;
 use crate::crypto::NetworkId;
-use crate::handlers::neighborhood::ip_address;
-use crate::neighborhood::batches::{Batch, delete_item, placeholder, profile_item, refresh_item};
+use crate::neighborhood::delivery;
 use crate::role::Role;
 use crate::store::StoreError;
-use crate::store::followers::QueuedAction;
-use crate::store::records::{ActionKind, PeerServer};
+use crate::store::records::PeerServer;
 use crate::wire::Status;
+use crate::wire::address::ip_address;
 use crate::wire::ps::{self, conversation_request};
 
 /// Spec §5.7 A.8: followers served at once (C#: 5).
@@ -56,7 +55,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         tokio::select! {
             () = ctx.shutdown.cancelled() => return,
             _ = tick.tick() => {}
-            () = ctx.actions_queued.notified() => {}
+            () = ctx.catalog.deliveries_wanted() => {}
             _ = refresh.tick() => queue_refreshes(&ctx).await,
         }
         if let Err(error) = deliver_round(&ctx, &mut backoff).await {
@@ -131,14 +130,15 @@ async fn deliver_round(
 
 /// Delivers follower `id`'s queue, batch by batch on one connection.
 async fn deliver(ctx: &Ctx, id: [u8; 32], record: PeerServer) -> Delivered {
-    let actions = match ctx.store.follower_actions(id, ACTIONS_PER_DELIVERY).await {
-        Ok(actions) if actions.is_empty() => return Delivered::Done,
-        Ok(actions) => actions,
+    let window = match ctx.store.delivery_window(id, ACTIONS_PER_DELIVERY).await {
+        Ok(window) if window.actions.is_empty() => return Delivered::Done,
+        Ok(window) => window,
         Err(error) => {
             tracing::warn!(%error, "cannot read a follower's queue");
             return Delivered::Retry;
         }
     };
+    let plan = delivery::plan(&window);
     let follower = NetworkId(id);
     let mut client = match connect(ctx, id, &record).await {
         Ok(client) => client,
@@ -150,13 +150,20 @@ async fn deliver(ctx: &Ctx, id: [u8; 32], record: PeerServer) -> Delivered {
             return Delivered::Retry;
         }
     };
-    for (items, last_seq) in batches(ctx, actions).await {
+    let last = plan.requests.len().saturating_sub(1);
+    for (at, (items, last_seq)) in plan.requests.into_iter().enumerate() {
         let update = conversation_request::RequestType::NeighborhoodSharedProfileUpdate(
             ps::NeighborhoodSharedProfileUpdateRequest { items },
         );
+        // The removals of unsent adds leave the queue with the window's last request.
+        let unsent = if at == last {
+            plan.unsent.clone()
+        } else {
+            Vec::new()
+        };
         match client.conversation(Vec::new(), update).await {
             Ok(_) => {
-                if let Err(error) = ctx.store.complete_actions(id, last_seq).await {
+                if let Err(error) = ctx.store.complete_actions(id, last_seq, unsent).await {
                     tracing::warn!(%error, "cannot record a delivery");
                     return Delivered::Retry;
                 }
@@ -203,66 +210,6 @@ async fn connect(ctx: &Ctx, id: [u8; 32], record: &PeerServer) -> Result<PeerCli
     let mut client = PeerClient::connect(SocketAddr::new(ip, port), Role::SrNeighbor).await?;
     client.verify(&ctx.key, NetworkId(id)).await?;
     Ok(client)
-}
-
-/// The queued actions as update requests, each with the last queue position it covers.
-async fn batches(
-    ctx: &Ctx,
-    actions: Vec<QueuedAction>,
-) -> Vec<(Vec<ps::SharedProfileUpdateItem>, u64)> {
-    let mut requests = Vec::new();
-    let mut batch = Batch::default();
-    let mut last_seq = 0;
-    for action in actions {
-        if let Some(item) = item_for(ctx, &action).await
-            && let Err(item) = batch.push(item)
-        {
-            requests.push((batch.take(), last_seq));
-            // An empty batch takes any item.
-            let _ = batch.push(*item);
-        }
-        last_seq = action.seq;
-    }
-    requests.push((batch.take(), last_seq));
-    requests.retain(|(items, _)| !items.is_empty());
-    if requests.is_empty() {
-        // Only actions that need no item (changes of identities gone since): mark them done.
-        requests.push((Vec::new(), last_seq));
-    }
-    requests
-}
-
-/// The item an action becomes, from the identity's current state; `None` for a change of an
-/// identity that has gone since (its delete follows in the queue).
-async fn item_for(ctx: &Ctx, action: &QueuedAction) -> Option<ps::SharedProfileUpdateItem> {
-    let id = <[u8; 32]>::try_from(action.identity.as_slice()).ok();
-    match action.kind {
-        ActionKind::AddProfile | ActionKind::ChangeProfile => {
-            let change = action.kind == ActionKind::ChangeProfile;
-            let mut profile = ctx.store.shared_profile(id?).await.ok().flatten();
-            let thumbnail = profile.as_mut().and_then(|p| p.thumbnail.take());
-            match (profile, thumbnail) {
-                (Some(profile), Some(thumbnail)) => Some(profile_item(&profile, thumbnail, change)),
-                (_, _) if change => None,
-                // Spec §5.8: gone since it was queued; a placeholder keeps its delete consistent.
-                (_, _) => placeholder_for(ctx, id?).await,
-            }
-        }
-        ActionKind::RemoveProfile => id.map(|id| delete_item(&id)),
-        ActionKind::RefreshNeighborStatus => Some(refresh_item()),
-        _ => None,
-    }
-}
-
-/// The `<INTERNAL>` placeholder for a hosted identity whose record still names its key.
-async fn placeholder_for(ctx: &Ctx, id: [u8; 32]) -> Option<ps::SharedProfileUpdateItem> {
-    let record = ctx
-        .store
-        .hosted_identity(NetworkId(id))
-        .await
-        .ok()
-        .flatten()?;
-    Some(placeholder(&record.public_key))
 }
 
 async fn forget_port(ctx: &Ctx, id: [u8; 32]) {

@@ -9,3 +9,4 @@ pub mod client;
 pub mod followers;
 pub mod loc;
 pub mod neighbors;
+pub mod snapshot;

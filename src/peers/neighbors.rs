@@ -17,22 +17,21 @@ use tokio::time::{Instant, sleep_until};
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
 use super::loc::{LocEvent, NeighbourNode};
+use crate::catalog::Received;
 use crate::clock::{self, Now};
 use crate::config::is_public;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, random_bytes};
-use crate::handlers::neighborhood::{apply_items, ip_address, ip_bytes};
 use crate::neighborhood::items::Phase;
 use crate::role::Role;
 use crate::store::StoreError;
 use crate::store::records::PeerServer;
 use crate::wire::Status;
+use crate::wire::address::{ip_address, ip_bytes};
 use crate::wire::ps::{self, conversation_request, conversation_response, request};
 
 /// Spec §5.7 B.3: an initialisation that takes longer is abandoned (C#: 10 min less 90 s).
 const INIT_DEADLINE: Duration = Duration::from_secs(510);
-/// Profiles loaded into the search index at a time when a neighbour finishes.
-const INDEX_PAGE: usize = 500;
 /// How often neighbours are checked for expiry (C#: 31 min).
 const EXPIRY_CHECK: Duration = Duration::from_secs(31 * 60);
 
@@ -213,8 +212,7 @@ async fn remove(
     let Some(record) = ctx.store.neighbor(id).await? else {
         return Ok(());
     };
-    ctx.store.clear_neighbor(id, true).await?;
-    ctx.search.update(|index| index.remove_server(&id));
+    ctx.catalog.clear_neighbor(id, true).await?;
     tracing::info!(neighbor = %NetworkId(id), why, "neighbour dropped");
     if record.initialized {
         ctx.spawn(stop_updates(Arc::clone(ctx), id, record));
@@ -280,7 +278,7 @@ async fn finished(
         Err(failure) => failure,
     };
     // Nothing of a failed initialisation stays (spec §5.7 B.3).
-    if let Err(error) = ctx.store.clear_neighbor(id, false).await {
+    if let Err(error) = ctx.catalog.clear_neighbor(id, false).await {
         tracing::warn!(%error, "cannot wipe a failed initialisation");
     }
     match failure {
@@ -303,7 +301,7 @@ async fn initialize(ctx: &Ctx, id: [u8; 32]) -> Result<(), Failure> {
         return Err(Failure::Retry("no longer a neighbour".into()));
     };
     // Anything an earlier attempt left behind goes first, so every item is new again.
-    ctx.store.clear_neighbor(id, false).await?;
+    ctx.catalog.clear_neighbor(id, false).await?;
     let mut client = connect(ctx, id, &record).await?;
     let start = ps::StartNeighborhoodInitializationRequest {
         primary_port: u32::from(ctx.port_of(Role::Primary)),
@@ -334,15 +332,15 @@ async fn receive(ctx: &Ctx, id: [u8; 32], client: &mut PeerClient) -> Result<(),
         };
         match body {
             Some(conversation_request::RequestType::NeighborhoodSharedProfileUpdate(update)) => {
-                let count = ctx
-                    .store
-                    .neighbor(id)
-                    .await?
-                    .map_or(0, |n| n.shared_profiles);
                 let now = Now::read();
-                let error =
-                    apply_items(ctx, id, count, update.items, Phase::Initialization, now).await?;
-                if let Some(details) = error {
+                let received = ctx
+                    .catalog
+                    .receive_shared(id, update.items, Phase::Initialization, now)
+                    .await?;
+                if received == Received::NotNeighbor {
+                    return Err(Failure::Retry("no longer a neighbour".into()));
+                }
+                if let Received::Failed(details) = received {
                     let refusal = Err((Status::ErrorInvalidValue, details.clone()));
                     client.answer(request_id, refusal).await?;
                     return Err(Failure::Retry(format!(
@@ -373,25 +371,10 @@ async fn receive(ctx: &Ctx, id: [u8; 32], client: &mut PeerClient) -> Result<(),
 
 /// Makes the neighbour initialised and its profiles searchable.
 async fn commit(ctx: &Ctx, id: [u8; 32]) -> Result<(), Failure> {
-    if !ctx.store.finish_neighbor(id, clock::unix_ms()).await? {
+    if !ctx.catalog.finish_neighbor(id, clock::unix_ms()).await? {
         return Err(Failure::Retry("no longer a neighbour".into()));
     }
-    ctx.search.update(|index| index.add_server(id));
-    let mut after = None;
-    loop {
-        let page = ctx.store.neighbor_profiles(id, after, INDEX_PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        after = Some(last.id);
-        ctx.search.update(|index| {
-            for record in &page {
-                if let Some(profile) = crate::search::decode_profile(&record.profile) {
-                    index.upsert_neighbor(id, record.id, &profile);
-                }
-            }
-        });
-    }
+    Ok(())
 }
 
 /// A verified connection to the neighbour's srNeighbor port, asking its primary port for it

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::can::CanApi;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::context::{ClientCan, Ctx, LinkHealth};
 use crate::crypto::{NetworkId, ServerKey};
@@ -39,6 +40,7 @@ use crate::store::data_dir::{self, Opening};
 use crate::store::index_load::IndexRecord;
 use crate::store::keys::{self, TlsMaterial};
 use crate::store::{Store, StoreError};
+use crate::wire::MAX_SHARED_PROFILES;
 
 /// Longest wait for connections to finish after shutdown was requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,7 +183,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tls,
         });
     }
-    let search = recover_and_index(&store).await?;
+    let catalog = open_catalog(&store, &config).await?;
+    let init_parallelism = config.limits.neighborhood_init_parallelism as usize;
+    let (new_followers, followers_to_share) = tokio::sync::mpsc::channel(init_parallelism.max(1));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limits = config.limits.clone();
@@ -212,11 +216,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         links,
         can,
         metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
-        search,
+        catalog,
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
-        actions_queued: Notify::new(),
+        new_followers,
         started: tokio::time::Instant::now(),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
@@ -235,6 +239,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown.clone(),
     ));
     tasks.spawn(crate::peers::followers::run(Arc::clone(&ctx)));
+    tasks.spawn(crate::peers::snapshot::run(
+        Arc::clone(&ctx),
+        followers_to_share,
+    ));
     let (reports, neighbourhood) = tokio::sync::mpsc::channel(LOC_EVENTS);
     tasks.spawn(crate::peers::neighbors::run(
         Arc::clone(&ctx),
@@ -251,6 +259,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tasks,
         ctx,
     })
+}
+
+/// The catalog of profile changes over `store`, with its search index built from it.
+async fn open_catalog(store: &Store, config: &Config) -> Result<Catalog, StoreError> {
+    let search = recover_and_index(store).await?;
+    // Signature checks of shared profiles run on every core the blocking pool may use.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let check_threads = cores.min(usize::from(config.runtime.max_blocking_threads));
+    Ok(Catalog::new(
+        store.clone(),
+        search,
+        MAX_SHARED_PROFILES,
+        check_threads,
+    ))
 }
 
 /// Drops neighbourhood initialisations a stop interrupted, then builds the search index with

@@ -13,7 +13,7 @@ use prost::Message as _;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::actions::next_seq;
-use super::images::image_path;
+use super::images::{ImagePin, image_path};
 use super::records::{ActionKind, HostedIdentity, NeighborhoodAction, PeerServer};
 use super::servers::decode as decode_server;
 use super::tables::{ACTIONS, FOLLOWERS, HOSTED_IDENTITIES};
@@ -35,22 +35,34 @@ pub enum StartOutcome {
     AlreadyExists,
 }
 
-/// The hosted identities as they were when a follower was recorded.
+/// The hosted identities as they were when a follower was recorded, with their image files
+/// kept until the last clone is dropped.
 #[derive(Clone)]
-pub struct Snapshot(Arc<ReadTransaction>);
+pub struct Snapshot(Arc<(ReadTransaction, ImagePin)>);
 
-/// One hosted profile as stored: what an `add` or `change` item carries.
-#[derive(Debug, Clone)]
+/// One hosted profile as committed: what an `add` or `change` item carries, every field from
+/// the same committed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedProfile {
     /// The identity's network id.
     pub id: [u8; 32],
-    /// Canonical `ProfileInformation` bytes as signed.
+    /// The `ProfileInformation` bytes its owner signed.
     pub profile: Vec<u8>,
     /// The owner's signature over `profile`.
     pub signature: Vec<u8>,
-    /// The thumbnail bytes (empty when the profile has none); `None` when its file can no
-    /// longer be read (the identity was cancelled since).
+    /// The thumbnail bytes (empty when the profile has none); `None` when its file is missing
+    /// or damaged on disk.
     pub thumbnail: Option<Vec<u8>>,
+}
+
+/// A follower's next queued actions and, read in the same transaction, the current profile of
+/// every live identity they name: a consistent state to deliver from.
+#[derive(Debug, Default)]
+pub struct DeliveryWindow {
+    /// The actions, in queue order.
+    pub actions: Vec<QueuedAction>,
+    /// The initialised, non-cancelled identities among those the actions name.
+    pub profiles: std::collections::HashMap<[u8; 32], SharedProfile>,
 }
 
 /// One queued action for a follower, with its place in the queue.
@@ -81,6 +93,7 @@ impl Store {
             let txn = db.begin_write()?;
             // No other writer can commit before `txn` does, so this read sees exactly the state
             // the follower is inserted into.
+            let pin = store.pin_images();
             let snapshot = db.begin_read()?;
             let mut table = txn.open_table(FOLLOWERS)?;
             if table.len()? >= u64::from(max_followers) {
@@ -101,7 +114,7 @@ impl Store {
             table.insert(id, record.encode_to_vec().as_slice())?;
             drop(table);
             store.commit_timed(txn, started)?;
-            Ok(StartOutcome::Started(Snapshot(Arc::new(snapshot))))
+            Ok(StartOutcome::Started(Snapshot(Arc::new((snapshot, pin)))))
         })
         .await
     }
@@ -116,7 +129,7 @@ impl Store {
         let snapshot = snapshot.clone();
         let dir = self.dir().to_path_buf();
         super::run_blocking(move || {
-            let table = snapshot.0.open_table(HOSTED_IDENTITIES)?;
+            let table = snapshot.0.0.open_table(HOSTED_IDENTITIES)?;
             let mut page = Vec::new();
             for entry in table.range(after.unwrap_or([0; 32])..)? {
                 let (key, value) = entry?;
@@ -139,14 +152,38 @@ impl Store {
         .await
     }
 
-    /// The current profile of hosted identity `id`, if it is initialised and not cancelled.
-    pub async fn shared_profile(&self, id: [u8; 32]) -> Result<Option<SharedProfile>, StoreError> {
-        let record = self.hosted_identity(crate::crypto::NetworkId(id)).await?;
-        let dir = self.dir().to_path_buf();
+    /// The first `limit` actions queued for follower `id` with the current profiles they name,
+    /// all from one committed state (see [`DeliveryWindow`]).
+    pub async fn delivery_window(
+        &self,
+        id: [u8; 32],
+        limit: usize,
+    ) -> Result<DeliveryWindow, StoreError> {
+        let store = self.clone();
         super::run_blocking(move || {
-            Ok(record
-                .filter(|r| r.initialized && !r.cancelled)
-                .map(|r| shared(&dir, id, r)))
+            let _pin = store.pin_images();
+            let txn = store.db()?.begin_read()?;
+            let actions = queued_actions(&txn, id, limit)?;
+            let hosted = txn.open_table(HOSTED_IDENTITIES)?;
+            let mut profiles = std::collections::HashMap::new();
+            for action in &actions {
+                let Ok(identity) = <[u8; 32]>::try_from(action.identity.as_slice()) else {
+                    continue;
+                };
+                if profiles.contains_key(&identity) {
+                    continue;
+                }
+                let Some(value) = hosted.get(identity)? else {
+                    continue;
+                };
+                let Ok(record) = HostedIdentity::decode(value.value()) else {
+                    continue;
+                };
+                if record.initialized && !record.cancelled {
+                    profiles.insert(identity, shared(store.dir(), identity, record));
+                }
+            }
+            Ok(DeliveryWindow { actions, profiles })
         })
         .await
     }
@@ -182,29 +219,42 @@ impl Store {
         id: [u8; 32],
         limit: usize,
     ) -> Result<Vec<QueuedAction>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(ACTIONS)?;
-            let mut queued = Vec::new();
-            for entry in table.range((id, 0)..=(id, u64::MAX))?.take(limit) {
-                let (key, value) = entry?;
-                let action = NeighborhoodAction::decode(value.value())
-                    .map_err(|_| StoreError::Record("neighbourhood action"))?;
-                queued.push(QueuedAction {
-                    seq: key.value().1,
-                    kind: action.kind(),
-                    identity: action.identity_id,
-                });
-            }
-            Ok(queued)
-        })
-        .await
+        self.read(move |txn| queued_actions(txn, id, limit)).await
     }
 
-    /// Deletes follower `id`'s actions up to and including `seq`: they were delivered.
-    pub async fn complete_actions(&self, id: [u8; 32], seq: u64) -> Result<(), StoreError> {
+    /// Deletes follower `id`'s actions up to and including `seq`: they were delivered. For each
+    /// identity of `unsent`, whose `add` was not sent because the identity had gone by then, the
+    /// first removal queued for it after `seq` goes too: the follower never had it.
+    pub async fn complete_actions(
+        &self,
+        id: [u8; 32],
+        seq: u64,
+        unsent: Vec<[u8; 32]>,
+    ) -> Result<(), StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(ACTIONS)?;
             table.retain_in((id, 0)..=(id, seq), |_, _| false)?;
+            let mut unsent = unsent.clone();
+            let mut removals = Vec::new();
+            for entry in table.range((id, seq.saturating_add(1))..=(id, u64::MAX))? {
+                if unsent.is_empty() {
+                    break;
+                }
+                let (key, value) = entry?;
+                let Ok(action) = NeighborhoodAction::decode(value.value()) else {
+                    continue;
+                };
+                let named = unsent.iter().position(|u| *u == action.identity_id[..]);
+                if action.kind() == ActionKind::RemoveProfile
+                    && let Some(at) = named
+                {
+                    unsent.swap_remove(at);
+                    removals.push(key.value());
+                }
+            }
+            for key in removals {
+                table.remove(key)?;
+            }
             Ok(())
         })
         .await
@@ -286,10 +336,33 @@ impl Store {
     }
 }
 
-/// A hosted record as shared, with its thumbnail read from its file.
+/// The first `limit` actions queued for follower `id`, in order.
+fn queued_actions(
+    txn: &ReadTransaction,
+    id: [u8; 32],
+    limit: usize,
+) -> Result<Vec<QueuedAction>, StoreError> {
+    let table = txn.open_table(ACTIONS)?;
+    let mut queued = Vec::new();
+    for entry in table.range((id, 0)..=(id, u64::MAX))?.take(limit) {
+        let (key, value) = entry?;
+        let action = NeighborhoodAction::decode(value.value())
+            .map_err(|_| StoreError::Record("neighbourhood action"))?;
+        queued.push(QueuedAction {
+            seq: key.value().1,
+            kind: action.kind(),
+            identity: action.identity_id,
+        });
+    }
+    Ok(queued)
+}
+
+/// A hosted record as shared, with its thumbnail read from its file (checked against its hash).
 fn shared(dir: &Path, id: [u8; 32], record: HostedIdentity) -> SharedProfile {
     let thumbnail = match <[u8; 32]>::try_from(record.thumbnail_image_hash.as_slice()) {
-        Ok(hash) => std::fs::read(image_path(dir, &hash)).ok(),
+        Ok(hash) => std::fs::read(image_path(dir, &hash))
+            .ok()
+            .filter(|data| crate::crypto::sha256(data) == hash),
         Err(_) => Some(Vec::new()),
     };
     SharedProfile {

@@ -8,10 +8,16 @@
 //! that no committed release names (an upload whose transaction never committed, or one the
 //! tables lost track of) is reported by the sweep and left in place. A file read back is checked
 //! against its hash; a missing or damaged one is served as no image.
+//!
+//! A reader that serves an older committed state with its images (a follower's snapshot, a
+//! delivery window) holds an [`ImagePin`]: while one is held, released files stay on disk, and the
+//! first deletion after the last pin went finishes every release that waited.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -57,6 +63,25 @@ fn delete_image(dir: &Path, hash: &[u8; 32]) -> bool {
             tracing::warn!(path = %path.display(), %error, "cannot delete unused image");
             false
         }
+    }
+}
+
+/// How many [`ImagePin`]s are held, and whether a release waited for them.
+#[derive(Debug, Default)]
+pub(super) struct Pins {
+    held: AtomicUsize,
+    deferred: AtomicBool,
+}
+
+/// While held, no released image file is deleted: the files of every state committed since the
+/// pin was taken stay readable (see the module notes).
+pub struct ImagePin {
+    pins: Arc<super::Shared>,
+}
+
+impl Drop for ImagePin {
+    fn drop(&mut self) {
+        self.pins.image_pins.held.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -114,11 +139,31 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Keeps every image file of the states committed from now on until the pin is dropped.
+    /// Taken under the images lock, so no deletion is half-way when it starts.
+    pub fn pin_images(&self) -> ImagePin {
+        let _guard = self.lock_images();
+        self.shared.image_pins.held.fetch_add(1, Ordering::SeqCst);
+        ImagePin {
+            pins: Arc::clone(&self.shared),
+        }
+    }
+
     /// Deletes the files of `released` images (their release committed) that nothing references
-    /// again, and forgets those releases. Called with the images lock held; the rows go without an fsync, since a lost
-    /// removal only makes the next sweep delete an already missing file.
+    /// again, and forgets those releases; while an [`ImagePin`] is held it deletes nothing and
+    /// leaves the releases for the first call after the last pin. Called with the images lock
+    /// held; the rows go without an fsync, since a lost removal only makes the next sweep
+    /// delete an already missing file.
     pub(super) fn delete_released(&self, released: &[[u8; 32]]) -> Result<(), StoreError> {
-        if released.is_empty() {
+        let pins = &self.shared.image_pins;
+        if pins.held.load(Ordering::SeqCst) > 0 {
+            if !released.is_empty() {
+                pins.deferred.store(true, Ordering::SeqCst);
+            }
+            return Ok(());
+        }
+        let waited = pins.deferred.swap(false, Ordering::SeqCst);
+        if released.is_empty() && !waited {
             return Ok(());
         }
         let mut txn = self.db()?.begin_write()?;
@@ -126,7 +171,13 @@ impl Store {
         {
             let images = txn.open_table(IMAGES)?;
             let mut releases = txn.open_table(IMAGE_RELEASES)?;
-            for hash in released {
+            let mut released = released.to_vec();
+            if waited {
+                for entry in releases.iter()? {
+                    released.push(entry?.0.value());
+                }
+            }
+            for hash in &released {
                 // A later write of the same batch may have referenced the image again.
                 if images.get(hash)?.is_none() && delete_image(self.dir(), hash) {
                     releases.remove(hash)?;

@@ -114,6 +114,8 @@ struct Shared {
     dir: PathBuf,
     /// Serialises image reference changes with their file writes and deletions.
     images_lock: Mutex<()>,
+    /// Readers that need the image files of an older committed state (see [`images::ImagePin`]).
+    image_pins: images::Pins,
     /// How long durable writes take (`[metrics]`).
     write_latency: Histogram,
     /// Durable writes waiting for their batch (see [`group_commit`]).
@@ -169,6 +171,7 @@ impl Store {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
                 images_lock: Mutex::default(),
+                image_pins: images::Pins::default(),
                 write_latency: Histogram::default(),
                 batcher: group_commit::Batcher::default(),
             }),

@@ -7,43 +7,114 @@
 //! [`Store::finish_neighbor`] committed), and a failed initialisation is wiped with
 //! [`Store::clear_neighbor`].
 
-use std::collections::HashMap;
-
 use prost::Message as _;
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use super::index_load::IndexRecord;
 use super::records::{NeighborIdentity, PeerServer};
 use super::servers::decode as decode_server;
 use super::tables::{NEIGHBOR_IDENTITIES, NEIGHBORS};
-use super::{Store, StoreError};
+use super::{Durability, Store, StoreError};
 use crate::wire::ps::ProfileInformation;
 
 /// Profiles deleted per transaction when a neighbour goes, so one removal never builds a huge
 /// transaction in memory.
 const DELETE_CHUNK: usize = 500;
 
-/// One validated change a neighbour shares (spec §4.19).
-#[derive(Debug, Clone)]
-pub enum SharedChange {
-    /// An `add` or `change` item: the profile with its thumbnail (in the record).
-    Upsert {
-        /// The identity's network id.
-        id: [u8; 32],
-        /// The profile as signed by its owner, with the checked thumbnail bytes.
-        record: NeighborIdentity,
-    },
-    /// A `delete` item.
-    Delete {
-        /// The identity's network id.
-        id: [u8; 32],
-    },
-    /// A `refresh` item: every profile of the neighbour is still alive.
-    Refresh,
-}
-
 fn decode_identity(bytes: &[u8]) -> Result<NeighborIdentity, StoreError> {
     NeighborIdentity::decode(bytes).map_err(|_| StoreError::Record("neighbour identity"))
+}
+
+/// The profiles one neighbour shares, open for changes inside a write transaction, with the
+/// neighbour's profile count kept as they happen: whoever checks a change against the count or
+/// the stored rows sees every change committed before and made earlier in this transaction, so
+/// no interleaving of the neighbour's connections can pass a limit (spec §4.19).
+pub struct SharedEditor<'txn> {
+    server: [u8; 32],
+    table: Table<'txn, ([u8; 32], [u8; 32]), &'static [u8]>,
+    count: u32,
+    refreshed: bool,
+}
+
+impl SharedEditor<'_> {
+    /// How many profiles the neighbour shares now.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The type of the profile the neighbour shares for `id`, `None` when it shares none.
+    pub fn stored_type(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let Some(value) = self.table.get((self.server, *id))? else {
+            return Ok(None);
+        };
+        let record = decode_identity(value.value())?;
+        if !record.identity_type.is_empty() {
+            return Ok(Some(record.identity_type));
+        }
+        // Rows written before the type was kept.
+        let profile = ProfileInformation::decode(record.profile.as_slice());
+        Ok(Some(profile.map(|p| p.r#type).unwrap_or_default()))
+    }
+
+    /// Stores (or replaces) the profile for `id`.
+    pub fn upsert(&mut self, id: [u8; 32], record: &NeighborIdentity) -> Result<(), StoreError> {
+        let old = self
+            .table
+            .insert((self.server, id), record.encode_to_vec().as_slice())?;
+        if old.is_none() {
+            self.count = self.count.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Deletes the profile for `id`; false when there was none.
+    pub fn delete(&mut self, id: &[u8; 32]) -> Result<bool, StoreError> {
+        let existed = self.table.remove((self.server, *id))?.is_some();
+        if existed {
+            self.count = self.count.saturating_sub(1);
+        }
+        Ok(existed)
+    }
+
+    /// Records that the neighbour refreshed all its profiles (a `refresh` item).
+    pub fn refresh(&mut self) {
+        self.refreshed = true;
+    }
+}
+
+/// Runs `work` on the shared profiles of `server` in `txn` and stores the new count (and the
+/// refresh time); `None` when `server` is not a neighbour.
+fn edit<T>(
+    txn: &WriteTransaction,
+    server: [u8; 32],
+    now_ms: i64,
+    work: impl FnOnce(&mut SharedEditor<'_>) -> T,
+) -> Result<Option<T>, StoreError> {
+    let mut neighbors = txn.open_table(NEIGHBORS)?;
+    let Some(mut record) = neighbors
+        .get(server)?
+        .map(|v| decode_server(v.value()))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let mut editor = SharedEditor {
+        server,
+        table: txn.open_table(NEIGHBOR_IDENTITIES)?,
+        count: record.shared_profiles,
+        refreshed: false,
+    };
+    let value = work(&mut editor);
+    let changed = editor.count != record.shared_profiles || editor.refreshed;
+    record.shared_profiles = editor.count;
+    if editor.refreshed {
+        record.refreshed_at_ms = now_ms;
+    }
+    drop(editor);
+    if changed {
+        neighbors.insert(server, record.encode_to_vec().as_slice())?;
+    }
+    Ok(Some(value))
 }
 
 impl Store {
@@ -105,71 +176,24 @@ impl Store {
         self.update_server(NEIGHBORS, id, change).await
     }
 
-    /// The stored type of each of `ids` that neighbour `server` shares already.
-    pub async fn shared_types(
+    /// Runs `work` on the profiles neighbour `server` shares, in one write transaction that also
+    /// stores its new profile count; `None` when `server` is not (any more) a neighbour. Staged
+    /// changes of an initialisation take `Durability::None`: they count only once
+    /// [`Store::finish_neighbor`] commits durably, and start-up drops them otherwise. `work` may
+    /// run twice (see [`super::group_commit`]), so it must not change anything outside.
+    pub async fn edit_shared<T, F>(
         &self,
         server: [u8; 32],
-        ids: Vec<[u8; 32]>,
-    ) -> Result<HashMap<[u8; 32], String>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-            let mut known = HashMap::new();
-            for id in ids {
-                if let Some(value) = table.get((server, id))? {
-                    let profile = decode_identity(value.value())?.profile;
-                    let kind = ProfileInformation::decode(profile.as_slice())
-                        .map(|p| p.r#type)
-                        .unwrap_or_default();
-                    known.insert(id, kind);
-                }
-            }
-            Ok(known)
-        })
-        .await
-    }
-
-    /// Applies validated changes from neighbour `server` in one transaction and keeps its
-    /// profile count (spec §4.19). Staged changes of an initialisation need no fsync: they count
-    /// only once [`Store::finish_neighbor`] commits durably, and start-up drops them otherwise.
-    pub async fn apply_shared(
-        &self,
-        server: [u8; 32],
-        changes: Vec<SharedChange>,
         now_ms: i64,
-        durability: super::Durability,
-    ) -> Result<(), StoreError> {
-        self.write_with(durability, move |txn| {
-            let mut shared = txn.open_table(NEIGHBOR_IDENTITIES)?;
-            let mut count_change = 0_i64;
-            let mut refreshed = false;
-            for change in changes {
-                match change {
-                    SharedChange::Upsert { id, record } => {
-                        let old = shared.insert((server, id), record.encode_to_vec().as_slice())?;
-                        count_change += i64::from(old.is_none());
-                    }
-                    SharedChange::Delete { id } => {
-                        count_change -= i64::from(shared.remove((server, id))?.is_some());
-                    }
-                    SharedChange::Refresh => refreshed = true,
-                }
-            }
-            drop(shared);
-            let mut table = txn.open_table(NEIGHBORS)?;
-            let mut record = table
-                .get(server)?
-                .map(|v| decode_server(v.value()))
-                .transpose()?
-                .unwrap_or_default();
-            let count = i64::from(record.shared_profiles).saturating_add(count_change);
-            record.shared_profiles = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
-            if refreshed {
-                record.refreshed_at_ms = now_ms;
-            }
-            table.insert(server, record.encode_to_vec().as_slice())?;
-            Ok(())
-        })
-        .await
+        durability: Durability,
+        work: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SharedEditor<'_>) -> T + Clone + Send + 'static,
+    {
+        self.write_with(durability, move |txn| edit(txn, server, now_ms, work))
+            .await
     }
 
     /// The initialisation of `server` completed: it becomes an initialised neighbour, refreshed
@@ -279,9 +303,10 @@ impl Store {
             Ok(())
         })
         .await?;
-        let change = SharedChange::Upsert { id, record };
-        self.apply_shared(server, vec![change], now, super::Durability::Immediate)
-            .await
+        let edited = self.edit_shared(server, now, Durability::Immediate, move |editor| {
+            editor.upsert(id, &record)
+        });
+        edited.await?.unwrap_or(Ok(()))
     }
 
     /// The profile neighbour `server` shares for identity `id`.

@@ -2,12 +2,14 @@
 //!
 //! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
 
+pub mod address;
 pub mod decode_cost;
 pub mod frame;
 pub mod loc_envelope;
 pub mod loc_service;
 pub mod request;
 pub mod response;
+pub mod signed_profile;
 
 /// Types generated from `proto/` at build time.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -22,9 +24,11 @@ pub mod proto {
         pub mod can {
             include!(concat!(env!("OUT_DIR"), "/iop.can.rs"));
         }
-        /// The profile-server protocol.
+        /// The profile-server protocol; `SignedProfileInformation` is the hand-written one of
+        /// [`crate::wire::signed_profile`], which keeps the signed profile bytes as they are.
         pub mod profileserver {
             include!(concat!(env!("OUT_DIR"), "/iop.profileserver.rs"));
+            pub use crate::wire::signed_profile::SignedProfileInformation;
         }
         /// Records kept in the database (not on the wire).
         pub mod store {

@@ -378,7 +378,7 @@ async fn stored_update(server: &ServerProcess, id: Vec<u8>) -> u32 {
     let info = profile_information(observer.profile_information(1, id, false, false).await);
     let name = info
         .signed_profile
-        .and_then(|s| s.profile)
+        .and_then(|s| s.decode_profile())
         .map(|p| p.name)
         .expect("profile");
     name.trim_start_matches("name ")

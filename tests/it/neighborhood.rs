@@ -68,8 +68,8 @@ impl Node {
             .profiles
             .iter()
             .filter(|p| !p.is_hosted && p.hosting_server_network_id == from)
-            .filter_map(|p| p.signed_profile.as_ref()?.profile.as_ref())
-            .map(|p| p.public_key.clone())
+            .filter_map(|p| p.signed_profile.as_ref()?.decode_profile())
+            .map(|p| p.public_key)
             .collect()
     }
 

@@ -84,8 +84,8 @@ fn assert_signed_profile(
     expected: &ps::ProfileInformation,
 ) {
     let signed = info.signed_profile.as_ref().expect("signed profile");
-    let profile = signed.profile.as_ref().expect("profile");
-    assert_eq!(profile, expected);
+    let profile = signed.decode_profile().expect("profile");
+    assert_eq!(&profile, expected);
     assert!(verify(
         &expected.public_key,
         &profile.encode_to_vec(),

@@ -139,10 +139,10 @@ fn rows_of(
         .map(|entry| {
             assert!(entry.is_hosted && !entry.is_online);
             let signed = entry.signed_profile.as_ref().expect("signed profile");
-            let profile = signed.profile.as_ref().expect("profile");
+            let profile = signed.decode_profile().expect("profile");
             let n = sent
                 .iter()
-                .position(|p| p == profile)
+                .position(|p| *p == profile)
                 .expect("one of the data set")
                 + 1;
             assert!(verify(

@@ -202,7 +202,7 @@ fn shared_results(
         assert!(!entry.is_hosted && !entry.is_online);
         assert_eq!(entry.hosting_server_network_id, sid_s);
         let signed = entry.signed_profile.as_ref().expect("signed profile");
-        let key = &signed.profile.as_ref().expect("profile").public_key;
+        let key = &signed.decode_profile().expect("profile").public_key;
         let owner = profiles
             .iter()
             .find(|profile| &profile.profile.public_key == key)

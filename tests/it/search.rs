@@ -53,6 +53,7 @@ async fn seeded_dir() -> tempfile::TempDir {
             hosting_server_id: NEIGHBOR.to_vec(),
             refreshed_at_ms: now_ms(),
             thumbnail: image.map(|i| i.data).unwrap_or_default(),
+            identity_type: profile.r#type.clone(),
         };
         let id = sha256(&profile.public_key);
         store
@@ -79,13 +80,7 @@ fn names(result: &ps::ProfileSearchResponse) -> Vec<String> {
     result
         .profiles
         .iter()
-        .filter_map(|p| {
-            p.signed_profile
-                .as_ref()?
-                .profile
-                .as_ref()
-                .map(|p| p.name.clone())
-        })
+        .filter_map(|p| p.signed_profile.as_ref()?.decode_profile().map(|p| p.name))
         .collect()
 }
 
@@ -114,7 +109,7 @@ async fn neighbour_profiles_follow_hosted_ones() {
     let alice = result.profiles.iter().find(|p| {
         p.signed_profile
             .as_ref()
-            .and_then(|s| s.profile.as_ref())
+            .and_then(ps::SignedProfileInformation::decode_profile)
             .is_some_and(|p| p.name == "Remote Alice")
     });
     assert_eq!(

@@ -50,8 +50,7 @@ pub fn named_identity(item: &ps::SharedProfileUpdateItem) -> Vec<u8> {
     }
     let (signed, _) = carried(item).expect("add or change item with a signed profile");
     let profile = signed
-        .profile
-        .as_ref()
+        .decode_profile()
         .expect("signed profile has a profile");
     sha256(&profile.public_key).to_vec()
 }
@@ -60,11 +59,10 @@ pub fn named_identity(item: &ps::SharedProfileUpdateItem) -> Vec<u8> {
 #[track_caller]
 pub fn assert_matches(signed: &ps::SignedProfileInformation, thumbnail: &[u8], hosted: &Hosted) {
     let profile = signed
-        .profile
-        .as_ref()
+        .decode_profile()
         .expect("signed profile has a profile");
     assert_eq!(
-        profile, &hosted.profile,
+        &profile, &hosted.profile,
         "profile of {}",
         hosted.profile.name
     );
@@ -163,7 +161,7 @@ pub fn add_item(profile: &Hosted) -> ps::SharedProfileUpdateItem {
 /// The profile with the signature sent with it.
 pub fn signed_profile(profile: &Hosted) -> ps::SignedProfileInformation {
     ps::SignedProfileInformation {
-        profile: Some(profile.profile.clone()),
+        profile: profile.profile.encode_to_vec(),
         signature: profile.signature.clone(),
     }
 }
