@@ -334,7 +334,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn a_follower_always_receives_signed_consistent_items_and_ends_with_the_hosted_set(

@@ -29,3 +29,4 @@ mod relations;
 mod relay;
 mod robustness;
 mod search;
+mod sharing;

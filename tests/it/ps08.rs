@@ -17,7 +17,7 @@ use crate::kit::*;
 const NEIGHBORHOOD: &str =
     "action_interval_secs = 1\naction_retry_secs = 5\ninit_delay_max_secs = 0";
 /// W_upd = action_interval_secs + 3 s.
-const W_UPD: Duration = Duration::from_secs(1 + 3);
+pub(crate) const W_UPD: Duration = Duration::from_secs(1 + 3);
 /// W_port = action_retry_secs + 2 × action_interval_secs + 10 s.
 const W_PORT: Duration = Duration::from_secs(5 + 2 + 10);
 /// W_idle = 1.5 × server_idle_secs (300 s, the default the kit keeps).
@@ -94,17 +94,17 @@ fn at<'a>(hosted: &'a [Hosted], indices: &[usize]) -> Vec<&'a Hosted> {
 }
 
 /// The SUT with hosted identities (set P0 in some tests), N, and S with N's key.
-struct Neighbourhood {
-    server: TestServer,
+pub(crate) struct Neighbourhood {
+    pub(crate) server: TestServer,
     images: Images,
-    hosted: Vec<Hosted>,
+    pub(crate) hosted: Vec<Hosted>,
     neighbour: Neighbour,
-    simulated: SimServer,
+    pub(crate) simulated: SimServer,
 }
 
 impl Neighbourhood {
     /// Step 1 of the tests with S: ListRoles, `count` identities with random profiles, S.
-    async fn new(count: usize, images: Images) -> Neighbourhood {
+    pub(crate) async fn new(count: usize, images: Images) -> Neighbourhood {
         let server = sut("").await;
         let hosted = create(&server, count, &images).await;
         let neighbour = Neighbour::random();
@@ -129,7 +129,7 @@ impl Neighbourhood {
     }
 
     /// Verify N; Start(BasePort, BasePort+1) (id 3) → OK.
-    async fn initialise(&self) -> Follower {
+    pub(crate) async fn initialise(&self) -> Follower {
         self.start_claiming(self.simulated.neighbor_port.into())
             .await
     }
@@ -152,7 +152,7 @@ impl Neighbourhood {
     }
 
     /// Creates `count` identities with random profiles.
-    async fn create(&self, count: usize) -> Vec<Hosted> {
+    pub(crate) async fn create(&self, count: usize) -> Vec<Hosted> {
         create(&self.server, count, &self.images).await
     }
 }

@@ -115,6 +115,8 @@ pub(crate) struct Setup {
     loc: Loc,
     pub(crate) simulated: SimServer,
     pub(crate) sid_s: Vec<u8>,
+    /// S's key pair, for S's own connections to the SUT once it is a neighbour.
+    pub(crate) identity: Identity,
 }
 
 impl Setup {
@@ -129,13 +131,14 @@ impl Setup {
         list_roles(&server).await;
         let key = Identity::random();
         let sid_s = key.network_id();
-        let simulated = SimServer::start(key, server.network_id().to_vec()).await;
+        let simulated = SimServer::start(key.clone(), server.network_id().to_vec()).await;
         loc.wait_attached().await;
         Setup {
             server,
             loc,
             simulated,
             sid_s,
+            identity: key,
         }
     }
 
