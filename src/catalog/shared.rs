@@ -15,8 +15,6 @@ use crate::wire::ps;
 /// (refreshes do not count). An initialisation's batch is staged in one transaction: nothing of
 /// it counts before Finish.
 const APPLY_CHUNK: usize = 100;
-/// Profiles loaded into the search index at a time when a neighbour finishes.
-const INDEX_PAGE: usize = 500;
 
 /// What became of a neighbour's update.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,10 +68,9 @@ impl Catalog {
             let progress;
             (applier, progress) = step?;
             let (items, to) = applier.position();
-            // Profiles of a neighbour still initialising become searchable only once it finishes.
-            if phase == Phase::Live {
-                self.index_applied(server, &items[from..to]);
-            }
+            // Profiles of a neighbour still initialising are indexed now, but found only once
+            // it finishes (`finish_neighbor`).
+            self.index_applied(server, &items[from..to]);
             match progress {
                 Progress::Paused => {}
                 Progress::Done => return Ok(Received::Applied),
@@ -96,7 +93,8 @@ impl Catalog {
         });
     }
 
-    /// Neighbour `server` sent Finish: it becomes initialised and its profiles searchable.
+    /// Neighbour `server` sent Finish: it becomes initialised and its profiles, indexed as they
+    /// arrived, searchable.
     /// False when it was dropped meanwhile.
     pub async fn finish_neighbor(&self, server: [u8; 32], now_ms: i64) -> Result<bool, StoreError> {
         let _serial = self.serialise(&server).await;
@@ -104,24 +102,7 @@ impl Catalog {
             return Ok(false);
         }
         self.search.update(|index| index.add_server(server));
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .neighbor_profiles(server, after, INDEX_PAGE)
-                .await?;
-            let Some(last) = page.last() else {
-                return Ok(true);
-            };
-            after = Some(last.id);
-            self.search.update(|index| {
-                for record in &page {
-                    if let Some(profile) = crate::search::decode_profile(&record.profile) {
-                        index.upsert_neighbor(server, record.id, &profile);
-                    }
-                }
-            });
-        }
+        Ok(true)
     }
 
     /// Deletes every profile `server` shares with us and takes them out of search; with

@@ -402,7 +402,10 @@ pub fn search_index_of(records: Vec<IndexRecord>) -> Search {
             };
             match record.server {
                 None => index.upsert_hosted(record.id, &profile),
-                Some(server) => index.upsert_neighbor(server, record.id, &profile),
+                Some(server) => {
+                    index.upsert_neighbor(server, record.id, &profile);
+                    index.add_server(server);
+                }
             }
         }
         index.shrink();

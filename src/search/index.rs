@@ -40,6 +40,9 @@ pub struct SearchIndex {
     kinds: Vec<Box<str>>,
     kind_ids: HashMap<Box<str>, u32>,
     servers: Vec<[u8; 32]>,
+    /// Whether the server of each number in `servers` is initialised: the profiles of one
+    /// still initialising are indexed as they arrive, but found only once it finished.
+    visible: Vec<bool>,
     server_ids: HashMap<[u8; 32], u32>,
     /// Initialised neighbours, listed in `covered_servers` even when they share nothing.
     covered: HashSet<[u8; 32]>,
@@ -77,8 +80,9 @@ impl SearchIndex {
         self.hosted.remove(id);
     }
 
-    /// Adds or replaces a profile shared by neighbour `server`. Placeholder profiles of type
-    /// `<INTERNAL>` (spec §5.8) are never searchable.
+    /// Adds or replaces a profile shared by neighbour `server`, found once `server` is added
+    /// ([`SearchIndex::add_server`]). Placeholder profiles of type `<INTERNAL>` (spec §5.8) are
+    /// never searchable.
     pub fn upsert_neighbor(
         &mut self,
         server: [u8; 32],
@@ -94,17 +98,22 @@ impl SearchIndex {
         self.neighbors.upsert(row);
     }
 
-    /// Records an initialised neighbour, whether or not it shares profiles.
+    /// Records an initialised neighbour, whether or not it shares profiles: its profiles are
+    /// found from now on.
     pub fn add_server(&mut self, server: [u8; 32]) {
-        self.intern_server(server);
+        let number = self.intern_server(server);
+        self.covered.insert(server);
+        if let Some(visible) = self.visible.get_mut(number as usize) {
+            *visible = true;
+        }
     }
 
-    /// Records an initialised neighbour and returns its number in [`SearchIndex::servers`].
+    /// The number of `server` in [`SearchIndex::servers`], new ones not yet visible.
     fn intern_server(&mut self, server: [u8; 32]) -> u32 {
-        self.covered.insert(server);
         let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
         *self.server_ids.entry(server).or_insert_with(|| {
             self.servers.push(server);
+            self.visible.push(false);
             next
         })
     }
@@ -115,6 +124,9 @@ impl SearchIndex {
         let Some(&number) = self.server_ids.get(server) else {
             return;
         };
+        if let Some(visible) = self.visible.get_mut(number as usize) {
+            *visible = false;
+        }
         for id in &self.neighbors.ids_of_server(number) {
             self.neighbors.remove(id);
         }
@@ -207,6 +219,9 @@ impl SearchIndex {
             let Some((id, server)) = table.id_and_server(at) else {
                 continue;
             };
+            if shared && self.visible.get(server as usize) != Some(&true) {
+                continue;
+            }
             let server = shared
                 .then(|| self.servers.get(server as usize).copied())
                 .flatten();
@@ -248,9 +263,31 @@ mod tests {
     }
 
     #[test]
+    fn a_neighbours_profiles_are_found_only_while_it_is_initialised() {
+        let mut index = SearchIndex::default();
+        index.upsert_neighbor([9; 32], [2; 32], &profile("T", "Far", 0, 0, ""));
+        assert!(
+            search(&index, "", "", None).is_empty(),
+            "still initialising"
+        );
+        assert!(index.neighbor_servers().is_empty());
+        index.add_server([9; 32]);
+        assert_eq!(search(&index, "", "", None).len(), 1);
+        assert_eq!(index.neighbor_servers(), [[9; 32]]);
+        index.remove_server(&[9; 32]);
+        index.upsert_neighbor([9; 32], [3; 32], &profile("T", "Again", 0, 0, ""));
+        assert!(
+            search(&index, "", "", None).is_empty(),
+            "initialising again"
+        );
+        assert_eq!(index.len().1, 1, "the old profile went with the server");
+    }
+
+    #[test]
     fn hosted_come_first_then_neighbours_with_their_server() {
         let mut index = SearchIndex::default();
         index.upsert_neighbor([9; 32], [2; 32], &profile("T", "Far", 0, 0, ""));
+        index.add_server([9; 32]);
         index.upsert_hosted([1; 32], &profile("T", "Near", 0, 0, ""));
         let hits = search(&index, "", "", None);
         assert_eq!(
@@ -404,6 +441,7 @@ mod tests {
                         }
                         Change::Neighbor(server, id, profile) => {
                             index.upsert_neighbor([server; 32], [id; 32], &profile);
+                            index.add_server([server; 32]);
                             model.insert([id; 32], (Some([server; 32]), profile));
                         }
                         Change::RemoveHosted(id) => {
