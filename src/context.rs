@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::can::CanApi;
+use crate::can::health::{Health as CanHealth, LastError as CanLastError};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::crypto::ServerKey;
@@ -85,32 +86,29 @@ pub enum LinkState {
     Up,
 }
 
-/// The states of the LOC and CAN links and when they last changed; the tasks that own the
-/// links set them. Times are Unix milliseconds, 0 for "not since the server started".
+/// The states of the LOC and CAN links and when they last changed: the LOC task sets LOC's,
+/// every call to the CAN node records CAN's ([`crate::can::health`]). Times are Unix
+/// milliseconds, 0 for "not since the server started".
 #[derive(Debug)]
 pub struct LinkHealth {
     loc: AtomicU8,
-    can: AtomicU8,
     loc_changed_ms: AtomicI64,
-    can_changed_ms: AtomicI64,
+    can: Option<Arc<CanHealth>>,
     can_published_ms: AtomicI64,
 }
 
 impl LinkHealth {
-    /// Both links down, or off when not configured.
-    pub fn new(loc_configured: bool, can_configured: bool) -> LinkHealth {
-        let initial = |configured| {
-            AtomicU8::new(if configured {
-                LinkState::Down as u8
-            } else {
-                LinkState::Off as u8
-            })
+    /// LOC down, or off when not configured; CAN as the calls to `can` find it (off without).
+    pub fn new(loc_configured: bool, can: Option<Arc<CanHealth>>) -> LinkHealth {
+        let loc = if loc_configured {
+            LinkState::Down
+        } else {
+            LinkState::Off
         };
         LinkHealth {
-            loc: initial(loc_configured),
-            can: initial(can_configured),
+            loc: AtomicU8::new(loc as u8),
             loc_changed_ms: AtomicI64::new(0),
-            can_changed_ms: AtomicI64::new(0),
+            can,
             can_published_ms: AtomicI64::new(0),
         }
     }
@@ -118,11 +116,6 @@ impl LinkHealth {
     /// Records whether LOC works, at `now_ms`.
     pub fn set_loc(&self, up: bool, now_ms: i64) {
         set(&self.loc, &self.loc_changed_ms, up, now_ms);
-    }
-
-    /// Records whether CAN works, at `now_ms`.
-    pub fn set_can(&self, up: bool, now_ms: i64) {
-        set(&self.can, &self.can_changed_ms, up, now_ms);
     }
 
     /// Records that the server's IPNS record was published at `now_ms`.
@@ -135,9 +128,18 @@ impl LinkHealth {
         decode_state(self.loc.load(Ordering::Relaxed))
     }
 
-    /// The CAN link's state.
+    /// The CAN link's state: up while the node answered the last call.
     pub fn can(&self) -> LinkState {
-        decode_state(self.can.load(Ordering::Relaxed))
+        match self.can.as_ref().map(|can| can.answers()) {
+            None => LinkState::Off,
+            Some(Some(true)) => LinkState::Up,
+            Some(_) => LinkState::Down,
+        }
+    }
+
+    /// The last CAN call that failed.
+    pub fn can_last_error(&self) -> Option<CanLastError> {
+        self.can.as_ref()?.last_error()
     }
 
     /// When the LOC link last changed state.
@@ -147,7 +149,7 @@ impl LinkHealth {
 
     /// When the CAN link last changed state.
     pub fn can_changed_ms(&self) -> Option<i64> {
-        positive(&self.can_changed_ms)
+        self.can.as_ref()?.changed_ms()
     }
 
     /// When the server's IPNS record was last published.

@@ -1,6 +1,8 @@
 //! A gate for log lines that a remote peer can cause: at most a fixed number per minute pass,
 //! and the next one to pass says how many were held back. Nothing a peer sends can then write
-//! the journal (often on an SD card) faster than that rate.
+//! the journal (often on an SD card) faster than that rate. [`peer_text`] makes text a peer
+//! chose safe to log or to pass on: bounded, and without control characters that could forge a
+//! log line or colour a terminal.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -8,6 +10,24 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// `text` from a peer, shortened to at most `max_chars` characters (an ellipsis marks a cut)
+/// with every control character written as an escape (`\n`, `\u{1b}`).
+pub fn peer_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars + 8));
+    for (count, c) in text.chars().enumerate() {
+        if count == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// One kind of log line and its rate.
 #[derive(Debug)]
@@ -68,5 +88,17 @@ mod tests {
         assert_eq!(passed, vec![0, 0, 0]);
         assert_eq!(gate.pass(start + Duration::from_secs(30)), None);
         assert_eq!(gate.pass(start + MINUTE), Some(998));
+    }
+
+    #[test]
+    fn peer_text_is_bounded_and_cannot_forge_a_line() {
+        let forged = "ok\n2026-12-07T00:00:00Z ERROR forged\u{1b}[31m";
+        let safe = peer_text(forged, 200);
+        assert!(!safe.chars().any(char::is_control), "{safe}");
+        assert!(safe.starts_with("ok\\n2026"));
+        assert_eq!(
+            peer_text(&"x".repeat(60_000), 10),
+            format!("{}…", "x".repeat(10))
+        );
     }
 }

@@ -1,29 +1,46 @@
 //! The HTTP API of the local CAN node (IoP's IPFS fork, or a stock IPFS node): storing objects,
 //! unpinning them and publishing IPNS records (`spec/protocol.md` §8, `spec/loc-can.md` §2).
 //!
-//! Every call is one `multipart/form-data` POST to `<api_url>/api/v0/<command>` with a
-//! deadline and a bounded reply. Handlers use [`CanApi`] for their clients' objects; the
-//! server's own contact record is kept by `peers::can`.
+//! Every call is one POST to `<api_url>/api/v0/<command>` with a deadline and a bounded reply:
+//! a `multipart/form-data` body when the command takes a file, no body and no content type
+//! otherwise (js-ipfs refuses a multipart content type on `pin/rm` with HTTP 415). Handlers use
+//! [`CanApi`] for their clients' objects; the server's own contact record is kept by
+//! `peers::can`.
 
 pub mod cbor;
+pub mod health;
 pub mod http;
 pub mod multibase;
 pub mod record;
 pub mod time;
 pub mod verify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use self::health::{Health, MAX_ERROR_CHARS};
 use self::http::{HttpError, Post};
 use self::multibase::{base58, base64url_padded, from_base58};
+use crate::clock;
 use crate::crypto::random_bytes;
+use crate::log_gate::peer_text;
 
 /// Longest reply body read from CAN: its JSON answers are a few hundred bytes.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
-/// The error message with which CAN says an object was not pinned (success for an unpin).
-const NOT_PINNED: &str = "not pinned";
+/// Whether an error message of `pin/rm` says the object was not pinned (success for an unpin).
+/// The wordings of the daemons a CAN node may be:
+/// - go-ipfs before 0.5 (`core/coreunix`, `pin/pin.go` `ErrNotPinned`): `not pinned`;
+/// - go-ipfs 0.5 and later, Kubo (`pin/pin.go`, `core/coreapi/pin.go`): `not pinned or pinned
+///   indirectly`;
+/// - js-ipfs 0.66 (`ipfs-core/src/components/pin/rm-all.js`, wrapped by the HTTP server):
+///   `Failed to remove pin: <cid> is not pinned`, and `<cid> is not pinned`.
+///
+/// All of them contain "not pinned"; no other `pin/rm` error does.
+pub fn says_not_pinned(message: &str) -> bool {
+    message.to_lowercase().contains("not pinned")
+}
 
 /// Why a CAN call failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,16 +93,23 @@ struct Added {
 }
 
 #[derive(Deserialize)]
+struct Resolved {
+    #[serde(rename = "Path")]
+    path: String,
+}
+
+#[derive(Deserialize)]
 struct ErrorReply {
     #[serde(rename = "Message")]
     message: String,
 }
 
-/// A client of one CAN node's HTTP API.
+/// A client of one CAN node's HTTP API; clones share the record of the link's [`Health`].
 #[derive(Clone, Debug)]
 pub struct CanApi {
     host_port: String,
     timeout: Duration,
+    health: Arc<Health>,
 }
 
 impl CanApi {
@@ -96,7 +120,16 @@ impl CanApi {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
-        CanApi { host_port, timeout }
+        CanApi {
+            host_port,
+            timeout,
+            health: Arc::default(),
+        }
+    }
+
+    /// What the calls so far say about the link (shared by every clone).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Stores `object` and returns its multihash (`add`).
@@ -113,9 +146,7 @@ impl CanApi {
         let query = format!("arg=/ipfs/{}", base58(hash));
         match self.call("pin/rm", &query, None).await {
             Ok(_) => Ok(()),
-            Err(CanError::Refused { message, .. }) if message.to_lowercase() == NOT_PINNED => {
-                Ok(())
-            }
+            Err(CanError::Refused { message, .. }) if says_not_pinned(&message) => Ok(()),
             Err(error) => Err(error),
         }
     }
@@ -141,49 +172,91 @@ impl CanApi {
         }
     }
 
-    /// Puts a serialized V2 record under `/ipns/<name>` on a stock IPFS node (`routing/put`).
-    pub async fn routing_put(&self, name: &str, record: &[u8]) -> Result<(), CanError> {
+    /// Puts a serialized V2 record under `/ipns/<name>` on a stock IPFS node with `command`:
+    /// `routing/put` (Kubo) or `dht/put` (go-ipfs before the rename, js-ipfs).
+    pub async fn put_record(
+        &self,
+        command: &'static str,
+        name: &str,
+        record: &[u8],
+    ) -> Result<(), CanError> {
         let query = format!("arg=/ipns/{name}&allow-offline=true");
-        self.call("routing/put", &query, Some(record))
-            .await
-            .map(drop)
+        match self.call(command, &query, Some(record)).await {
+            Ok(_) => Ok(()),
+            Err(CanError::Refused { status: 404, .. }) => Err(CanError::NoSuchCommand(command)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// What `/ipns/<name>` resolves to on the node (`name/resolve`), e.g. `/ipfs/Qm…`.
+    pub async fn resolve(&self, name: &str) -> Result<String, CanError> {
+        let query = format!("arg=/ipns/{name}&nocache=true");
+        let body = self.call("name/resolve", &query, None).await?;
+        let resolved: Resolved = parse(&body)?;
+        Ok(resolved.path)
+    }
+
+    /// Whether the node answers at all (`version`): a cheap call for the link's health.
+    pub async fn version(&self) -> Result<(), CanError> {
+        self.call("version", "", None).await.map(drop)
     }
 
     /// POSTs `command` with `query` and, when given, `file` as the multipart `file` part;
     /// returns the body of a 2xx reply.
     async fn call(
         &self,
-        command: &str,
+        command: &'static str,
         query: &str,
         file: Option<&[u8]>,
     ) -> Result<Vec<u8>, CanError> {
-        let boundary = format!(
-            "------------------------{}",
-            hex::encode(random_bytes::<16>())
-        );
-        let body = multipart(&boundary, file);
         let path = if query.is_empty() {
             format!("/api/v0/{command}")
         } else {
             format!("/api/v0/{command}?{query}")
         };
-        let content_type = format!("multipart/form-data; boundary=\"{boundary}\"");
+        let (content_type, body) = match file {
+            Some(file) => {
+                let boundary = format!(
+                    "------------------------{}",
+                    hex::encode(random_bytes::<16>())
+                );
+                let kind = format!("multipart/form-data; boundary=\"{boundary}\"");
+                (Some(kind), multipart(&boundary, file))
+            }
+            None => (None, Vec::new()),
+        };
         let post = Post {
             host_port: &self.host_port,
             path: &path,
-            content_type: &content_type,
+            content_type: content_type.as_deref(),
             body: &body,
         };
-        let reply = http::post(&post, MAX_REPLY_BYTES, self.timeout)
-            .await
-            .map_err(CanError::Unreachable)?;
+        let reply = http::post(&post, MAX_REPLY_BYTES, self.timeout).await;
+        let now_ms = clock::unix_ms();
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                self.health.reached(false, now_ms);
+                self.health.failed(command, &error.to_string(), now_ms);
+                return Err(CanError::Unreachable(error));
+            }
+        };
+        if self.health.reached(true, now_ms) {
+            tracing::info!("CAN: the node answers again");
+        }
         if (200..300).contains(&reply.status) {
             return Ok(reply.body);
         }
         let message = serde_json::from_slice::<ErrorReply>(&reply.body).map_or_else(
-            |_| String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned(),
+            |_| String::from_utf8_lossy(&reply.body).into_owned(),
             |error| error.message,
         );
+        // The node's text goes to logs, to `status` and to clients: bounded and printable.
+        let message = peer_text(&message, MAX_ERROR_CHARS);
+        // "Not pinned" is what an unpin hopes for, and a missing command a probe's answer.
+        if !(says_not_pinned(&message) || reply.status == 404) {
+            self.health.failed(command, &message, now_ms);
+        }
         Err(CanError::Refused {
             status: reply.status,
             message,
@@ -191,21 +264,20 @@ impl CanApi {
     }
 }
 
-/// The multipart body: the `file` part when there is one, else just the closing boundary.
-fn multipart(boundary: &str, file: Option<&[u8]>) -> Vec<u8> {
-    let mut body = Vec::with_capacity(file.map_or(0, <[u8]>::len) + 256);
-    if let Some(file) = file {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"object\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(file);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+/// The multipart body holding `file` as its `file` part.
+fn multipart(boundary: &str, file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(file.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"object\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--");
+    body.extend_from_slice(boundary.as_bytes());
+    body.extend_from_slice(b"--\r\n");
     body
 }
 

@@ -98,6 +98,10 @@ pub struct CanConfig {
     /// answered ERROR_BUSY.
     #[serde(default = "default_can_max_concurrent_requests")]
     pub max_concurrent_requests: u64,
+    /// How often the node is asked whether it answers when no other call did so (its health in
+    /// `status`, and the contact record republished when it comes back).
+    #[serde(default = "default_can_health_check_secs")]
+    pub health_check_secs: u64,
 }
 
 fn default_can_api_url() -> String {
@@ -112,10 +116,19 @@ fn default_can_max_concurrent_requests() -> u64 {
     8
 }
 
+fn default_can_health_check_secs() -> u64 {
+    60
+}
+
 impl CanConfig {
     /// `request_timeout_secs` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// `health_check_secs` as a duration.
+    pub fn health_check(&self) -> Duration {
+        Duration::from_secs(self.health_check_secs)
     }
 }
 
@@ -123,6 +136,8 @@ impl CanConfig {
 const CAN_REQUEST_TIMEOUT_SECS: Bounds = Bounds::new(1, 300);
 /// `can.max_concurrent_requests`.
 const CAN_MAX_CONCURRENT_REQUESTS: Bounds = Bounds::new(1, 64);
+/// `can.health_check_secs`: from every second (tests) to once an hour.
+const CAN_HEALTH_CHECK_SECS: Bounds = Bounds::new(1, 3600);
 
 /// The `[neighborhood]` table as written, in seconds.
 #[derive(Debug, Deserialize)]
@@ -281,6 +296,7 @@ pub(super) fn check_can(
         can.max_concurrent_requests,
         problems,
     );
+    CAN_HEALTH_CHECK_SECS.check("can.health_check_secs", can.health_check_secs, problems);
 }
 
 /// Bounds of every `[neighborhood]` key, in the order of [`RawNeighborhood::values`]; the
@@ -403,6 +419,7 @@ mod tests {
         assert_bounds("loc.reconnect_secs", LOC_RECONNECT_SECS);
         assert_bounds("can.request_timeout_secs", CAN_REQUEST_TIMEOUT_SECS);
         assert_bounds("can.max_concurrent_requests", CAN_MAX_CONCURRENT_REQUESTS);
+        assert_bounds("can.health_check_secs", CAN_HEALTH_CHECK_SECS);
     }
 
     #[test]

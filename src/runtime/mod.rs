@@ -195,7 +195,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let search_slots = usize::from(config.runtime.worker_threads.max(1));
     let can = client_can(&config);
-    let links = LinkHealth::new(config.loc.is_some(), config.can.is_some());
+    let can_health = can.as_ref().map(|can| Arc::clone(can.api.health()));
+    let links = LinkHealth::new(config.loc.is_some(), can_health);
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),

@@ -92,6 +92,11 @@ pub struct Snapshot {
     pub can_changed_unix_ms: Option<i64>,
     /// When the server's IPNS record was last published (Unix ms); `None`: not in this run.
     pub can_published_unix_ms: Option<i64>,
+    /// The last call to the CAN node that failed (contact record, clients' objects, unpins,
+    /// health checks): `command: message`, bounded and printable; `None`: none in this run.
+    pub can_last_error: Option<String>,
+    /// When that call failed (Unix ms).
+    pub can_last_error_unix_ms: Option<i64>,
     /// The server's clock when the snapshot was taken (Unix ms).
     pub taken_unix_ms: i64,
 }
@@ -126,6 +131,7 @@ fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)]) -> Peers {
 pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
     let limits = &ctx.config.limits;
     let (hosted, cancelled) = ctx.store.hosted_counts().await?;
+    let can_error = ctx.links.can_last_error();
     let ports = ctx
         .config
         .listeners
@@ -172,6 +178,10 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
         can: link(ctx.links.can()),
         can_changed_unix_ms: ctx.links.can_changed_ms(),
         can_published_unix_ms: ctx.links.can_published_ms(),
+        can_last_error: can_error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.command, e.message)),
+        can_last_error_unix_ms: can_error.map(|e| e.at_ms),
         taken_unix_ms: crate::clock::unix_ms(),
     })
 }
@@ -234,7 +244,10 @@ fn link_line(state: &str, changed: Option<i64>, now: i64) -> String {
 
 fn can_line(snapshot: &Snapshot) -> String {
     let now = snapshot.taken_unix_ms;
-    let state = link_line(&snapshot.can, snapshot.can_changed_unix_ms, now);
+    let mut state = link_line(&snapshot.can, snapshot.can_changed_unix_ms, now);
+    if let (Some(error), Some(at)) = (&snapshot.can_last_error, snapshot.can_last_error_unix_ms) {
+        state = format!("{state}; last error {} ago ({error})", ago(at, now));
+    }
     match snapshot.can_published_unix_ms {
         Some(published) => format!(
             "{state}; contact record published {} ago",

@@ -33,12 +33,18 @@ impl Store {
         .await
     }
 
-    /// Saves the server's contact record.
-    pub async fn save_can_contact(&self, contact: CanContact) -> Result<(), StoreError> {
+    /// Saves the server's contact record and, in the same transaction, queues the object it
+    /// no longer names (`unpin`, empty for none) for unpinning.
+    pub async fn save_can_contact(
+        &self,
+        contact: CanContact,
+        unpin: Vec<u8>,
+    ) -> Result<(), StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(SETTINGS)?;
             table.insert(CAN_CONTACT_KEY, contact.encode_to_vec().as_slice())?;
-            Ok(())
+            drop(table);
+            queue_unpin(txn, &unpin)
         })
         .await
     }

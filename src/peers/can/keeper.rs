@@ -3,9 +3,12 @@
 //! clock.
 //!
 //! The rules: the object must carry the current external address and primary port (otherwise
-//! unpin the old one, then add a new one); the IPNS record is published at start-up and after
-//! every new object, refreshed 2 h after the first publication and every 7 h after that; a
-//! failed call is retried 10 s later.
+//! add a new one; the old one goes to the unpin queue, which never holds the publication up);
+//! the IPNS record is published at start-up, after every new object and whenever the node comes
+//! back after being unreachable, refreshed 2 h after the first publication and every 7 h after
+//! that; a failed call is retried 10 s later. A sequence number is reserved (and saved) before
+//! its first try and reused until a publication with it succeeds, so numbers advance only with
+//! publications and never repeat, across restarts too.
 
 use std::time::Duration;
 
@@ -23,9 +26,8 @@ pub const REFRESH: Duration = Duration::from_secs(7 * 3600);
 /// What the keeper wants done next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Unpin the object with this multihash: it carries an old address or port.
-    Unpin(Vec<u8>),
-    /// Add the current contact object.
+    /// Add the current contact object (the stored one carries an old address or port, or
+    /// there is none).
     Add,
     /// Publish the record for the stored object with this sequence number; the state to save
     /// first is in [`Keeper::stored`] (the number is reserved, so it is never used twice).
@@ -48,6 +50,8 @@ pub struct Keeper {
     published: u32,
     /// After a failure: no call before this.
     retry_at: Option<Instant>,
+    /// The sequence number reserved for the publication under way, until one succeeds.
+    reserved: Option<u64>,
 }
 
 impl Keeper {
@@ -60,6 +64,7 @@ impl Keeper {
             publish_due: now,
             published: 0,
             retry_at: None,
+            reserved: None,
         }
     }
 
@@ -84,34 +89,42 @@ impl Keeper {
             return Action::Wait(at);
         }
         self.retry_at = None;
-        if !self.stored.object_hash.is_empty() && !self.object_current() {
-            return Action::Unpin(self.stored.object_hash.clone());
-        }
-        if self.stored.object_hash.is_empty() {
+        if self.stored.object_hash.is_empty() || !self.object_current() {
             return Action::Add;
         }
         if now < self.publish_due {
             return Action::Wait(self.publish_due);
         }
-        self.stored.ipns_sequence = self.stored.ipns_sequence.saturating_add(1);
-        Action::Publish(self.stored.ipns_sequence)
+        let sequence = self.reserved.unwrap_or_else(|| {
+            self.stored.ipns_sequence = self.stored.ipns_sequence.saturating_add(1);
+            self.stored.ipns_sequence
+        });
+        self.reserved = Some(sequence);
+        Action::Publish(sequence)
     }
 
-    /// The old object is unpinned.
-    pub fn unpinned(&mut self) {
-        self.stored.object_hash.clear();
-    }
-
-    /// The current object was added as `hash`; its record is due at once.
-    pub fn added(&mut self, hash: Vec<u8>, now: Instant) {
-        self.stored.object_hash = hash;
+    /// The current object was added as `hash`; its record is due at once. Returns the object
+    /// it replaces (empty when none), which is to be unpinned.
+    pub fn added(&mut self, hash: Vec<u8>, now: Instant) -> Vec<u8> {
+        let old = std::mem::replace(&mut self.stored.object_hash, hash);
         self.stored.ip_address.clone_from(&self.address);
         self.stored.primary_port = self.port;
         self.publish_due = now;
+        if old == self.stored.object_hash {
+            return Vec::new();
+        }
+        old
+    }
+
+    /// The node came back after being unreachable: it may have lost the record, so it is due
+    /// again at once.
+    pub fn node_back(&mut self, now: Instant) {
+        self.publish_due = self.publish_due.min(now);
     }
 
     /// The record was published.
     pub fn published(&mut self, now: Instant) {
+        self.reserved = None;
         self.published += 1;
         let wait = if self.published == 1 {
             FIRST_REFRESH
@@ -125,6 +138,9 @@ impl Keeper {
     /// restored from a backup): the next number goes above it.
     pub fn sequence_taken(&mut self, at_least: u64) {
         self.stored.ipns_sequence = self.stored.ipns_sequence.max(at_least);
+        if self.reserved.is_some_and(|reserved| reserved <= at_least) {
+            self.reserved = None;
+        }
     }
 
     /// A call failed; try again after [`RETRY`].
@@ -186,19 +202,18 @@ mod tests {
     }
 
     #[test]
-    fn a_new_port_unpins_the_old_object_before_adding_the_new_one() {
+    fn a_new_port_adds_the_new_object_at_once_and_hands_the_old_one_to_unpinning() {
         let start = Instant::now();
         let mut keeper = restarted(16000, 5, start);
-        assert_eq!(keeper.next(start), Action::Unpin(vec![0x12, 0x20, 9]));
-        keeper.unpinned();
         assert_eq!(keeper.next(start), Action::Add);
-        keeper.added(vec![0x12, 0x20, 10], start);
+        let old = keeper.added(vec![0x12, 0x20, 10], start);
+        assert_eq!(old, vec![0x12, 0x20, 9]);
         assert_eq!(keeper.stored().primary_port, 16987);
         assert_eq!(keeper.next(start), Action::Publish(6));
     }
 
     #[test]
-    fn failures_retry_after_10_seconds_without_reusing_a_sequence_number() {
+    fn a_failed_publication_is_retried_with_the_same_number_after_10_seconds() {
         let start = Instant::now();
         let mut keeper = fresh(start);
         assert_eq!(keeper.next(start), Action::Add);
@@ -207,10 +222,27 @@ mod tests {
         assert_eq!(keeper.next(start + RETRY), Action::Add);
         keeper.added(vec![0x12, 0x20, 1], start + RETRY);
         assert_eq!(keeper.next(start + RETRY), Action::Publish(1));
-        keeper.failed(start + RETRY);
-        assert_eq!(keeper.next(start + 2 * RETRY), Action::Publish(2));
+        for attempt in 1..20 {
+            keeper.failed(start + RETRY * attempt);
+            assert_eq!(
+                keeper.next(start + RETRY * (attempt + 1)),
+                Action::Publish(1)
+            );
+        }
         keeper.sequence_taken(7);
-        keeper.failed(start + 2 * RETRY);
-        assert_eq!(keeper.next(start + 3 * RETRY), Action::Publish(8));
+        assert_eq!(keeper.next(start + 30 * RETRY), Action::Publish(8));
+        keeper.published(start + 30 * RETRY);
+        assert_eq!(keeper.stored().ipns_sequence, 8);
+    }
+
+    #[test]
+    fn a_node_back_after_an_outage_gets_the_record_again() {
+        let start = Instant::now();
+        let mut keeper = restarted(16987, 1, start);
+        assert_eq!(keeper.next(start), Action::Publish(2));
+        keeper.published(start);
+        assert_eq!(keeper.next(start + RETRY), Action::Wait(start + 2 * HOUR));
+        keeper.node_back(start + RETRY);
+        assert_eq!(keeper.next(start + RETRY), Action::Publish(3));
     }
 }

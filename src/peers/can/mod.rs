@@ -1,11 +1,19 @@
 //! The server's own contact record in CAN (spec §8, §9): a `CanProfileServerContact` object
 //! with the external address and primary port, and an IPNS record under the server's key that
 //! points to it, so clients that lost the server's ports can find it again. The same task
-//! unpins the objects of clients whose hosting agreement ended.
+//! unpins the objects of clients whose hosting agreement ended, and the contact objects the
+//! server no longer uses, and asks the node whether it answers when nothing else did.
 //!
 //! `keeper` decides (sans-I/O); this task calls CAN and persists. CAN being down never delays
-//! start-up or clients: calls are retried every 10 s, and the log says when CAN fails and when
-//! it is back.
+//! start-up or clients: the record is retried every 10 s, unpins back off from 10 s to 10 min
+//! on their own schedule (a stuck unpin never holds a publication up), and the log says when
+//! CAN fails and when it is back.
+//!
+//! Publishing takes the first command the node has: the IoP fork's `name/upload` (a V1
+//! record), Kubo's `routing/put`, or `dht/put` (go-ipfs before the rename, js-ipfs), both with a
+//! V1+V2 record. The command that worked is remembered for the node and probed afresh after an
+//! error. A `routing/put` or `dht/put` counts only once `name/resolve` gives our object back:
+//! js-ipfs answers 200 even to a record it will not serve.
 
 mod keeper;
 
@@ -23,12 +31,30 @@ use crate::context::Ctx;
 use crate::role::Role;
 use crate::wire::can::CanProfileServerContact;
 
-/// How often the unpin queue is looked at without being told of new entries.
+/// How often the unpin queue is looked at without being told of new entries, and the longest
+/// wait between unpin attempts after failures.
 const UNPIN_CHECK: Duration = Duration::from_secs(600);
 /// Unpins read from the database at a time.
 const UNPIN_BATCH: usize = 16;
 /// How the IoP fork refuses a sequence number it has seen (followed by the stored number).
 const NEWER_RECORD: &str = "There is already a newer IPNS record with sequence number: ";
+
+/// The commands that publish an IPNS record, in the order they are tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publisher {
+    /// The IoP fork's `name/upload`, with a V1 record.
+    NameUpload,
+    /// Kubo's `routing/put`, with a V1+V2 record.
+    RoutingPut,
+    /// `dht/put` of go-ipfs before the rename and of js-ipfs, with a V1+V2 record.
+    DhtPut,
+}
+
+const PUBLISHERS: [Publisher; 3] = [
+    Publisher::NameUpload,
+    Publisher::RoutingPut,
+    Publisher::DhtPut,
+];
 
 /// Keeps the contact record published until shutdown; returns at once without `[can]`.
 pub(crate) async fn run(ctx: Arc<Ctx>) {
@@ -47,36 +73,43 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
         std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
     };
+    let start = Now::read().instant;
     let mut task = ContactTask {
-        keeper: Keeper::new(
-            stored,
-            address,
-            ctx.port_of(Role::Primary),
-            Now::read().instant,
-        ),
+        keeper: Keeper::new(stored, address, ctx.port_of(Role::Primary), start),
         api: can.api.clone(),
-        stock_ipfs: false,
+        publisher: None,
         failing: false,
+        unpin_wait: keeper::RETRY,
+        unpins_due: start,
+        node_down: false,
     };
+    let health_check = ctx
+        .config
+        .can
+        .as_ref()
+        .map_or(UNPIN_CHECK, crate::config::CanConfig::health_check);
     loop {
         let now = Now::read();
+        task.notice_node(now);
         let action = task.keeper.next(now.instant);
         let publishing = matches!(action, Action::Publish(_));
         let outcome = match action {
             Action::Wait(until) => {
-                let until = if task.drain_unpins(&ctx).await {
-                    until.min(now.instant + UNPIN_CHECK)
-                } else {
-                    until.min(now.instant + keeper::RETRY)
-                };
+                if now.instant >= task.unpins_due {
+                    task.drain_unpins(&ctx).await;
+                }
+                let until = until.min(task.unpins_due).min(now.instant + health_check);
                 tokio::select! {
                     () = ctx.shutdown.cancelled() => return,
                     () = tokio::time::sleep_until(until) => {}
-                    () = can.unpins_queued.notified() => {}
+                    () = can.unpins_queued.notified() => task.unpins_due = Now::read().instant,
+                }
+                if Now::read().instant >= now.instant + health_check {
+                    // Its outcome lands in the link's health; the node's return is noticed above.
+                    let _ = until_shutdown(&ctx, task.api.version()).await;
                 }
                 continue;
             }
-            Action::Unpin(hash) => until_shutdown(&ctx, task.unpin_old(&ctx, &hash)).await,
             Action::Add => until_shutdown(&ctx, task.add(&ctx, now)).await,
             Action::Publish(sequence) => {
                 until_shutdown(&ctx, task.publish(&ctx, sequence, now)).await
@@ -93,7 +126,6 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
             Ok(()) => task.recovered(),
             Err(failure) => task.failed(&failure, Now::read()),
         }
-        ctx.links.set_can(!task.failing, Now::read().unix_ms);
     }
 }
 
@@ -114,120 +146,178 @@ enum Failure {
     Store(#[from] crate::store::StoreError),
     #[error("CAN's reply does not match the record: {0}")]
     Mismatch(String),
+    #[error("the CAN node has none of name/upload, routing/put and dht/put")]
+    NoPublisher,
 }
 
 struct ContactTask {
     keeper: Keeper,
     api: CanApi,
-    /// The node answered `name/upload` with 404: publish V2 records with `routing/put`.
-    stock_ipfs: bool,
+    /// The command that published on this node, until an error.
+    publisher: Option<Publisher>,
     /// The last step failed (logged once until a step succeeds).
     failing: bool,
+    /// The wait before the next unpin attempt after a failure (doubles up to UNPIN_CHECK).
+    unpin_wait: Duration,
+    /// When the unpin queue is due next.
+    unpins_due: tokio::time::Instant,
+    /// The node was unreachable at the last look.
+    node_down: bool,
 }
 
 impl ContactTask {
-    async fn save(&self, ctx: &Ctx) -> Result<(), Failure> {
-        Ok(ctx
-            .store
-            .save_can_contact(self.keeper.stored().clone())
-            .await?)
+    /// When the node answers again after being unreachable, the record is due again: the node
+    /// may have lost it (restarted with another repository, or lost its datastore).
+    fn notice_node(&mut self, now: Now) {
+        match self.api.health().answers() {
+            Some(false) => self.node_down = true,
+            Some(true) if self.node_down => {
+                self.node_down = false;
+                self.keeper.node_back(now.instant);
+                self.unpins_due = now.instant;
+                self.unpin_wait = keeper::RETRY;
+            }
+            _ => {}
+        }
     }
 
-    async fn unpin_old(&mut self, ctx: &Ctx, hash: &[u8]) -> Result<(), Failure> {
-        self.api.unpin(hash).await?;
-        self.keeper.unpinned();
-        self.save(ctx).await
+    async fn save(&self, ctx: &Ctx, unpin: Vec<u8>) -> Result<(), Failure> {
+        Ok(ctx
+            .store
+            .save_can_contact(self.keeper.stored().clone(), unpin)
+            .await?)
     }
 
     async fn add(&mut self, ctx: &Ctx, now: Now) -> Result<(), Failure> {
         let contact = CanProfileServerContact {
             public_key: ctx.key.public_key().to_vec(),
-            ip_address: self.keeper_address(),
+            ip_address: self.keeper.address().to_vec(),
             primary_port: u32::from(ctx.port_of(Role::Primary)),
         };
         let hash = self.api.add(&contact.encode_to_vec()).await?;
-        self.keeper.added(hash, now.instant);
-        self.save(ctx).await?;
+        let replaced = self.keeper.added(hash, now.instant);
+        self.save(ctx, replaced.clone()).await?;
+        if !replaced.is_empty() {
+            self.unpins_due = now.instant;
+        }
         tracing::info!(path = %ipfs_path(&self.keeper.stored().object_hash), "CAN: contact object added");
         Ok(())
     }
 
-    fn keeper_address(&self) -> Vec<u8> {
-        self.keeper.address().to_vec()
-    }
-
-    /// Publishes record `sequence` (reserved and saved first) through the fork's `name/upload`,
-    /// or as a V1+V2 record through `routing/put` on a stock IPFS node.
+    /// Publishes record `sequence` (reserved and saved first) with the first command the node
+    /// has (see the module notes).
     async fn publish(&mut self, ctx: &Ctx, sequence: u64, now: Now) -> Result<(), Failure> {
-        self.save(ctx).await?;
+        self.save(ctx, Vec::new()).await?;
         let fields = RecordFields {
             value: ipfs_path(&self.keeper.stored().object_hash).into_bytes(),
             validity: format_validity(add_months(now.unix_ms, 1)).into_bytes(),
             sequence,
             ttl_ns: RECORD_TTL_NS,
         };
-        let public_key = ctx.key.public_key();
-        if !self.stock_ipfs {
-            let record = fields.sign_v1(&ctx.key).encode_to_vec();
-            match self.api.name_upload(&record, public_key).await {
-                Ok(reply) => {
-                    let expected = (can_id(public_key), fields.value.as_slice(), sequence);
-                    let got = (reply.peer.clone(), reply.new_path.as_bytes(), reply.new_seq);
-                    if got != expected {
-                        return Err(Failure::Mismatch(format!("{reply:?}")));
+        let first = self.publisher.unwrap_or(Publisher::NameUpload);
+        let tried = PUBLISHERS.iter().skip_while(|p| **p != first);
+        for &publisher in tried {
+            match self.publish_with(ctx, publisher, &fields).await {
+                Ok(()) => {
+                    if self.publisher != Some(publisher) {
+                        tracing::info!(command = ?publisher, "CAN: the node publishes records this way");
                     }
+                    self.publisher = Some(publisher);
                     self.keeper.published(now.instant);
-                    tracing::info!(sequence, "CAN: contact record published (name/upload)");
+                    tracing::info!(sequence, "CAN: contact record published");
                     return Ok(());
                 }
-                Err(CanError::NoSuchCommand(_)) => {
-                    tracing::info!(
-                        "CAN: the node has no name/upload; publishing V2 records with routing/put"
-                    );
-                    self.stock_ipfs = true;
+                Err(Failure::Can(CanError::NoSuchCommand(_))) => {}
+                Err(failure) => {
+                    self.publisher = None;
+                    return Err(failure);
                 }
-                Err(CanError::Refused { message, .. }) if message.starts_with(NEWER_RECORD) => {
-                    if let Ok(taken) = message[NEWER_RECORD.len()..].trim().parse() {
-                        self.keeper.sequence_taken(taken);
-                    }
-                    return Err(CanError::Refused {
-                        status: 500,
-                        message,
-                    }
-                    .into());
-                }
-                Err(error) => return Err(error.into()),
             }
         }
+        self.publisher = None;
+        Err(Failure::NoPublisher)
+    }
+
+    async fn publish_with(
+        &mut self,
+        ctx: &Ctx,
+        publisher: Publisher,
+        fields: &RecordFields,
+    ) -> Result<(), Failure> {
+        let public_key = ctx.key.public_key();
+        let command = match publisher {
+            Publisher::NameUpload => return self.name_upload(ctx, fields).await,
+            Publisher::RoutingPut => "routing/put",
+            Publisher::DhtPut => "dht/put",
+        };
+        let name = ipns_name(public_key);
         let record = fields.sign_v1_v2(&ctx.key).encode_to_vec();
-        self.api
-            .routing_put(&ipns_name(public_key), &record)
-            .await?;
-        self.keeper.published(now.instant);
-        tracing::info!(sequence, "CAN: contact record published (routing/put)");
+        self.api.put_record(command, &name, &record).await?;
+        let resolved = self.api.resolve(&name).await?;
+        if resolved.as_bytes() != fields.value.as_slice() {
+            return Err(Failure::Mismatch(format!(
+                "{command} stored it, but /ipns/{name} resolves to {resolved:?}"
+            )));
+        }
         Ok(())
     }
 
-    /// Unpins queued client objects; false when CAN failed and some remain.
-    async fn drain_unpins(&mut self, ctx: &Ctx) -> bool {
+    async fn name_upload(&mut self, ctx: &Ctx, fields: &RecordFields) -> Result<(), Failure> {
+        let public_key = ctx.key.public_key();
+        let record = fields.sign_v1(&ctx.key).encode_to_vec();
+        match self.api.name_upload(&record, public_key).await {
+            Ok(reply) => {
+                let expected = (can_id(public_key), fields.value.as_slice(), fields.sequence);
+                let got = (reply.peer.clone(), reply.new_path.as_bytes(), reply.new_seq);
+                if got != expected {
+                    return Err(Failure::Mismatch(format!("{reply:?}")));
+                }
+                Ok(())
+            }
+            Err(CanError::Refused { message, .. }) if message.starts_with(NEWER_RECORD) => {
+                if let Ok(taken) = message[NEWER_RECORD.len()..].trim().parse() {
+                    self.keeper.sequence_taken(taken);
+                }
+                Err(CanError::Refused {
+                    status: 500,
+                    message,
+                }
+                .into())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Unpins queued objects (clients' and our old contact objects) until the queue is empty
+    /// or a call fails; after a failure the next attempt waits twice as long as the last, up to
+    /// [`UNPIN_CHECK`].
+    async fn drain_unpins(&mut self, ctx: &Ctx) {
+        let outcome = self.unpin_all(ctx).await;
+        let now = Now::read().instant;
+        match outcome {
+            Ok(()) => {
+                self.unpin_wait = keeper::RETRY;
+                self.unpins_due = now + UNPIN_CHECK;
+            }
+            Err(failure) => {
+                if self.unpin_wait == keeper::RETRY {
+                    tracing::warn!(error = %failure, "CAN: an unpin failed; retrying with backoff");
+                }
+                self.unpins_due = now + self.unpin_wait;
+                self.unpin_wait = (self.unpin_wait * 2).min(UNPIN_CHECK);
+            }
+        }
+    }
+
+    async fn unpin_all(&mut self, ctx: &Ctx) -> Result<(), Failure> {
         loop {
-            let hashes = match ctx.store.can_unpins(UNPIN_BATCH).await {
-                Ok(hashes) if hashes.is_empty() => return true,
-                Ok(hashes) => hashes,
-                Err(error) => {
-                    self.failed(&Failure::Store(error), Now::read());
-                    return false;
-                }
-            };
+            let hashes = ctx.store.can_unpins(UNPIN_BATCH).await?;
+            if hashes.is_empty() {
+                return Ok(());
+            }
             for hash in hashes {
-                let done = match self.api.unpin(&hash).await {
-                    Ok(()) => ctx.store.can_unpinned(hash).await.map_err(Failure::from),
-                    Err(error) => Err(error.into()),
-                };
-                if let Err(failure) = done {
-                    self.failed(&failure, Now::read());
-                    return false;
-                }
+                self.api.unpin(&hash).await?;
+                ctx.store.can_unpinned(hash).await?;
             }
         }
     }

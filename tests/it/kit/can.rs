@@ -386,8 +386,19 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
         },
         ("name/resolve", _) => {
             let peer = arg.strip_prefix("/ipns/").unwrap_or(&arg);
-            match state.records.get(peer) {
-                Some((_, path)) => (200, format!("{{\"Path\":\"{path}\"}}").into_bytes()),
+            let now = iop_profile_server::clock::unix_ms();
+            // The fork's record by peer id, or (Kubo) the value of a stored V2 record.
+            let path = state
+                .records
+                .get(peer)
+                .map(|(_, path)| path.clone())
+                .or_else(|| {
+                    let record = state.v2_records.get(peer)?;
+                    let value = verify::verify(peer, record, now).ok()?;
+                    String::from_utf8(value).ok()
+                });
+            match path {
+                Some(path) => (200, format!("{{\"Path\":\"{path}\"}}").into_bytes()),
                 None => (500, error_json("could not resolve name")),
             }
         }
