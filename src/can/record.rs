@@ -48,6 +48,15 @@ pub fn ipns_name(public_key: &[u8]) -> String {
     format!("k{}", base36(&cid))
 }
 
+/// The libp2p peer id of an Ed25519 key, base58 (`12D3KooW…`): the same name as
+/// [`ipns_name`] in the form every node resolves (js-ipfs takes a `k…` name for a DNS name).
+pub fn peer_id(public_key: &[u8]) -> String {
+    let key = crypto_key(public_key);
+    let mut multihash = vec![0x00, u8::try_from(key.len()).unwrap_or(u8::MAX)];
+    multihash.extend(key);
+    base58(&multihash)
+}
+
 /// The IPFS path of an object's multihash: `/ipfs/Qm…`.
 pub fn ipfs_path(hash: &[u8]) -> String {
     format!("/ipfs/{}", base58(hash))
@@ -122,6 +131,17 @@ mod tests {
     fn appendix_key() -> ServerKey {
         let seed: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).expect("below 32"));
         ServerKey::from_seed(&seed)
+    }
+
+    #[test]
+    fn the_peer_id_names_the_same_key_as_the_ipns_name() {
+        let key = appendix_key();
+        let id = peer_id(key.public_key());
+        assert!(id.starts_with("12D3KooW"), "{id}");
+        let named = crate::can::verify::key_of_name(&id);
+        assert_eq!(named.as_deref(), Some(&key.public_key()[..]));
+        let same = crate::can::verify::key_of_name(&ipns_name(key.public_key()));
+        assert_eq!(named, same);
     }
 
     #[test]

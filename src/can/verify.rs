@@ -81,8 +81,9 @@ pub fn verify(name: &str, record: &[u8], now_ms: i64) -> Result<Vec<u8>, Invalid
     Ok(data.value)
 }
 
-/// The Ed25519 key inlined in an IPNS name, through its identity multihash.
-fn key_of_name(name: &str) -> Option<Vec<u8>> {
+/// The Ed25519 key inlined in an IPNS name (`k…` or `12D3KooW…`), through its identity
+/// multihash.
+pub fn key_of_name(name: &str) -> Option<Vec<u8>> {
     let bytes = if name.starts_with('k') {
         let cid = from_multibase(name)?;
         // CIDv1, libp2p-key: the multihash follows.

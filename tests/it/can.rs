@@ -84,6 +84,10 @@ async fn contact_record_is_published_at_start_and_republished_for_a_new_port() {
     assert_ne!(second, first);
     let contact = contact_at(&can, &second).await;
     assert_eq!(contact.primary_port, u32::from(server.port(Role::Primary)));
+    // The old object is unpinned after the new record went out, on the unpin queue's time.
+    let old = first.trim_start_matches("/ipfs/").to_owned();
+    can.wait_for("the old object unpinned", |s| !s.pins.contains(&old))
+        .await;
     assert_no_pin_left(&can, &first).await;
     assert_eq!(can.state().records[&peer].0, 2);
 }
@@ -192,7 +196,13 @@ async fn a_stock_ipfs_node_gets_a_v1_v2_record_through_routing_put() {
             >= 2
     })
     .await;
-    assert_eq!(can.calls_of("name/upload"), 1);
+    let commands: Vec<String> = can
+        .state()
+        .calls
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(can.calls_of("name/upload"), 1, "{commands:?}");
 
     let (mut client, path) = customer_with_object(&server).await;
     let record = signed_record(&client.identity, &path, &month_ahead(), 1);
@@ -359,4 +369,102 @@ async fn the_status_line_counts_clients_and_tells_whether_can_works() {
     server
         .wait_for_status(": 1 hosted, 1 online, 0 neighbours, no LOC, CAN ok")
         .await;
+}
+
+/// Issue 24 A and B: js-ipfs refuses a multipart content type on `pin/rm` (415) and words "not
+/// pinned" its own way; ending an agreement unpins, and an object that is no longer pinned
+/// counts as unpinned.
+#[tokio::test(start_paused = true)]
+async fn a_js_ipfs_node_unpins_and_its_not_pinned_counts_as_done() {
+    let can = CanStandIn::start(CanFlavour::JsIpfs).await;
+    let server = server_with(&can).await;
+    let (mut first, path) = customer_with_object(&server).await;
+    let hash = path.trim_start_matches("/ipfs/").to_owned();
+    cancel(&mut first).await;
+    can.wait_for("unpin", |s| !s.pins.contains(&hash)).await;
+
+    let (mut second, path) = customer_with_object(&server).await;
+    let (status, _) = can.harness("pin/rm", &path).await;
+    assert_eq!(status, 200, "the harness unpins it first");
+    // Deleting the object: its unpin answers "Failed to remove pin: … is not pinned".
+    assert_status(&store_data(&mut second, 4, None).await, Status::Ok);
+    cancel(&mut second).await;
+    let snapshot = server.snapshot().await;
+    assert_eq!(snapshot["can"], "ok", "{snapshot}");
+    assert_eq!(
+        snapshot["can_last_error"],
+        serde_json::Value::Null,
+        "{snapshot}"
+    );
+}
+
+/// Issue 24 C: js-ipfs has neither `name/upload` nor `routing/put`; the record goes out with
+/// `dht/put`, is checked by resolving it, and the command is remembered for the refreshes.
+#[tokio::test(start_paused = true)]
+async fn a_js_ipfs_node_gets_the_contact_record_through_dht_put() {
+    let can = CanStandIn::start(CanFlavour::JsIpfs).await;
+    let server = server_with(&can).await;
+    let key = server_key(&server).await;
+    let name = ipns_name(&key);
+    can.wait_for("dht/put", |s| s.v2_records.contains_key(&name))
+        .await;
+    let resolved = wait_until_resolved(&can, &key).await;
+    let contact = contact_at(&can, &resolved).await;
+    assert_eq!(contact.primary_port, u32::from(server.port(Role::Primary)));
+    server.wait_for_status("CAN ok").await;
+    step_clock(2 * HOUR).await;
+    can.wait_for("refresh", |s| {
+        s.calls.iter().filter(|c| c.command == "dht/put").count() >= 2
+    })
+    .await;
+    assert_eq!(can.calls_of("name/upload"), 1, "404 is remembered");
+    assert_eq!(can.calls_of("routing/put"), 1, "404 is remembered");
+}
+
+/// What the node resolves the server's name to, once it does (by its peer id: js-ipfs takes a
+/// `k…` name for a DNS name).
+async fn wait_until_resolved(can: &CanStandIn, key: &[u8]) -> String {
+    let arg = format!("/ipns/{}", iop_profile_server::can::record::peer_id(key));
+    for _ in 0..600 {
+        let (status, body) = can.harness("name/resolve", &arg).await;
+        if status == 200 {
+            let reply: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            return reply["Path"].as_str().expect("a path").to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server's name never resolved");
+}
+
+/// Issue 24 D: while the node is down, status says so with the failed call, although nothing
+/// but the health check calls it; back up, it answers "ok" and the record is published again.
+#[tokio::test(start_paused = true)]
+async fn status_shows_the_can_node_down_with_its_error_and_the_record_returns_with_it() {
+    let mut can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    let peer = can_id(&server_key(&server).await);
+    can.wait_for_record(&peer, 1).await;
+    server.wait_for_status("CAN ok").await;
+    can.stop().await;
+    step_clock(Duration::from_secs(61)).await;
+    server.wait_for_status("CAN down").await;
+    let snapshot = server.snapshot().await;
+    assert_eq!(snapshot["can"], "down");
+    let error = snapshot["can_last_error"].as_str().expect("an error");
+    assert!(error.starts_with("version: "), "{error}");
+    can.restart().await;
+    step_clock(Duration::from_secs(61)).await;
+    server.wait_for_status("CAN ok").await;
+    can.wait_for_record(&peer, 2).await;
+}
+
+async fn cancel(client: &mut Client) {
+    let cancel =
+        iop_profile_server::wire::ps::conversation_request::RequestType::CancelHostingAgreement(
+            iop_profile_server::wire::ps::CancelHostingAgreementRequest::default(),
+        );
+    assert_status(
+        &client.conversation(9, Vec::new(), cancel).await,
+        Status::Ok,
+    );
 }

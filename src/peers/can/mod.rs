@@ -23,7 +23,7 @@ use std::time::Duration;
 use prost::Message as _;
 
 use self::keeper::{Action, Keeper};
-use crate::can::record::{RECORD_TTL_NS, RecordFields, can_id, ipfs_path, ipns_name};
+use crate::can::record::{RECORD_TTL_NS, RecordFields, can_id, ipfs_path, ipns_name, peer_id};
 use crate::can::time::{add_months, format_validity};
 use crate::can::{CanApi, CanError};
 use crate::clock::Now;
@@ -253,7 +253,7 @@ impl ContactTask {
         let name = ipns_name(public_key);
         let record = fields.sign_v1_v2(&ctx.key).encode_to_vec();
         self.api.put_record(command, &name, &record).await?;
-        let resolved = self.api.resolve(&name).await?;
+        let resolved = self.api.resolve(&peer_id(public_key)).await?;
         if resolved.as_bytes() != fields.value.as_slice() {
             return Err(Failure::Mismatch(format!(
                 "{command} stored it, but /ipns/{name} resolves to {resolved:?}"

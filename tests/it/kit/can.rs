@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use iop_profile_server::can::multibase::{base58, from_base58, from_multibase};
+use iop_profile_server::can::record::ipns_name;
 use iop_profile_server::can::verify;
 use iop_profile_server::crypto::{self, sha256};
 use iop_profile_server::wire::Status;
@@ -38,6 +39,12 @@ pub enum CanFlavour {
     Fork,
     /// Stock IPFS (Kubo): no `name/upload`; `routing/put` with V2 records.
     Stock,
+    /// js-ipfs 0.66.1 as measured offline on loopback: 415 to a multipart content type on any
+    /// command but `add` and `dht/put`; no `name/upload` nor `routing/put` (404); `dht/put`
+    /// stores any record without checking it (200, empty body); `name/resolve` takes a `k…`
+    /// name for a DNS name and fails, a `12D3KooW…` one resolves; unpinning an object that is
+    /// not pinned is HTTP 500 `Failed to remove pin: <cid> is not pinned`.
+    JsIpfs,
 }
 
 /// What goes wrong with the next call of a command.
@@ -359,6 +366,11 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
     let flavour = inner.flavour;
     let state = &mut inner.state;
     let arg = request.query.get("arg").cloned().unwrap_or_default();
+    if flavour == CanFlavour::JsIpfs
+        && let Some(answer) = js_ipfs(state, request, &arg)
+    {
+        return answer;
+    }
     match (request.command.as_str(), flavour) {
         ("add", _) => {
             let Some(file) = file_part(&request.content_type, &request.body) else {
@@ -393,8 +405,10 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
                 .get(peer)
                 .map(|(_, path)| path.clone())
                 .or_else(|| {
-                    let record = state.v2_records.get(peer)?;
-                    let value = verify::verify(peer, record, now).ok()?;
+                    // Kubo resolves a name in either form (`k…` or `12D3KooW…`).
+                    let name = ipns_name(&verify::key_of_name(peer)?);
+                    let record = state.v2_records.get(&name)?;
+                    let value = verify::verify(&name, record, now).ok()?;
                     String::from_utf8(value).ok()
                 });
             match path {
@@ -425,7 +439,64 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
                 Err(invalid) => (500, error_json(&invalid.to_string())),
             }
         }
+        ("version", _) => (200, b"{\"Version\":\"stand-in\"}".to_vec()),
         _ => (404, b"{\"Message\":\"Not Found\",\"Code\":3}".to_vec()),
+    }
+}
+
+/// What js-ipfs answers differently from the fork and Kubo; `None` where it answers alike.
+fn js_ipfs(state: &mut CanState, request: &Request, arg: &str) -> Option<(u16, Vec<u8>)> {
+    let command = request.command.as_str();
+    if matches!(command, "name/upload" | "routing/put") {
+        // An unknown route is refused before its body is looked at.
+        return Some((404, error_json("Not Found")));
+    }
+    let uploads = matches!(command, "add" | "dht/put");
+    if !uploads && request.content_type.starts_with("multipart/") {
+        let refusal = b"{\"Message\":\"Unsupported Media Type\",\"Code\":1,\"Type\":\"error\"}";
+        return Some((415, refusal.to_vec()));
+    }
+    match command {
+        "pin/rm" => {
+            let hash = hash_of(arg);
+            let removed = state.pins.remove(&hash);
+            Some(if removed {
+                (200, format!("{{\"Pins\":[\"{hash}\"]}}").into_bytes())
+            } else {
+                let message = format!("Failed to remove pin: {hash} is not pinned");
+                (500, error_json(&message))
+            })
+        }
+        "dht/put" => {
+            let name = arg.strip_prefix("/ipns/").unwrap_or(arg);
+            let key = verify::key_of_name(name)?;
+            let record = file_part(&request.content_type, &request.body).unwrap_or_default();
+            state.v2_records.insert(ipns_name(&key), record);
+            Some((200, Vec::new()))
+        }
+        "name/resolve" => {
+            let name = arg.strip_prefix("/ipns/").unwrap_or(arg);
+            if name.starts_with('k') {
+                let message = format!("queryTxt ENOTFOUND _dnslink.{name}");
+                return Some((500, error_json(&message)));
+            }
+            let key = verify::key_of_name(name)?;
+            let name = ipns_name(&key);
+            let now = iop_profile_server::clock::unix_ms();
+            let value = state
+                .v2_records
+                .get(&name)
+                .and_then(|record| verify::verify(&name, record, now).ok())
+                .and_then(|value| String::from_utf8(value).ok());
+            Some(match value {
+                Some(path) => (200, format!("{{\"Path\":\"{path}\"}}").into_bytes()),
+                None => (
+                    500,
+                    error_json("record requested was not found in the routing"),
+                ),
+            })
+        }
+        _ => None,
     }
 }
 
