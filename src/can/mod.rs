@@ -16,6 +16,7 @@ pub mod time;
 pub mod verify;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -104,12 +105,39 @@ struct ErrorReply {
     message: String,
 }
 
-/// A client of one CAN node's HTTP API; clones share the record of the link's [`Health`].
+/// The commands a stock node may store an IPNS record with, in the order they are tried:
+/// Kubo's, then that of go-ipfs before the rename and of js-ipfs.
+const PUT_COMMANDS: [&str; 2] = ["routing/put", "dht/put"];
+
+/// A client of one CAN node's HTTP API; clones share the record of the link's [`Health`] and
+/// what was learnt of the node.
 #[derive(Clone, Debug)]
 pub struct CanApi {
     host_port: String,
     timeout: Duration,
     health: Arc<Health>,
+    learnt: Arc<Learnt>,
+}
+
+/// How the node takes IPNS records, learnt from its answers and forgotten after an error (the
+/// node behind the address may have changed).
+#[derive(Debug, Default)]
+struct Learnt {
+    /// It answered 404 to `name/upload`: a stock node.
+    no_name_upload: AtomicBool,
+    /// Which of [`PUT_COMMANDS`] stored a record last, plus one; 0 when unknown.
+    put_command: AtomicU8,
+    /// It refused `name/resolve` with `nocache` (js-ipfs offline).
+    refuses_nocache: AtomicBool,
+}
+
+/// Whether a refusal of a call counts as a failure of the link ([`Health::failed`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// It does: what the node refused is shown to operators.
+    No,
+    /// It does not: the caller tries another way first.
+    Refusals,
 }
 
 impl CanApi {
@@ -124,6 +152,7 @@ impl CanApi {
             host_port,
             timeout,
             health: Arc::default(),
+            learnt: Arc::default(),
         }
     }
 
@@ -166,15 +195,78 @@ impl CanApi {
         match self.call("name/upload", &query, None).await {
             Ok(body) => parse(&body),
             Err(CanError::Refused { status: 404, .. }) => {
+                self.learnt.no_name_upload.store(true, Ordering::Relaxed);
                 Err(CanError::NoSuchCommand("name/upload"))
             }
-            Err(error) => Err(error),
+            Err(error) => {
+                self.forget();
+                Err(error)
+            }
         }
+    }
+
+    /// Whether the node answered 404 to `name/upload` (since the last error): a stock node.
+    pub fn lacks_name_upload(&self) -> bool {
+        self.learnt.no_name_upload.load(Ordering::Relaxed)
+    }
+
+    /// Stores a V1+V2 `record` of `public_key` on a stock node with the first of
+    /// [`PUT_COMMANDS`] it has (the one that worked last first), and checks that the name then
+    /// resolves to `value`: js-ipfs answers 200 to a put of a record it will not serve.
+    pub async fn publish_v2(
+        &self,
+        public_key: &[u8],
+        record: &[u8],
+        value: &[u8],
+    ) -> Result<(), CanError> {
+        let name = record::ipns_name(public_key);
+        let known = usize::from(self.learnt.put_command.load(Ordering::Relaxed));
+        for (at, command) in PUT_COMMANDS
+            .iter()
+            .enumerate()
+            .skip(known.saturating_sub(1))
+        {
+            match self.put_record(command, &name, record).await {
+                Ok(()) => {}
+                Err(CanError::NoSuchCommand(_)) => continue,
+                Err(error) => {
+                    self.forget();
+                    return Err(error);
+                }
+            }
+            let resolved = self.resolve(&record::peer_id(public_key)).await;
+            return match resolved {
+                Ok(path) if path.as_bytes() == value => {
+                    let remembered = u8::try_from(at + 1).unwrap_or(0);
+                    self.learnt.put_command.store(remembered, Ordering::Relaxed);
+                    Ok(())
+                }
+                Ok(path) => {
+                    self.forget();
+                    Err(CanError::BadReply(format!(
+                        "{command} took the record, but /ipns/{name} resolves to {}",
+                        peer_text(&path, MAX_ERROR_CHARS)
+                    )))
+                }
+                Err(error) => {
+                    self.forget();
+                    Err(error)
+                }
+            };
+        }
+        self.forget();
+        Err(CanError::NoSuchCommand("routing/put and dht/put"))
+    }
+
+    /// Forgets what was learnt of the node: the next publication probes it afresh.
+    fn forget(&self) {
+        self.learnt.no_name_upload.store(false, Ordering::Relaxed);
+        self.learnt.put_command.store(0, Ordering::Relaxed);
     }
 
     /// Puts a serialized V2 record under `/ipns/<name>` on a stock IPFS node with `command`:
     /// `routing/put` (Kubo) or `dht/put` (go-ipfs before the rename, js-ipfs).
-    pub async fn put_record(
+    async fn put_record(
         &self,
         command: &'static str,
         name: &str,
@@ -188,10 +280,25 @@ impl CanApi {
         }
     }
 
-    /// What `/ipns/<name>` resolves to on the node (`name/resolve`), e.g. `/ipfs/Qm…`.
+    /// What `/ipns/<name>` resolves to on the node (`name/resolve`), e.g. `/ipfs/Qm…`: past
+    /// the node's cache where it allows that (js-ipfs offline refuses `nocache`).
     pub async fn resolve(&self, name: &str) -> Result<String, CanError> {
-        let query = format!("arg=/ipns/{name}&nocache=true");
-        let body = self.call("name/resolve", &query, None).await?;
+        let cached = format!("arg=/ipns/{name}");
+        let body = if self.learnt.refuses_nocache.load(Ordering::Relaxed) {
+            self.call("name/resolve", &cached, None).await?
+        } else {
+            let uncached = format!("{cached}&nocache=true");
+            match self
+                .request("name/resolve", &uncached, None, Quiet::Refusals)
+                .await
+            {
+                Err(CanError::Refused { message, .. }) if message.contains("nocache") => {
+                    self.learnt.refuses_nocache.store(true, Ordering::Relaxed);
+                    self.call("name/resolve", &cached, None).await?
+                }
+                other => other?,
+            }
+        };
         let resolved: Resolved = parse(&body)?;
         Ok(resolved.path)
     }
@@ -208,6 +315,17 @@ impl CanApi {
         command: &'static str,
         query: &str,
         file: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CanError> {
+        self.request(command, query, file, Quiet::No).await
+    }
+
+    /// [`CanApi::call`], recording a refusal as a failure unless `quiet` says otherwise.
+    async fn request(
+        &self,
+        command: &'static str,
+        query: &str,
+        file: Option<&[u8]>,
+        quiet: Quiet,
     ) -> Result<Vec<u8>, CanError> {
         let path = if query.is_empty() {
             format!("/api/v0/{command}")
@@ -254,7 +372,7 @@ impl CanApi {
         // The node's text goes to logs, to `status` and to clients: bounded and printable.
         let message = peer_text(&message, MAX_ERROR_CHARS);
         // "Not pinned" is what an unpin hopes for, and a missing command a probe's answer.
-        if !(says_not_pinned(&message) || reply.status == 404) {
+        if quiet == Quiet::No && !(says_not_pinned(&message) || reply.status == 404) {
             self.health.failed(command, &message, now_ms);
         }
         Err(CanError::Refused {

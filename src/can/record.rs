@@ -95,6 +95,7 @@ impl RecordFields {
             validity: self.validity.clone(),
             sequence: self.sequence,
             ttl: self.ttl_ns,
+            ..CanIpnsEntry::default()
         }
     }
 

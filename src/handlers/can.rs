@@ -10,9 +10,11 @@ use tokio::time::Instant;
 
 use super::reject::Reject;
 use super::{ConversationBody, authenticated_peer};
-use crate::can::record::ipfs_path;
+use crate::can::record::{ipfs_path, ipns_name};
 use crate::can::time::parse_rfc3339;
+use crate::can::verify::verify;
 use crate::can::{CanApi, CanError};
+use crate::clock::Now;
 use crate::context::Ctx;
 use crate::log_gate::LogGate;
 use crate::session::Session;
@@ -65,12 +67,13 @@ pub async fn can_store_data(
 }
 
 /// CanPublishIpnsRecordRequest: checks the client's record against its object and contract,
-/// then publishes it through the fork's `name/upload`.
+/// then publishes it through the fork's `name/upload`, or on a stock node (no `name/upload`) a
+/// V1+V2 record through `routing/put` or `dht/put`, checked against today's IPNS rules first.
 pub async fn can_publish_ipns_record(
     ctx: &Ctx,
     session: &Session,
     request: ps::CanPublishIpnsRecordRequest,
-    now: Instant,
+    now: Now,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_peer(session)?;
     let record = request.record.ok_or(Reject::invalid("record"))?;
@@ -88,20 +91,38 @@ pub async fn can_publish_ipns_record(
         return Err(Reject::invalid("record.validity"));
     }
     let (api, _slot) = can_slot(ctx)?;
+    let bytes = record.encode_to_vec();
+    if !api.lacks_name_upload() {
+        match api.name_upload(&bytes, &peer.public_key).await {
+            Ok(_) => return Ok(published()),
+            Err(CanError::NoSuchCommand(_)) => {}
+            Err(error) => return Err(rejected(&error, now.instant)),
+        }
+    }
+    // A stock node: only a record with a V2 signature is of use to it (loc-can.md appendix C).
+    let name = ipns_name(&peer.public_key);
+    if let Err(invalid) = verify(&name, &bytes, now.unix_ms) {
+        return Err(Reject::with_details(
+            Status::ErrorRejected,
+            format!(
+                "the CAN node is a stock IPFS node, which takes only records with a valid V2 \
+                 signature: {invalid}"
+            ),
+        ));
+    }
     match api
-        .name_upload(&record.encode_to_vec(), &peer.public_key)
+        .publish_v2(&peer.public_key, &bytes, &record.value)
         .await
     {
-        Ok(_) => Ok(ConversationBody::unsigned(
-            ResponseType::CanPublishIpnsRecord(ps::CanPublishIpnsRecordResponse {}),
-        )),
-        Err(CanError::NoSuchCommand(_)) => Err(Reject::with_details(
-            Status::ErrorRejected,
-            "the CAN node has no name/upload: it is a stock IPFS node, which accepts only \
-             records with a V2 signature",
-        )),
-        Err(error) => Err(rejected(&error, now)),
+        Ok(()) => Ok(published()),
+        Err(error) => Err(rejected(&error, now.instant)),
     }
+}
+
+fn published() -> ConversationBody {
+    ConversationBody::unsigned(ResponseType::CanPublishIpnsRecord(
+        ps::CanPublishIpnsRecordResponse {},
+    ))
 }
 
 /// The CAN API and a slot of `can.max_concurrent_requests`; UNSUPPORTED without `[can]`,

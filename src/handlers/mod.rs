@@ -210,7 +210,7 @@ async fn conversation_request(
         }
         R::CanStoreData(request) => can::can_store_data(ctx, session, request, now.instant).await,
         R::CanPublishIpnsRecord(request) => {
-            can::can_publish_ipns_record(ctx, session, request, now.instant).await
+            can::can_publish_ipns_record(ctx, session, request, now).await
         }
         R::CallIdentityApplicationService(request) => {
             return call::call_identity_application_service(ctx, session, id, &request, now).await;

@@ -40,7 +40,7 @@ async fn server_with(can: &CanStandIn) -> TestServer {
 }
 
 /// The server's public key, from StartConversation on the primary port.
-async fn server_key(server: &TestServer) -> Vec<u8> {
+pub(crate) async fn server_key(server: &TestServer) -> Vec<u8> {
     let mut client = Client::plain(server.port(Role::Primary)).await;
     client.start_conversation(1).await.public_key
 }
@@ -52,7 +52,7 @@ async fn contact_at(can: &CanStandIn, path: &str) -> CanProfileServerContact {
     CanProfileServerContact::decode(bytes.as_slice()).expect("a contact object")
 }
 
-fn object_for(server: &TestServer) -> CanIdentityData {
+pub(crate) fn object_for(server: &TestServer) -> CanIdentityData {
     CanIdentityData {
         hosting_server_id: server.network_id().to_vec(),
         key_value_list: Vec::new(),
@@ -208,7 +208,19 @@ async fn a_stock_ipfs_node_gets_a_v1_v2_record_through_routing_put() {
     let record = signed_record(&client.identity, &path, &month_ahead(), 1);
     let answer = publish_record(&mut client, 4, Some(record)).await;
     assert_status(&answer, Status::ErrorRejected);
-    assert!(answer.details.contains("name/upload"), "{}", answer.details);
+    assert!(
+        answer.details.contains("V2 signature"),
+        "{}",
+        answer.details
+    );
+    // With a V2 signature it goes out through routing/put and resolves.
+    let record = signed_record_v1_v2(&client.identity, &path, &month_ahead(), 1);
+    assert_status(
+        &publish_record(&mut client, 5, Some(record)).await,
+        Status::Ok,
+    );
+    let key = client.identity.public_key();
+    assert_eq!(wait_until_resolved(&can, &key).await, path);
 }
 
 #[tokio::test]
@@ -419,6 +431,17 @@ async fn a_js_ipfs_node_gets_the_contact_record_through_dht_put() {
     .await;
     assert_eq!(can.calls_of("name/upload"), 1, "404 is remembered");
     assert_eq!(can.calls_of("routing/put"), 1, "404 is remembered");
+
+    // A client's V1+V2 record takes the same way.
+    let (mut client, path) = customer_with_object(&server).await;
+    let record = signed_record_v1_v2(&client.identity, &path, &month_ahead(), 1);
+    assert_status(
+        &publish_record(&mut client, 4, Some(record)).await,
+        Status::Ok,
+    );
+    let key = client.identity.public_key();
+    assert_eq!(wait_until_resolved(&can, &key).await, path);
+    assert_eq!(can.calls_of("name/upload"), 1, "still remembered");
 }
 
 /// What the node resolves the server's name to, once it does (by its peer id: js-ipfs takes a

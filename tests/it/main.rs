@@ -2,6 +2,7 @@
 
 mod board;
 mod can;
+mod can_ipfs;
 mod cli;
 mod fuzz_frames;
 mod hardening;

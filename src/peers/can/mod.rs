@@ -11,9 +11,9 @@
 //!
 //! Publishing takes the first command the node has: the IoP fork's `name/upload` (a V1
 //! record), Kubo's `routing/put`, or `dht/put` (go-ipfs before the rename, js-ipfs), both with a
-//! V1+V2 record. The command that worked is remembered for the node and probed afresh after an
-//! error. A `routing/put` or `dht/put` counts only once `name/resolve` gives our object back:
-//! js-ipfs answers 200 even to a record it will not serve.
+//! V1+V2 record ([`CanApi::publish_v2`]). What worked is remembered for the node and probed
+//! afresh after an error. A `routing/put` or `dht/put` counts only once `name/resolve` gives our
+//! object back: js-ipfs answers 200 even to a record it will not serve.
 
 mod keeper;
 
@@ -23,7 +23,7 @@ use std::time::Duration;
 use prost::Message as _;
 
 use self::keeper::{Action, Keeper};
-use crate::can::record::{RECORD_TTL_NS, RecordFields, can_id, ipfs_path, ipns_name, peer_id};
+use crate::can::record::{RECORD_TTL_NS, RecordFields, can_id, ipfs_path};
 use crate::can::time::{add_months, format_validity};
 use crate::can::{CanApi, CanError};
 use crate::clock::Now;
@@ -38,23 +38,6 @@ const UNPIN_CHECK: Duration = Duration::from_secs(600);
 const UNPIN_BATCH: usize = 16;
 /// How the IoP fork refuses a sequence number it has seen (followed by the stored number).
 const NEWER_RECORD: &str = "There is already a newer IPNS record with sequence number: ";
-
-/// The commands that publish an IPNS record, in the order they are tried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Publisher {
-    /// The IoP fork's `name/upload`, with a V1 record.
-    NameUpload,
-    /// Kubo's `routing/put`, with a V1+V2 record.
-    RoutingPut,
-    /// `dht/put` of go-ipfs before the rename and of js-ipfs, with a V1+V2 record.
-    DhtPut,
-}
-
-const PUBLISHERS: [Publisher; 3] = [
-    Publisher::NameUpload,
-    Publisher::RoutingPut,
-    Publisher::DhtPut,
-];
 
 /// Keeps the contact record published until shutdown; returns at once without `[can]`.
 pub(crate) async fn run(ctx: Arc<Ctx>) {
@@ -77,7 +60,6 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
     let mut task = ContactTask {
         keeper: Keeper::new(stored, address, ctx.port_of(Role::Primary), start),
         api: can.api.clone(),
-        publisher: None,
         failing: false,
         unpin_wait: keeper::RETRY,
         unpins_due: start,
@@ -146,15 +128,11 @@ enum Failure {
     Store(#[from] crate::store::StoreError),
     #[error("CAN's reply does not match the record: {0}")]
     Mismatch(String),
-    #[error("the CAN node has none of name/upload, routing/put and dht/put")]
-    NoPublisher,
 }
 
 struct ContactTask {
     keeper: Keeper,
     api: CanApi,
-    /// The command that published on this node, until an error.
-    publisher: Option<Publisher>,
     /// The last step failed (logged once until a step succeeds).
     failing: bool,
     /// The wait before the next unpin attempt after a failure (doubles up to UNPIN_CHECK).
@@ -214,51 +192,27 @@ impl ContactTask {
             sequence,
             ttl_ns: RECORD_TTL_NS,
         };
-        let first = self.publisher.unwrap_or(Publisher::NameUpload);
-        let tried = PUBLISHERS.iter().skip_while(|p| **p != first);
-        for &publisher in tried {
-            match self.publish_with(ctx, publisher, &fields).await {
-                Ok(()) => {
-                    if self.publisher != Some(publisher) {
-                        tracing::info!(command = ?publisher, "CAN: the node publishes records this way");
-                    }
-                    self.publisher = Some(publisher);
-                    self.keeper.published(now.instant);
-                    tracing::info!(sequence, "CAN: contact record published");
-                    return Ok(());
+        let uploaded = if self.api.lacks_name_upload() {
+            false
+        } else {
+            match self.name_upload(ctx, &fields).await {
+                Ok(()) => true,
+                Err(Failure::Can(CanError::NoSuchCommand(_))) => {
+                    tracing::info!("CAN: the node has no name/upload; publishing V1+V2 records");
+                    false
                 }
-                Err(Failure::Can(CanError::NoSuchCommand(_))) => {}
-                Err(failure) => {
-                    self.publisher = None;
-                    return Err(failure);
-                }
+                Err(failure) => return Err(failure),
             }
-        }
-        self.publisher = None;
-        Err(Failure::NoPublisher)
-    }
-
-    async fn publish_with(
-        &mut self,
-        ctx: &Ctx,
-        publisher: Publisher,
-        fields: &RecordFields,
-    ) -> Result<(), Failure> {
-        let public_key = ctx.key.public_key();
-        let command = match publisher {
-            Publisher::NameUpload => return self.name_upload(ctx, fields).await,
-            Publisher::RoutingPut => "routing/put",
-            Publisher::DhtPut => "dht/put",
         };
-        let name = ipns_name(public_key);
-        let record = fields.sign_v1_v2(&ctx.key).encode_to_vec();
-        self.api.put_record(command, &name, &record).await?;
-        let resolved = self.api.resolve(&peer_id(public_key)).await?;
-        if resolved.as_bytes() != fields.value.as_slice() {
-            return Err(Failure::Mismatch(format!(
-                "{command} stored it, but /ipns/{name} resolves to {resolved:?}"
-            )));
+        if !uploaded {
+            let public_key = ctx.key.public_key();
+            let record = fields.sign_v1_v2(&ctx.key).encode_to_vec();
+            self.api
+                .publish_v2(public_key, &record, &fields.value)
+                .await?;
         }
+        self.keeper.published(now.instant);
+        tracing::info!(sequence, "CAN: contact record published");
         Ok(())
     }
 

@@ -42,8 +42,9 @@ pub enum CanFlavour {
     /// js-ipfs 0.66.1 as measured offline on loopback: 415 to a multipart content type on any
     /// command but `add` and `dht/put`; no `name/upload` nor `routing/put` (404); `dht/put`
     /// stores any record without checking it (200, empty body); `name/resolve` takes a `k…`
-    /// name for a DNS name and fails, a `12D3KooW…` one resolves; unpinning an object that is
-    /// not pinned is HTTP 500 `Failed to remove pin: <cid> is not pinned`.
+    /// name for a DNS name and fails, a `12D3KooW…` one resolves, and it refuses `nocache`
+    /// offline; unpinning an object that is not pinned is HTTP 500 `Failed to remove pin:
+    /// <cid> is not pinned`.
     JsIpfs,
 }
 
@@ -476,6 +477,9 @@ fn js_ipfs(state: &mut CanState, request: &Request, arg: &str) -> Option<(u16, V
         }
         "name/resolve" => {
             let name = arg.strip_prefix("/ipns/").unwrap_or(arg);
+            if request.query.contains_key("nocache") {
+                return Some((500, error_json("cannot specify both offline and nocache")));
+            }
             if name.starts_with('k') {
                 let message = format!("queryTxt ENOTFOUND _dnslink.{name}");
                 return Some((500, error_json(&message)));
@@ -664,7 +668,26 @@ pub fn signed_record(
         validity: validity.as_bytes().to_vec(),
         sequence,
         ttl: 6_000_000_000,
+        ..CanIpnsEntry::default()
     }
+}
+
+/// A client's V1+V2 record (what a stock IPFS node takes): the V1 fields of
+/// [`signed_record`] plus the V2 signature over the same values.
+pub fn signed_record_v1_v2(
+    identity: &super::Identity,
+    path: &str,
+    validity: &str,
+    sequence: u64,
+) -> CanIpnsEntry {
+    let fields = iop_profile_server::can::record::RecordFields {
+        value: path.as_bytes().to_vec(),
+        validity: validity.as_bytes().to_vec(),
+        sequence,
+        ttl_ns: 6_000_000_000,
+    };
+    let record = fields.sign_v1_v2(&identity.as_server_key()).encode_to_vec();
+    CanIpnsEntry::decode(record.as_slice()).expect("the same fields")
 }
 
 /// A validity one month ahead of the tester's clock, in the reference format.

@@ -29,6 +29,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity's key as the server's key type, for signing what the server's code signs
+    /// (IPNS records).
+    pub fn as_server_key(&self) -> iop_profile_server::crypto::ServerKey {
+        iop_profile_server::crypto::ServerKey::from_seed(&self.key.to_bytes())
+    }
+
     /// A fresh random identity.
     pub fn random() -> Identity {
         Identity {
