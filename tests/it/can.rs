@@ -214,13 +214,15 @@ async fn a_stock_ipfs_node_gets_a_v1_v2_record_through_routing_put() {
         answer.details
     );
     // With a V2 signature it goes out through routing/put and resolves.
-    let record = signed_record_v1_v2(&client.identity, &path, &month_ahead(), 1);
-    assert_status(
-        &publish_record(&mut client, 5, Some(record)).await,
-        Status::Ok,
-    );
+    publish_v1_v2_and_resolve(&can, &mut client, &path).await;
+}
+
+/// The client's V1+V2 record for `path`, published through the server, resolves on the node.
+async fn publish_v1_v2_and_resolve(can: &CanStandIn, client: &mut Client, path: &str) {
+    let record = signed_record_v1_v2(&client.identity, path, &month_ahead(), 1);
+    assert_status(&publish_record(client, 8, Some(record)).await, Status::Ok);
     let key = client.identity.public_key();
-    assert_eq!(wait_until_resolved(&can, &key).await, path);
+    assert_eq!(wait_until_resolved(can, &key).await, path);
 }
 
 #[tokio::test]
@@ -434,13 +436,7 @@ async fn a_js_ipfs_node_gets_the_contact_record_through_dht_put() {
 
     // A client's V1+V2 record takes the same way.
     let (mut client, path) = customer_with_object(&server).await;
-    let record = signed_record_v1_v2(&client.identity, &path, &month_ahead(), 1);
-    assert_status(
-        &publish_record(&mut client, 4, Some(record)).await,
-        Status::Ok,
-    );
-    let key = client.identity.public_key();
-    assert_eq!(wait_until_resolved(&can, &key).await, path);
+    publish_v1_v2_and_resolve(&can, &mut client, &path).await;
     assert_eq!(can.calls_of("name/upload"), 1, "still remembered");
 }
 
