@@ -12,7 +12,7 @@ use crate::can::health::{Health as CanHealth, LastError as CanLastError};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::crypto::ServerKey;
-use crate::hub::{Addresses, Outbox, Registry, Relays};
+use crate::hub::{Addresses, Outbox, PeerHealth, Registry, Relays};
 use crate::metrics::Metrics;
 use crate::role::Role;
 use crate::store::Store;
@@ -54,6 +54,8 @@ pub struct Ctx {
     pub search_slots: Arc<Semaphore>,
     /// Source of connection numbers.
     pub next_connection: AtomicU64,
+    /// Which neighbours and followers do not answer, and the signs of life they gave.
+    pub peer_health: PeerHealth,
     /// Followers whose initialisation was accepted, handed to `peers` to stream the snapshot.
     pub new_followers: tokio::sync::mpsc::Sender<NewFollower>,
     /// When the server started.

@@ -18,6 +18,9 @@ const MIN_NEIGHBOR_EXPIRATION_SECS: u64 = 86_400;
 const MAX_FOLLOWER_REFRESH_SECS: u64 = 86_399;
 /// `loc.reconnect_secs`: LOC runs on the same machine, so an hour is the longest useful wait.
 const LOC_RECONNECT_SECS: Bounds = Bounds::new(1, HOUR);
+/// `loc.neighborhood_refresh_secs`: LOC notifies only the first session it ever accepted, so
+/// reading the neighbourhood again is how a server that reconnected learns of changes.
+const LOC_NEIGHBORHOOD_REFRESH_SECS: Bounds = Bounds::new(5, DAY);
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
 
@@ -50,6 +53,8 @@ pub(super) struct RawLoc {
     reconnect_secs: u64,
     #[serde(default = "default_loc_service_type")]
     service_type: String,
+    #[serde(default = "default_loc_neighborhood_refresh_secs")]
+    neighborhood_refresh_secs: u64,
 }
 
 fn default_loc_address() -> String {
@@ -62,6 +67,10 @@ fn default_loc_reconnect_secs() -> u64 {
 
 fn default_loc_service_type() -> String {
     "string".into()
+}
+
+fn default_loc_neighborhood_refresh_secs() -> u64 {
+    60
 }
 
 /// How LOC's `ServiceInfo.type` is encoded (spec §7).
@@ -82,6 +91,8 @@ pub struct LocConfig {
     pub reconnect: Duration,
     /// Service-type encoding of the deployed LOC.
     pub service_type: LocServiceType,
+    /// How often the neighbourhood is read again on a connection.
+    pub neighborhood_refresh: Duration,
 }
 
 /// The local CAN server (`[can]`).
@@ -229,11 +240,17 @@ pub(super) fn check_loc(
         ));
     }
     LOC_RECONNECT_SECS.check("loc.reconnect_secs", raw.reconnect_secs, problems);
+    LOC_NEIGHBORHOOD_REFRESH_SECS.check(
+        "loc.neighborhood_refresh_secs",
+        raw.neighborhood_refresh_secs,
+        problems,
+    );
     let service_type = loc_service_type(&raw.service_type, problems);
     Some(LocConfig {
         address: address?,
         reconnect: Duration::from_secs(raw.reconnect_secs),
         service_type: service_type?,
+        neighborhood_refresh: Duration::from_secs(raw.neighborhood_refresh_secs),
     })
 }
 
@@ -420,6 +437,10 @@ mod tests {
         assert_bounds("can.request_timeout_secs", CAN_REQUEST_TIMEOUT_SECS);
         assert_bounds("can.max_concurrent_requests", CAN_MAX_CONCURRENT_REQUESTS);
         assert_bounds("can.health_check_secs", CAN_HEALTH_CHECK_SECS);
+        assert_bounds(
+            "loc.neighborhood_refresh_secs",
+            LOC_NEIGHBORHOOD_REFRESH_SECS,
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::catalog::Received;
 use crate::clock::Now;
 use crate::config::is_public;
 use crate::context::{Ctx, NewFollower};
+use crate::hub::Side;
 use crate::neighborhood::items::Phase;
 use crate::store::followers::StartOutcome;
 use crate::store::records::PeerServer;
@@ -26,6 +27,7 @@ pub async fn start_neighborhood_initialization(
     request: &ps::StartNeighborhoodInitializationRequest,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_or_verified_peer(session)?.id;
+    ctx.peer_health.showed_life(peer.0);
     let port = |value: u32, field: &'static str| {
         u16::try_from(value)
             .ok()
@@ -89,6 +91,7 @@ pub async fn stop_neighborhood_updates(
     session: &crate::session::Session,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_or_verified_peer(session)?.id;
+    ctx.peer_health.answered(Side::Follower, peer.0);
     if !ctx.store.remove_follower(peer.0).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
@@ -107,6 +110,7 @@ pub async fn neighborhood_shared_profile_update(
     now: Now,
 ) -> Result<ConversationBody, Reject> {
     let peer = authenticated_or_verified_peer(session)?.id;
+    ctx.peer_health.showed_life(peer.0);
     let neighbor = ctx.store.neighbor(peer.0).await?;
     if !neighbor.is_some_and(|n| n.initialized) {
         return Err(Reject::status(Status::ErrorRejected));

@@ -1,5 +1,6 @@
 //! State shared between connections: each connection's [`Outbox`], who is online
-//! ([`Registry`]), the call relays ([`Relays`]) and what each IP address holds ([`Addresses`]).
+//! ([`Registry`]), the call relays ([`Relays`]), what each IP address holds ([`Addresses`]) and
+//! the liveness of neighbour and follower servers ([`PeerHealth`]).
 //!
 //! Uses only `wire`, `crypto` and `clock`'s types; never a socket, never the clock itself. The
 //! relay decisions take `now` and return [`Effect`]s; [`carry_out`] is the one place where
@@ -7,11 +8,13 @@
 
 pub mod addresses;
 pub mod outbox;
+pub mod peer_health;
 pub mod registry;
 pub mod relay;
 
 pub use addresses::{AddressLimits, AddressSlot, Addresses};
 pub use outbox::{Command, Outbox, Reply, ServerRequest, ServerRequestKind};
+pub use peer_health::{PeerHealth, Side};
 pub use registry::Registry;
 pub use relay::Relays;
 

@@ -3,8 +3,9 @@
 //! the server there is the follower.
 //!
 //! Runs when actions are queued and every `action_interval_secs`; a follower that cannot be
-//! reached is tried again after `action_retry_secs`, doubling up to [`MAX_BACKOFF_STEPS`]; one
-//! that refuses an update or turns out to be someone else is dropped with its queue.
+//! reached is tried again after [`FIRST_RETRY`], the wait doubling up to `action_retry_secs`,
+//! and at once when it shows life (it sends us a neighbourhood request); one that refuses an
+//! update or turns out to be someone else is dropped with its queue.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use super::client::{PeerClient, PeerError, sr_neighbor_port};
 use crate::clock::{self, Now};
 use crate::context::Ctx;
 use crate::crypto::NetworkId;
+use crate::hub::Side;
 use crate::neighborhood::delivery;
 use crate::role::Role;
 use crate::store::StoreError;
@@ -32,8 +34,9 @@ const PARALLEL_DELIVERIES: usize = 5;
 const ACTIONS_PER_DELIVERY: usize = 200;
 /// How often refreshes are queued for followers that are due one (C#: 11 min).
 const REFRESH_CHECK: Duration = Duration::from_secs(11 * 60);
-/// The retry delay doubles after each failure, up to this many times.
-const MAX_BACKOFF_STEPS: u32 = 4;
+/// The first wait after a failed delivery; it doubles with each failure up to
+/// `action_retry_secs`.
+pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
 /// What became of one delivery round to a follower.
 enum Delivered {
@@ -56,6 +59,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             () = ctx.shutdown.cancelled() => return,
             _ = tick.tick() => {}
             () = ctx.catalog.deliveries_wanted() => {}
+            () = ctx.peer_health.signs_given(Side::Follower) => {
+                for id in ctx.peer_health.take_signs(Side::Follower) {
+                    backoff.remove(&id);
+                }
+            }
             _ = refresh.tick() => queue_refreshes(&ctx).await,
         }
         if let Err(error) = deliver_round(&ctx, &mut backoff).await {
@@ -89,6 +97,8 @@ async fn deliver_round(
     let now = Now::read().instant;
     let followers = ctx.store.followers().await?;
     backoff.retain(|id, _| followers.iter().any(|(f, _)| f == id));
+    let ids: Vec<[u8; 32]> = followers.iter().map(|(id, _)| *id).collect();
+    ctx.peer_health.keep_only(Side::Follower, &ids);
     let due: Vec<([u8; 32], PeerServer)> = followers
         .into_iter()
         .filter(|(id, record)| record.initialized && backoff.get(id).is_none_or(|b| b.0 <= now))
@@ -112,20 +122,25 @@ async fn deliver_round(
         match outcome {
             Delivered::Done | Delivered::Dropped => {
                 backoff.remove(&id);
+                ctx.peer_health.answered(Side::Follower, id);
             }
             Delivered::Retry => {
+                let now = Now::read();
                 let steps = backoff.get(&id).map_or(0, |b| b.1);
-                let delay = ctx.config.neighborhood.action_retry * 2_u32.pow(steps);
-                backoff.insert(
-                    id,
-                    (
-                        Now::read().instant + delay,
-                        (steps + 1).min(MAX_BACKOFF_STEPS),
-                    ),
-                );
+                let delay = retry_delay(steps, ctx.config.neighborhood.action_retry);
+                backoff.insert(id, (now.instant + delay, steps.saturating_add(1)));
+                ctx.peer_health.failed(Side::Follower, id, now.unix_ms);
             }
         }
     }
+}
+
+/// The wait after `failures` failures in a row: [`FIRST_RETRY`] doubled each time, at most
+/// `longest`.
+pub fn retry_delay(failures: u32, longest: Duration) -> Duration {
+    FIRST_RETRY
+        .checked_mul(2_u32.saturating_pow(failures.min(20)))
+        .map_or(longest, |delay| delay.min(longest))
 }
 
 /// Delivers follower `id`'s queue, batch by batch on one connection.

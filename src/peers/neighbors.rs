@@ -3,8 +3,15 @@
 //!
 //! One manager task owns the schedule: a new neighbour is initialised after a random delay of
 //! up to `init_delay_max_secs`, at most `neighborhood_init_parallelism` at a time; a failed
-//! initialisation is tried again after `action_retry_secs`. Profiles arrive batch by batch into
-//! the store and become searchable only when the neighbour sends Finish.
+//! initialisation is tried again after a wait that starts at a few seconds and doubles up to
+//! `action_retry_secs`, and at once when the neighbour shows life (LOC announces it again, or it
+//! sends us a neighbourhood request). Profiles arrive batch by batch into the store and become
+//! searchable only when the neighbour sends Finish.
+//!
+//! LOC's lists only add: a neighbour goes when LOC removes it or it stops refreshing, never
+//! because a list left it out. LOC 2.0 lists a node whose Profile service it has not learnt yet
+//! (it accepts and renews peers without their services) and notifies only the first session it
+//! ever accepted, so a list that misses a neighbour says nothing about it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,12 +23,14 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
+use super::followers::retry_delay;
 use super::loc::{LocEvent, NeighbourNode};
 use crate::catalog::Received;
 use crate::clock::{self, Now};
 use crate::config::is_public;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, random_bytes};
+use crate::hub::Side;
 use crate::neighborhood::items::Phase;
 use crate::role::Role;
 use crate::store::StoreError;
@@ -34,6 +43,9 @@ use crate::wire::ps::{self, conversation_request, conversation_response, request
 const INIT_DEADLINE: Duration = Duration::from_secs(510);
 /// How often neighbours are checked for expiry (C#: 31 min).
 const EXPIRY_CHECK: Duration = Duration::from_secs(31 * 60);
+/// A neighbour's refresh time is written again only when it is older than this, so a list read
+/// every minute does not write to the card every minute (expiry takes a day at the least).
+const REFRESH_WRITE: Duration = Duration::from_secs(3600);
 
 /// Why an initialisation did not complete.
 #[derive(Debug)]
@@ -63,6 +75,8 @@ impl From<StoreError> for Failure {
 /// id of each neighbour (a removal names the node, not the profile server).
 struct Schedule {
     due: HashMap<[u8; 32], Instant>,
+    /// Failed initialisations in a row, per neighbour (for the backoff).
+    failures: HashMap<[u8; 32], u32>,
     nodes: HashMap<Vec<u8>, [u8; 32]>,
     running: JoinSet<([u8; 32], Result<(), Failure>)>,
     handles: HashMap<[u8; 32], AbortHandle>,
@@ -73,6 +87,7 @@ struct Schedule {
 pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
     let mut schedule = Schedule {
         due: HashMap::new(),
+        failures: HashMap::new(),
         nodes: HashMap::new(),
         running: JoinSet::new(),
         handles: HashMap::new(),
@@ -101,6 +116,11 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
                 }
             }
             _ = expiry.tick() => expire(&ctx, &mut schedule).await,
+            () = ctx.peer_health.signs_given(Side::Neighbor) => {
+                for id in ctx.peer_health.take_signs(Side::Neighbor) {
+                    hasten(&mut schedule, id);
+                }
+            }
         }
         start_due(&ctx, &mut schedule);
     }
@@ -113,7 +133,13 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
             ctx.links.set_loc(true, crate::clock::unix_ms());
             known(ctx, schedule, nodes).await
         }
-        LocEvent::Upsert(node) => upsert(ctx, schedule, node).await,
+        LocEvent::Upsert(node) => {
+            // LOC announcing a neighbour again is a sign of life.
+            let id = node.id;
+            let result = upsert(ctx, schedule, node).await;
+            hasten(schedule, id);
+            result
+        }
         LocEvent::Removed(node_id) => {
             // LOC names the node; the spec's harness uses the network id as the node id.
             let id = schedule
@@ -135,20 +161,26 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
     }
 }
 
+/// A list from LOC: every node in it is (still) a neighbour; none is dropped for missing from
+/// it (see the module notes).
 async fn known(
     ctx: &Arc<Ctx>,
     schedule: &mut Schedule,
     nodes: Vec<NeighbourNode>,
 ) -> Result<(), StoreError> {
-    for (id, _) in ctx.store.neighbors().await? {
-        if !nodes.iter().any(|node| node.id == id) {
-            remove(ctx, schedule, id, "LOC no longer reports it").await?;
-        }
-    }
     for node in nodes {
         upsert(ctx, schedule, node).await?;
     }
     Ok(())
+}
+
+/// A neighbour waiting for a retry is tried at once.
+fn hasten(schedule: &mut Schedule, id: [u8; 32]) {
+    if schedule.failures.contains_key(&id)
+        && let Some(due) = schedule.due.get_mut(&id)
+    {
+        *due = (*due).min(Now::read().instant);
+    }
 }
 
 async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighbourNode) -> Result<(), StoreError> {
@@ -163,21 +195,30 @@ async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighbourNode) -> Resu
         ..PeerServer::default()
     };
     let max = ctx.config.limits.max_neighbors;
-    if ctx.store.add_neighbor(node.id, record, max).await? {
-        tracing::info!(neighbor = %NetworkId(node.id), "new neighbour");
+    let mut known = ctx.store.neighbor(node.id).await?;
+    let moved = known.as_ref().is_some_and(|k| {
+        k.ip_address != record.ip_address || k.primary_port != record.primary_port
+    });
+    // Writes only for a new neighbour or a new address: lists come every minute.
+    if known.is_none() || moved {
+        if ctx.store.add_neighbor(node.id, record, max).await? {
+            tracing::info!(neighbor = %NetworkId(node.id), "new neighbour");
+        }
+        known = ctx.store.neighbor(node.id).await?;
     }
-    let known = ctx.store.neighbor(node.id).await?;
     if known.is_some() {
         schedule.nodes.insert(node.node_id, node.id);
     }
+    let now = clock::unix_ms();
+    let stale = |at: i64| now - at >= i64::try_from(REFRESH_WRITE.as_millis()).unwrap_or(i64::MAX);
     match known {
         // A fresh report of a neighbour counts as a refresh (spec §5.7 B.5).
-        Some(known) if known.initialized => {
-            let now = clock::unix_ms();
+        Some(known) if known.initialized && stale(known.refreshed_at_ms) => {
             ctx.store
                 .update_neighbor(node.id, move |r| r.refreshed_at_ms = now)
                 .await?;
         }
+        Some(known) if known.initialized => {}
         Some(_)
             if !schedule.due.contains_key(&node.id) && !schedule.handles.contains_key(&node.id) =>
         {
@@ -205,6 +246,8 @@ async fn remove(
     why: &'static str,
 ) -> Result<(), StoreError> {
     schedule.due.remove(&id);
+    schedule.failures.remove(&id);
+    ctx.peer_health.answered(Side::Neighbor, id);
     schedule.nodes.retain(|_, neighbor| *neighbor != id);
     if let Some(handle) = schedule.handles.remove(&id) {
         handle.abort();
@@ -274,7 +317,11 @@ async fn finished(
     schedule.handles.remove(&id);
     let neighbor = NetworkId(id);
     let failure = match outcome {
-        Ok(()) => return tracing::info!(%neighbor, "neighbour initialised"),
+        Ok(()) => {
+            schedule.failures.remove(&id);
+            ctx.peer_health.answered(Side::Neighbor, id);
+            return tracing::info!(%neighbor, "neighbour initialised");
+        }
         Err(failure) => failure,
     };
     // Nothing of a failed initialisation stays (spec §5.7 B.3).
@@ -288,9 +335,17 @@ async fn finished(
             }
         }
         Failure::Retry(why) => {
-            tracing::info!(%neighbor, why, "neighbour initialisation failed; will retry");
-            let retry = Now::read().instant + ctx.config.neighborhood.action_retry;
-            schedule.due.insert(id, retry);
+            let failures = schedule.failures.entry(id).or_insert(0);
+            let delay = retry_delay(*failures, ctx.config.neighborhood.action_retry);
+            *failures = failures.saturating_add(1);
+            if *failures == 1 {
+                tracing::info!(%neighbor, why, "neighbour initialisation failed; will retry");
+            } else {
+                tracing::debug!(%neighbor, why, "neighbour initialisation failed again");
+            }
+            let now = Now::read();
+            ctx.peer_health.failed(Side::Neighbor, id, now.unix_ms);
+            schedule.due.insert(id, now.instant + delay);
         }
     }
 }

@@ -225,6 +225,21 @@ fn gauges(snapshot: &Snapshot, out: &mut Exposition) {
         snapshot.followers,
     );
     out.family(
+        "iop_peers_not_answering",
+        "gauge",
+        "Neighbours and followers whose last attempt to reach them failed.",
+    );
+    for (side, peers) in [
+        ("neighbours", snapshot.neighbours),
+        ("followers", snapshot.followers),
+    ] {
+        out.sample(
+            "iop_peers_not_answering",
+            &[("side", side)],
+            peers.not_answering,
+        );
+    }
+    out.family(
         "iop_link_up",
         "gauge",
         "1 when the local daemon answers, 0 when not; absent when not configured.",

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::context::{ClientCan, Ctx, LinkHealth};
 use crate::crypto::{NetworkId, ServerKey};
 use crate::hub::relay::RelayTimeouts;
-use crate::hub::{AddressLimits, Addresses, Registry, Relays};
+use crate::hub::{AddressLimits, Addresses, PeerHealth, Registry, Relays};
 use crate::metrics::Metrics;
 use crate::net::connection::End;
 use crate::net::listener::{self, Port};
@@ -221,6 +221,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
         search_slots: Arc::new(Semaphore::new(search_slots)),
         next_connection: std::sync::atomic::AtomicU64::new(1),
+        peer_health: PeerHealth::default(),
         new_followers,
         started: tokio::time::Instant::now(),
         tasks: tasks.clone(),
@@ -348,6 +349,7 @@ fn start_loc(
     let settings = peers::loc::LocSettings {
         address: loc.address,
         reconnect: loc.reconnect,
+        refresh: loc.neighborhood_refresh,
         service_type: loc.service_type,
         primary_port: ctx.port_of(Role::Primary),
         network_id: ctx.key.network_id(),

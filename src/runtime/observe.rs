@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixListener;
 
 use crate::context::{Ctx, LinkState};
+use crate::hub::peer_health::{Failing, Side};
 use crate::role::Role;
 use crate::store::StoreError;
 
@@ -40,6 +41,11 @@ pub struct Peers {
     pub initialized: u64,
     /// Initialisation under way.
     pub initializing: u64,
+    /// Not answering: the last attempt to reach them failed (an initialisation for neighbours,
+    /// a delivery for followers).
+    pub not_answering: u64,
+    /// Since when the longest of those has not answered (Unix ms).
+    pub not_answering_since_unix_ms: Option<i64>,
 }
 
 /// One listening port.
@@ -119,11 +125,13 @@ fn usage(limit: usize, available: usize) -> Usage {
     }
 }
 
-fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)]) -> Peers {
+fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)], failing: Failing) -> Peers {
     let initialized = rows.iter().filter(|(_, row)| row.initialized).count();
     Peers {
         initialized: initialized as u64,
         initializing: (rows.len() - initialized) as u64,
+        not_answering: failing.count,
+        not_answering_since_unix_ms: failing.since_ms,
     }
 }
 
@@ -170,8 +178,14 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
             limits.search_cache_bytes as usize,
             ctx.search_cache_bytes.available_permits(),
         ),
-        neighbours: peers(&ctx.store.neighbors().await?),
-        followers: peers(&ctx.store.followers().await?),
+        neighbours: peers(
+            &ctx.store.neighbors().await?,
+            ctx.peer_health.failing(Side::Neighbor),
+        ),
+        followers: peers(
+            &ctx.store.followers().await?,
+            ctx.peer_health.failing(Side::Follower),
+        ),
         queued_actions: ctx.store.queued_actions().await?,
         loc: link(ctx.links.loc()),
         loc_changed_unix_ms: ctx.links.loc_changed_ms(),
@@ -276,11 +290,21 @@ pub fn render(snapshot: &Snapshot) -> String {
         .map(|p| format!("{} ({})", p.port, p.roles.join(", ")))
         .collect();
     let of = |usage: Usage| format!("{} of {}", usage.used, usage.limit);
+    let now = snapshot.taken_unix_ms;
     let peers = |p: Peers| {
-        format!(
+        let mut line = format!(
             "{} initialised, {} initialising",
             p.initialized, p.initializing
-        )
+        );
+        if let Some(since) = p.not_answering_since_unix_ms {
+            let _ = write!(
+                line,
+                ", {} not answering for {}",
+                p.not_answering,
+                ago(since, now)
+            );
+        }
+        line
     };
     let identities = format!(
         "{} hosted, {} online, {} cancelled",

@@ -44,10 +44,15 @@ struct Node {
 
 impl Node {
     async fn start() -> Node {
+        Node::start_with(&options("")).await
+    }
+
+    /// A node with `options` and a LOC stand-in of its own.
+    async fn start_with(options: &Options) -> Node {
         let loc = LocStandIn::start(Generation::V2).await;
         let options = Options {
             extra: loc.config("string"),
-            ..options("")
+            ..options.clone()
         };
         let server = TestServer::start(&options).await;
         loc.wait_attached(1).await;
@@ -168,4 +173,64 @@ async fn a_neighbour_that_disconnects_mid_initialisation_leaves_nothing_and_is_t
     finish(&mut again).await;
     let found = search(&mut client, 2, search_all(false, 100)).await;
     assert_eq!(found.total_record_count, 7);
+}
+
+/// Issue 23: LOC 2.0 renews a peer without its services, so after a reconnect its list may show
+/// a neighbour without its Profile service: the neighbour stays, with its profiles.
+#[tokio::test(start_paused = true)]
+async fn issue23_a_neighbour_listed_without_its_profile_service_after_a_loc_reconnect_stays() {
+    let (a, b) = (Node::start().await, Node::start().await);
+    let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
+    a.loc.add_neighbour(b.announcement()).await;
+    a.until_shared(&b, &keys(&on_b)).await;
+    let mut bare = b.announcement();
+    bare.services.clear();
+    a.loc.update_neighbour(bare).await;
+    a.loc.kill_connections();
+    a.loc.wait_attached(2).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(a.shared_by(&b).await, keys(&on_b), "B's profiles stay");
+    let snapshot = a.server.snapshot().await;
+    assert_eq!(snapshot["neighbours"]["initialized"], 1, "{snapshot}");
+}
+
+/// Issue 23: LOC 2.0 notifies only the first session it ever accepted; a server on a later
+/// session learns a new neighbour by reading the list again, within a minute by default.
+#[tokio::test(start_paused = true)]
+async fn issue23_a_server_on_a_later_loc_session_learns_a_new_neighbour_within_a_minute() {
+    let (a, b) = (Node::start().await, Node::start().await);
+    a.loc.notify_first_session_only();
+    a.loc.kill_connections();
+    a.loc.wait_attached(2).await;
+    let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
+    // The push goes to the first session only, which is gone.
+    a.loc.add_neighbour(b.announcement()).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    a.until_shared(&b, &keys(&on_b)).await;
+}
+
+/// Issue 23: with the default `action_retry_secs` (600 s), an update queued for a follower that
+/// was down reaches it seconds after it is back, not ten minutes later; meanwhile status shows
+/// it as not answering.
+#[tokio::test(start_paused = true)]
+async fn issue23_an_update_for_a_follower_that_was_down_arrives_seconds_after_it_is_back() {
+    let defaults = Options {
+        neighborhood: "action_interval_secs = 1\ninit_delay_max_secs = 0".into(),
+        ..Options::default()
+    };
+    let a = Node::start_with(&defaults).await;
+    let mut b = Node::start_with(&defaults).await;
+    let mut on_a = create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await;
+    b.loc.add_neighbour(a.announcement()).await;
+    b.until_shared(&a, &keys(&on_a)).await;
+    b.server.stop().await;
+    on_a.extend(create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let snapshot = a.server.snapshot().await;
+    assert_eq!(snapshot["followers"]["not_answering"], 1, "{snapshot}");
+    b.server.restart_on_same_ports().await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(b.shared_by(&a).await, keys(&on_a), "the update arrived");
+    let snapshot = a.server.snapshot().await;
+    assert_eq!(snapshot["followers"]["not_answering"], 0, "{snapshot}");
 }

@@ -1,6 +1,8 @@
 //! One connection's conversation with LOC, sans-I/O (loc-can.md §1.4, "C# PS sequence"):
 //! register, read the neighbourhood with keep-alive, then acknowledge every pushed change and
-//! read the neighbourhood again every [`REFRESH_INTERVAL`].
+//! read the neighbourhood again every `loc.neighborhood_refresh_secs` (LOC notifies only the
+//! first session it ever accepted, so the list read again is how a server that reconnected
+//! learns of changes; C# read it every 601 min).
 //!
 //! Every call takes `now` and returns what to send and what to report; `task` carries it out
 //! and owns the socket. A new connection starts a new [`Link`], so ids start again at 1.
@@ -18,8 +20,6 @@ use crate::wire::loc::GpsLocation;
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the answer to DeregisterService on shutdown.
 pub(super) const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the neighbourhood is read again on the same connection (C#: every 601 min).
-pub(super) const REFRESH_INTERVAL: Duration = Duration::from_secs(601 * 60);
 
 /// The requests the profile server sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub(super) struct Output {
 #[derive(Debug)]
 pub(super) struct Link {
     service_type: LocServiceType,
+    refresh: Duration,
     next_id: u32,
     phase: Phase,
     waiting: Option<Waiting>,
@@ -76,6 +77,7 @@ impl Link {
     pub fn new(settings: &LocSettings, now: Instant) -> (Link, Vec<u8>) {
         let mut link = Link {
             service_type: settings.service_type,
+            refresh: settings.refresh,
             next_id: 1,
             phase: Phase::Registering,
             waiting: None,
@@ -176,7 +178,7 @@ impl Link {
                     self.waiting = None;
                 }
                 self.phase = Phase::Attached {
-                    refresh_at: now + REFRESH_INTERVAL,
+                    refresh_at: now + self.refresh,
                 };
                 output.attached = !attached;
                 output.events.push(LocEvent::Attached { nodes });
@@ -222,10 +224,13 @@ mod tests {
         longitude: 16_373_819,
     };
 
+    const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
     fn settings() -> LocSettings {
         LocSettings {
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, 16982)),
             reconnect: Duration::from_secs(10),
+            refresh: REFRESH_INTERVAL,
             service_type: LocServiceType::String,
             primary_port: 16987,
             network_id: NetworkId([7; 32]),

@@ -24,6 +24,8 @@ pub(crate) struct LocSettings {
     pub address: SocketAddr,
     /// Wait before reconnecting after a failure (`loc.reconnect_secs`).
     pub reconnect: Duration,
+    /// How often the neighbourhood is read again (`loc.neighborhood_refresh_secs`).
+    pub refresh: Duration,
     /// How RegisterService names the profile service (`loc.service_type`).
     pub service_type: LocServiceType,
     /// Our primary port, registered as the service port.
@@ -55,8 +57,9 @@ pub(crate) struct NeighbourNode {
 /// What the LOC task reports, in the order it learnt it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LocEvent {
-    /// Attached (again): the whole neighbourhood as LOC reports it now; replaces what was known.
-    /// A periodic refresh of the neighbourhood arrives the same way.
+    /// Attached (again): the neighbourhood as LOC reports it now. A periodic refresh of the
+    /// neighbourhood arrives the same way. It adds to what is known: LOC 2.0 may leave out a
+    /// node it has not learnt the services of yet.
     Attached {
         /// The neighbours, at most [`MAX_NODES`].
         nodes: Vec<NeighbourNode>,

@@ -92,6 +92,8 @@ struct Link {
 
 struct State {
     generation: Generation,
+    /// LOC 2.0's rule: change notifications go only to the first session it ever accepted.
+    first_session_only: bool,
     location: GpsLocation,
     services: BTreeMap<ServiceType, ServiceInfo>,
     neighbours: Vec<NodeInfo>,
@@ -163,6 +165,7 @@ impl LocStandIn {
     pub async fn start(generation: Generation) -> LocStandIn {
         let state = State {
             generation,
+            first_session_only: false,
             location: SEED_LOCATION,
             services: BTreeMap::new(),
             neighbours: Vec::new(),
@@ -236,6 +239,12 @@ impl LocStandIn {
         self.shared.update(|state| state.delay = delay);
     }
 
+    /// From now on notifications go only to the first session this stand-in ever accepted, as
+    /// iop-locnetd 2.0.0-a1 does (its AddListener keys sessions before their id is set).
+    pub fn notify_first_session_only(&self) {
+        self.shared.update(|state| state.first_session_only = true);
+    }
+
     /// Adds a neighbour and pushes it as `updated_node_info`, as the real LOC does for new ones.
     pub async fn add_neighbour(&self, node: NodeInfo) {
         self.update_neighbour(node).await;
@@ -292,9 +301,10 @@ impl Drop for LocStandIn {
 
 impl State {
     fn subscribed_inboxes(&self) -> Vec<mpsc::Sender<Input>> {
+        let first_only = self.first_session_only;
         self.links
             .iter()
-            .filter(|link| link.subscribed)
+            .filter(|link| link.subscribed && (!first_only || link.number == 1))
             .map(|link| link.inbox.clone())
             .collect()
     }

@@ -95,6 +95,8 @@ pub struct TestServer {
     pub dir: TempDir,
     /// The configuration text it was started with.
     pub config_text: String,
+    /// That text with the ports the server had when it was last stopped.
+    same_ports: Option<String>,
 }
 
 impl TestServer {
@@ -112,6 +114,7 @@ impl TestServer {
             server: Some(server),
             dir,
             config_text,
+            same_ports: None,
         }
     }
 
@@ -121,9 +124,42 @@ impl TestServer {
         self.server = Some(start_with(&self.config_text).await);
     }
 
+    /// Starts the server again on the same data directory and the ports it last had, as a
+    /// node with configured ports comes back after a crash or an upgrade (stops it first when
+    /// it runs).
+    pub async fn restart_on_same_ports(&mut self) {
+        self.stop().await;
+        let text = self
+            .same_ports
+            .clone()
+            .unwrap_or_else(|| self.config_text.clone());
+        self.server = Some(start_with(&text).await);
+    }
+
+    /// The configuration with every `port = 0` replaced by the port the server got.
+    fn with_ports(&self, running: &RunningServer) -> String {
+        let mut text = String::new();
+        let mut lines = self.config_text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let roles = lines
+                .peek()
+                .and_then(|next| next.strip_prefix("roles = [\""));
+            let role = roles.and_then(|rest| rest.split('"').next());
+            let port = role
+                .and_then(Role::from_config_name)
+                .and_then(|role| running.port_of(role));
+            let _ = match port {
+                Some(port) if line == "port = 0" => writeln!(text, "port = {port}"),
+                _ => writeln!(text, "{line}"),
+            };
+        }
+        text
+    }
+
     /// Stops the server.
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
+            self.same_ports = Some(self.with_ports(&server));
             server.stop().await;
         }
     }
