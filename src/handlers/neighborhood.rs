@@ -11,7 +11,7 @@ use crate::catalog::Received;
 use crate::clock::Now;
 use crate::config::is_public;
 use crate::context::{Ctx, NewFollower};
-use crate::hub::Side;
+use crate::hub::{Candidate, Side};
 use crate::neighborhood::items::Phase;
 use crate::store::followers::StartOutcome;
 use crate::store::records::PeerServer;
@@ -72,6 +72,11 @@ pub async fn start_neighborhood_initialization(
         return Err(Reject::status(Status::ErrorBusy));
     }
     tracing::info!(follower = %peer, "follower initialisation started");
+    ctx.peer_health.follower_started(Candidate {
+        id: peer.0,
+        address,
+        primary_port,
+    });
     Ok(ConversationBody::unsigned(
         ResponseType::StartNeighborhoodInitialization(
             ps::StartNeighborhoodInitializationResponse {},

@@ -14,7 +14,7 @@ pub mod relay;
 
 pub use addresses::{AddressLimits, AddressSlot, Addresses};
 pub use outbox::{Command, Outbox, Reply, ServerRequest, ServerRequestKind};
-pub use peer_health::{PeerHealth, Side};
+pub use peer_health::{Candidate, PeerHealth, Side};
 pub use registry::Registry;
 pub use relay::Relays;
 

@@ -6,13 +6,27 @@
 //! `limits.max_neighbors` and `limits.max_follower_servers`), and at most [`MAX_SIGNS`] signs of
 //! life wait per side; a sign beyond that is dropped (it only hastens a retry).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 /// Signs of life kept per side until its task takes them.
 pub const MAX_SIGNS: usize = 256;
+
+/// A server that started following us: LOC neighbourhoods are mutual, so it is a neighbour
+/// of ours too, even when our LOC has not learnt its Profile service yet (LOC 2.0 accepts and
+/// renews a peer without its services).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its network id, proven by its signature.
+    pub id: [u8; 32],
+    /// The address it gave (its own source address outside test mode).
+    pub address: IpAddr,
+    /// The primary port it gave.
+    pub primary_port: u16,
+}
 
 /// Which relation to us a server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +51,8 @@ struct Inner {
     failing: HashMap<(Side, [u8; 32]), i64>,
     /// Servers that showed life, per side, not yet taken.
     signs: HashMap<Side, HashSet<[u8; 32]>>,
+    /// Followers to consider as neighbours, not yet taken (at most [`MAX_SIGNS`]).
+    candidates: VecDeque<Candidate>,
 }
 
 /// The failing servers of one side: how many, and since when the oldest failure lasts.
@@ -93,6 +109,21 @@ impl PeerHealth {
         drop(inner);
         self.neighbor_signs.notify_one();
         self.follower_signs.notify_one();
+    }
+
+    /// `candidate` started following us: the neighbour task may take it as a neighbour.
+    pub fn follower_started(&self, candidate: Candidate) {
+        let mut inner = self.lock();
+        if inner.candidates.len() < MAX_SIGNS {
+            inner.candidates.push_back(candidate);
+        }
+        drop(inner);
+        self.neighbor_signs.notify_one();
+    }
+
+    /// The followers to consider as neighbours since the last call.
+    pub fn take_candidates(&self) -> Vec<Candidate> {
+        self.lock().candidates.drain(..).collect()
     }
 
     /// The servers that showed life since the last call, for `side`'s task.

@@ -9,7 +9,8 @@
 //! searchable only when the neighbour sends Finish.
 //!
 //! LOC's lists only add: a neighbour goes when LOC removes it or it stops refreshing, never
-//! because a list left it out. LOC 2.0 lists a node whose Profile service it has not learnt yet
+//! because a list left it out. A server that starts following us becomes a neighbour too: LOC
+//! neighbourhoods are mutual, and LOC 2.0 may not have told us of it yet. LOC 2.0 lists a node whose Profile service it has not learnt yet
 //! (it accepts and renews peers without their services) and notifies only the first session it
 //! ever accepted, so a list that misses a neighbour says nothing about it.
 
@@ -30,7 +31,7 @@ use crate::clock::{self, Now};
 use crate::config::is_public;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, random_bytes};
-use crate::hub::Side;
+use crate::hub::{Candidate, Side};
 use crate::neighborhood::items::Phase;
 use crate::role::Role;
 use crate::store::StoreError;
@@ -120,6 +121,11 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
                 for id in ctx.peer_health.take_signs(Side::Neighbor) {
                     hasten(&mut schedule, id);
                 }
+                for candidate in ctx.peer_health.take_candidates() {
+                    if let Err(error) = follower_as_neighbor(&ctx, &mut schedule, candidate).await {
+                        tracing::warn!(%error, "cannot take a follower as neighbour");
+                    }
+                }
             }
         }
         start_due(&ctx, &mut schedule);
@@ -174,6 +180,28 @@ async fn known(
     Ok(())
 }
 
+/// A server that started following us is a neighbour too (see [`Candidate`]), unless it is one
+/// already: then only a retry it waits for is hastened.
+async fn follower_as_neighbor(
+    ctx: &Ctx,
+    schedule: &mut Schedule,
+    candidate: Candidate,
+) -> Result<(), StoreError> {
+    if ctx.store.neighbor(candidate.id).await?.is_some() {
+        hasten(schedule, candidate.id);
+        return Ok(());
+    }
+    let node = NeighbourNode {
+        node_id: Vec::new(),
+        id: candidate.id,
+        address: candidate.address,
+        primary_port: candidate.primary_port,
+        latitude: 0,
+        longitude: 0,
+    };
+    upsert(ctx, schedule, node).await
+}
+
 /// A neighbour waiting for a retry is tried at once.
 fn hasten(schedule: &mut Schedule, id: [u8; 32]) {
     if schedule.failures.contains_key(&id)
@@ -206,7 +234,7 @@ async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighbourNode) -> Resu
         }
         known = ctx.store.neighbor(node.id).await?;
     }
-    if known.is_some() {
+    if known.is_some() && !node.node_id.is_empty() {
         schedule.nodes.insert(node.node_id, node.id);
     }
     let now = clock::unix_ms();

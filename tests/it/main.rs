@@ -26,6 +26,7 @@ mod ps07;
 mod ps08;
 mod ps08_loc;
 mod ps09;
+mod real_loc;
 mod relations;
 mod relay;
 mod robustness;

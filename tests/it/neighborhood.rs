@@ -234,3 +234,17 @@ async fn issue23_an_update_for_a_follower_that_was_down_arrives_seconds_after_it
     let snapshot = a.server.snapshot().await;
     assert_eq!(snapshot["followers"]["not_answering"], 0, "{snapshot}");
 }
+
+/// Issue 23: LOC 2.0 tells a node of its neighbours only once it has learnt their services, so
+/// often only one side of a pair learns of the other; the other side takes the server that
+/// starts following it as a neighbour too.
+#[tokio::test(start_paused = true)]
+async fn issue23_a_server_that_starts_following_us_becomes_our_neighbour() {
+    let (a, b) = (Node::start().await, Node::start().await);
+    let on_a = create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await;
+    let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
+    // Only B's LOC knows A.
+    b.loc.add_neighbour(a.announcement()).await;
+    b.until_shared(&a, &keys(&on_a)).await;
+    a.until_shared(&b, &keys(&on_b)).await;
+}
