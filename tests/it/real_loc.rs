@@ -354,4 +354,21 @@ fn issue23_five_nodes_with_the_real_loc_form_and_keep_a_full_mesh() {
     lab.nodes[3].start_loc(&locnetd);
     let after_loc = mesh(&lab);
     eprintln!("full mesh {after_loc:?} after a LOC's kill and restart");
+
+    // SIGTERM: the server deregisters from LOC and exits promptly.
+    let node = &mut lab.nodes[1];
+    let mut server = node.server.take().expect("running");
+    let stopping = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = server.wait().expect("the server exits");
+    let took = stopping.elapsed();
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert!(status.success(), "{status}");
+    // A bound, not a measurement: far above the milliseconds it takes, far below systemd's
+    // stop timeout.
+    assert!(took < Duration::from_secs(2), "the stop took {took:?}");
 }
