@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -95,28 +96,40 @@ pub enum LinkState {
 pub struct LinkHealth {
     loc: AtomicU8,
     loc_changed_ms: AtomicI64,
+    /// When LOC last gave the neighbourhood (Unix ms).
+    loc_read_ms: AtomicI64,
+    /// How old that may be while LOC counts as working: two refresh periods and a reply's wait.
+    loc_fresh_ms: i64,
     can: Option<Arc<CanHealth>>,
     can_published_ms: AtomicI64,
 }
 
 impl LinkHealth {
-    /// LOC down, or off when not configured; CAN as the calls to `can` find it (off without).
-    pub fn new(loc_configured: bool, can: Option<Arc<CanHealth>>) -> LinkHealth {
-        let loc = if loc_configured {
+    /// LOC down, or off when not configured (`loc_refresh`: how often it gives the
+    /// neighbourhood); CAN as the calls to `can` find it (off without).
+    pub fn new(loc_refresh: Option<Duration>, can: Option<Arc<CanHealth>>) -> LinkHealth {
+        let loc = if loc_refresh.is_some() {
             LinkState::Down
         } else {
             LinkState::Off
         };
+        let fresh = loc_refresh.unwrap_or_default() * 2 + Duration::from_secs(30);
         LinkHealth {
             loc: AtomicU8::new(loc as u8),
             loc_changed_ms: AtomicI64::new(0),
+            loc_read_ms: AtomicI64::new(0),
+            loc_fresh_ms: i64::try_from(fresh.as_millis()).unwrap_or(i64::MAX),
             can,
             can_published_ms: AtomicI64::new(0),
         }
     }
 
-    /// Records whether LOC works, at `now_ms`.
+    /// Records whether LOC works, at `now_ms`: up when it registered our service and gave the
+    /// neighbourhood (on every refresh too).
     pub fn set_loc(&self, up: bool, now_ms: i64) {
+        if up {
+            self.loc_read_ms.store(now_ms, Ordering::Relaxed);
+        }
         set(&self.loc, &self.loc_changed_ms, up, now_ms);
     }
 
@@ -125,9 +138,15 @@ impl LinkHealth {
         self.can_published_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// The LOC link's state.
-    pub fn loc(&self) -> LinkState {
-        decode_state(self.loc.load(Ordering::Relaxed))
+    /// The LOC link's state at `now_ms`: up only while the neighbourhood was given recently
+    /// (a connection that stays open but stops answering counts as down).
+    pub fn loc(&self, now_ms: i64) -> LinkState {
+        let state = decode_state(self.loc.load(Ordering::Relaxed));
+        let read = self.loc_read_ms.load(Ordering::Relaxed);
+        if state == LinkState::Up && now_ms.saturating_sub(read) > self.loc_fresh_ms {
+            return LinkState::Down;
+        }
+        state
     }
 
     /// The CAN link's state: up while the node answered the last call.
@@ -220,5 +239,23 @@ impl Ctx {
     /// A number no other connection of this run has.
     pub fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loc_is_ok_only_while_it_gave_the_neighbourhood_recently() {
+        let links = LinkHealth::new(Some(Duration::from_secs(60)), None);
+        assert_eq!(links.loc(0), LinkState::Down);
+        links.set_loc(true, 1_000);
+        assert_eq!(links.loc(1_000 + 150_000), LinkState::Up);
+        // Two refresh periods and half a minute without a list: the link is not working.
+        assert_eq!(links.loc(1_000 + 150_001), LinkState::Down);
+        links.set_loc(true, 200_000);
+        assert_eq!(links.loc(200_000), LinkState::Up);
+        assert_eq!(LinkHealth::new(None, None).loc(0), LinkState::Off);
     }
 }

@@ -195,8 +195,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let search_slots = usize::from(config.runtime.worker_threads.max(1));
     let can = client_can(&config);
-    let can_health = can.as_ref().map(|can| Arc::clone(can.api.health()));
-    let links = LinkHealth::new(config.loc.is_some(), can_health);
+    let links = link_health(&config, can.as_ref());
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
         inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
@@ -261,6 +260,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tasks,
         ctx,
     })
+}
+
+/// The LOC and CAN links' health as `status` shows it: CAN's from every call to the node.
+fn link_health(config: &Config, can: Option<&ClientCan>) -> LinkHealth {
+    let can_health = can.map(|can| Arc::clone(can.api.health()));
+    let loc_refresh = config.loc.as_ref().map(|loc| loc.neighborhood_refresh);
+    LinkHealth::new(loc_refresh, can_health)
 }
 
 /// The catalog of profile changes over `store`, with its search index built from it.

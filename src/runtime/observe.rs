@@ -187,7 +187,7 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
             ctx.peer_health.failing(Side::Follower),
         ),
         queued_actions: ctx.store.queued_actions().await?,
-        loc: link(ctx.links.loc()),
+        loc: link(ctx.links.loc(crate::clock::unix_ms())),
         loc_changed_unix_ms: ctx.links.loc_changed_ms(),
         can: link(ctx.links.can()),
         can_changed_unix_ms: ctx.links.can_changed_ms(),

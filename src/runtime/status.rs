@@ -47,7 +47,7 @@ async fn headline(ctx: &Ctx) -> Result<Headline, StoreError> {
         hosted: ctx.store.hosted_count().await?,
         online: ctx.registry.online_count(),
         neighbours: ctx.store.neighbors().await?.len(),
-        loc: ctx.links.loc(),
+        loc: ctx.links.loc(crate::clock::unix_ms()),
         can: ctx.links.can(),
     })
 }

@@ -64,6 +64,8 @@ pub(super) struct Output {
 #[derive(Debug)]
 pub(super) struct Link {
     service_type: LocServiceType,
+    primary_port: u16,
+    network_id: crate::crypto::NetworkId,
     refresh: Duration,
     next_id: u32,
     phase: Phase,
@@ -77,6 +79,8 @@ impl Link {
     pub fn new(settings: &LocSettings, now: Instant) -> (Link, Vec<u8>) {
         let mut link = Link {
             service_type: settings.service_type,
+            primary_port: settings.primary_port,
+            network_id: settings.network_id,
             refresh: settings.refresh,
             next_id: 1,
             phase: Phase::Registering,
@@ -84,13 +88,12 @@ impl Link {
             early: Vec::new(),
         };
         let id = link.expect(Request::Register, now, RESPONSE_TIMEOUT);
-        let frame = codec::register_service(
-            id,
-            settings.service_type,
-            settings.primary_port,
-            &settings.network_id,
-        );
+        let frame = link.register_frame(id);
         (link, frame)
+    }
+
+    fn register_frame(&self, id: u32) -> Vec<u8> {
+        codec::register_service(id, self.service_type, self.primary_port, &self.network_id)
     }
 
     /// Whether LOC confirmed our registration on this connection.
@@ -112,7 +115,9 @@ impl Link {
         }
     }
 
-    /// An answer overdue is an error; a refresh due gives GetNeighbourNodes to send.
+    /// An answer overdue is an error; a refresh due registers the service again (LOC keeps one
+    /// service per type: another server's registration may have replaced ours) and then reads
+    /// the neighbourhood.
     pub fn on_timer(&mut self, now: Instant) -> Result<Option<Vec<u8>>, LocError> {
         if let Some(waiting) = self.waiting {
             return if now >= waiting.deadline {
@@ -123,8 +128,8 @@ impl Link {
         }
         match self.phase {
             Phase::Attached { refresh_at } if now >= refresh_at => {
-                let id = self.expect(Request::Neighbours, now, RESPONSE_TIMEOUT);
-                Ok(Some(codec::get_neighbour_nodes(id)))
+                let id = self.expect(Request::Register, now, RESPONSE_TIMEOUT);
+                Ok(Some(self.register_frame(id)))
             }
             _ => Ok(None),
         }
@@ -165,8 +170,11 @@ impl Link {
         let mut output = Output::default();
         match (request, answer) {
             (Some(Request::Register), Answer::Registered(location)) => {
-                self.phase = Phase::Subscribing;
-                output.location = location;
+                // A registration renewed on a refresh keeps the link attached.
+                if !attached {
+                    self.phase = Phase::Subscribing;
+                    output.location = location;
+                }
                 let id = self.expect(Request::Neighbours, now, RESPONSE_TIMEOUT);
                 output.send = Some(codec::get_neighbour_nodes(id));
             }
@@ -365,15 +373,20 @@ mod tests {
     }
 
     #[test]
-    fn the_neighbourhood_is_read_again_every_601_minutes() {
+    fn each_refresh_registers_again_then_reads_the_neighbourhood() {
         let now = Instant::now();
         let mut link = attached(now);
         let due = now + REFRESH_INTERVAL;
         let sent = link.on_timer(due).expect("refresh");
-        assert_eq!(sent, Some(codec::get_neighbour_nodes(3)));
+        assert_eq!(sent, Some(link.register_frame(3)));
         assert_eq!(link.next_wakeup(), Some(due + RESPONSE_TIMEOUT));
+        // The renewed registration keeps the link attached: no new location, no new attach.
+        let out = link.on_frame(due, &registered(3)).expect("registered");
+        assert_eq!(out.location, None);
+        assert_eq!(out.send, Some(codec::get_neighbour_nodes(4)));
+        assert!(!out.attached && out.events.is_empty());
         let out = link
-            .on_frame(due, &neighbours(3, vec![profile_node(2)]))
+            .on_frame(due, &neighbours(4, vec![profile_node(2)]))
             .expect("list");
         assert!(!out.attached);
         assert!(
