@@ -31,12 +31,14 @@ use crate::log_gate::peer_text;
 /// Longest reply body read from CAN: its JSON answers are a few hundred bytes.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Whether an error message of `pin/rm` says the object was not pinned (success for an unpin).
-/// The wordings of the daemons a CAN node may be:
-/// - go-ipfs before 0.5 (`core/coreunix`, `pin/pin.go` `ErrNotPinned`): `not pinned`;
-/// - go-ipfs 0.5 and later, Kubo (`pin/pin.go`, `core/coreapi/pin.go`): `not pinned or pinned
-///   indirectly`;
-/// - js-ipfs 0.66 (`ipfs-core/src/components/pin/rm-all.js`, wrapped by the HTTP server):
-///   `Failed to remove pin: <cid> is not pinned`, and `<cid> is not pinned`.
+/// The wordings (all HTTP 500) of the daemons a CAN node may be:
+/// - the IoP CAN fork (go-ipfs 0.4.5-dev, `pin/pin.go`) and go-ipfs 0.4.0 to 0.4.20
+///   (`pin/pin.go`, `ErrNotPinned`): `not pinned`;
+/// - go-ipfs 0.3.11 (`pin/pin.go`): `<cid> is not pinned`;
+/// - go-ipfs 0.4.21 and later, and Kubo (`pin/pin.go`, then go-ipfs-pinner, now boxo
+///   `pinning/pinner/pin.go`): `not pinned or pinned indirectly`;
+/// - js-ipfs 0.66.1 (`ipfs-core/src/components/pin/rm-all.js`, with the prefix of
+///   `ipfs-http-server/src/api/resources/pin.js`): `Failed to remove pin: <cid> is not pinned`.
 ///
 /// All of them contain "not pinned"; no other `pin/rm` error does.
 pub fn says_not_pinned(message: &str) -> bool {
