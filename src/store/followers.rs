@@ -89,11 +89,13 @@ impl Store {
         let store = self.clone();
         super::run_blocking(move || {
             let started = std::time::Instant::now();
+            // The pin first: it takes the images lock, which a batch of writes holds while it
+            // waits for the write transaction; taken inside the transaction, it would deadlock.
+            let pin = store.pin_images();
             let db = store.db()?;
             let txn = db.begin_write()?;
             // No other writer can commit before `txn` does, so this read sees exactly the state
             // the follower is inserted into.
-            let pin = store.pin_images();
             let snapshot = db.begin_read()?;
             let mut table = txn.open_table(FOLLOWERS)?;
             if table.len()? >= u64::from(max_followers) {
@@ -370,5 +372,49 @@ fn shared(dir: &Path, id: [u8; 32], record: HostedIdentity) -> SharedProfile {
         profile: record.profile,
         signature: record.signature,
         thumbnail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A follower recorded while durable writes run (a batch holds the images lock while it
+    /// waits for the write transaction) must not deadlock with them.
+    #[test]
+    fn recording_followers_among_writes_never_deadlocks() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (_dir, store) = Store::open_temporary();
+        let work = async move {
+            for round in 0..200_u8 {
+                let writer = store.clone();
+                let writes = tokio::spawn(async move {
+                    for i in 0..4_u8 {
+                        let mut id = [0xaa; 32];
+                        (id[0], id[1]) = (round, i);
+                        let added = writer.add_neighbor(id, PeerServer::default(), 10_000);
+                        added.await.expect("write");
+                    }
+                });
+                let started =
+                    store.start_follower([round; 32], PeerServer::default(), 1_000, 1_000);
+                assert!(matches!(started.await, Ok(StartOutcome::Started(_))));
+                writes.await.expect("writer");
+            }
+        };
+        let outcome =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(60), work).await });
+        // Deadlocked blocking threads must not keep the test from ending.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        assert!(
+            outcome.is_ok(),
+            "start_follower and batched writes deadlocked"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The server as a separate process, for tests that kill it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
@@ -87,7 +87,20 @@ impl ServerProcess {
             let _ = child.wait();
             panic!("{problem}");
         }
-        std::thread::spawn(move || lines.for_each(drop));
+        // The rest of the log is dropped, or kept in IOP_TEST_SERVER_LOG to look into a run.
+        let keep = std::env::var_os("IOP_TEST_SERVER_LOG").and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        });
+        std::thread::spawn(move || match keep {
+            Some(mut file) => lines.map_while(Result::ok).for_each(|line| {
+                let _ = writeln!(file, "{line}");
+            }),
+            None => lines.for_each(drop),
+        });
         ServerProcess {
             child,
             primary,
