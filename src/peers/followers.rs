@@ -3,7 +3,7 @@
 //! the server there is the follower.
 //!
 //! Runs when actions are queued and every `action_interval_secs`; a follower that cannot be
-//! reached is tried again after [`FIRST_RETRY`], the wait doubling up to `action_retry_secs`,
+//! reached is tried again after [`super::FIRST_RETRY`], the wait doubling up to `action_retry_secs`,
 //! and at once when it shows life (it sends us a neighbourhood request); one that refuses an
 //! update or turns out to be someone else is dropped with its queue.
 
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
+use super::retry_delay;
 use crate::clock::{self, Now};
 use crate::context::Ctx;
 use crate::crypto::NetworkId;
@@ -34,9 +35,6 @@ const PARALLEL_DELIVERIES: usize = 5;
 const ACTIONS_PER_DELIVERY: usize = 200;
 /// How often refreshes are queued for followers that are due one (C#: 11 min).
 const REFRESH_CHECK: Duration = Duration::from_secs(11 * 60);
-/// The first wait after a failed delivery; it doubles with each failure up to
-/// `action_retry_secs`.
-pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
 /// What became of one delivery round to a follower.
 enum Delivered {
@@ -133,14 +131,6 @@ async fn deliver_round(
             }
         }
     }
-}
-
-/// The wait after `failures` failures in a row: [`FIRST_RETRY`] doubled each time, at most
-/// `longest`.
-pub fn retry_delay(failures: u32, longest: Duration) -> Duration {
-    FIRST_RETRY
-        .checked_mul(2_u32.saturating_pow(failures.min(20)))
-        .map_or(longest, |delay| delay.min(longest))
 }
 
 /// Delivers follower `id`'s queue, batch by batch on one connection.

@@ -10,3 +10,30 @@ pub mod followers;
 pub mod loc;
 pub mod neighbors;
 pub mod snapshot;
+
+use std::time::Duration;
+
+/// The first wait after a failed initialisation or delivery; it doubles with each failure in a
+/// row up to `action_retry_secs`.
+pub const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+/// The wait after `failures` failures in a row: [`FIRST_RETRY`] doubled each time, at most
+/// `longest`.
+pub fn retry_delay(failures: u32, longest: Duration) -> Duration {
+    FIRST_RETRY
+        .checked_mul(2_u32.saturating_pow(failures.min(20)))
+        .map_or(longest, |delay| delay.min(longest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_five_seconds_up_to_the_longest_wait() {
+        let longest = Duration::from_secs(600);
+        let waits: Vec<u64> = (0..9).map(|n| retry_delay(n, longest).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(retry_delay(u32::MAX, longest), longest);
+    }
+}

@@ -24,8 +24,8 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
-use super::followers::retry_delay;
 use super::loc::{LocEvent, NeighbourNode};
+use super::retry_delay;
 use crate::catalog::Received;
 use crate::clock::{self, Now};
 use crate::config::is_public;
