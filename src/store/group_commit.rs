@@ -304,8 +304,11 @@ mod tests {
     }
 
     /// Waits until a leader runs and `jobs` jobs sit in the queue behind its batch.
+    /// Bounded by wall time, not by a count of yields: on a loaded CI machine the writer
+    /// tasks may wait long for a thread.
     async fn wait_queued(store: &Store, jobs: usize) {
-        for _ in 0..100_000 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             let ready = {
                 let queue = store.shared.batcher.lock();
                 queue.leading && queue.jobs.len() == jobs
