@@ -14,14 +14,12 @@ use ed25519_dalek::{Signer, SigningKey};
 use iop_profile_server::config::Config;
 use iop_profile_server::crypto::{random_bytes, sha256};
 use iop_profile_server::role::Role;
-use iop_profile_server::store::records::{HostedIdentity, NeighborIdentity};
-use iop_profile_server::store::tables::{HOSTED_IDENTITIES, IMAGES};
-use iop_profile_server::store::{Store, images};
+use iop_profile_server::store::records::NeighborIdentity;
 use iop_profile_server::wire::ps;
 use iop_profile_server::wire::ps::single_request::RequestType as Single;
 use iop_profile_server::wire::ps::single_response::ResponseType as Found;
 use prost::Message as _;
-use redb::{Database, TableDefinition};
+use redb::TableDefinition;
 
 mod common;
 use common::kit::loc::{Generation, LocStandIn, announcement};
@@ -175,41 +173,19 @@ fn profiles(jpeg: &[u8]) -> Vec<Record> {
         .collect()
 }
 
-/// Writes B's hosted identities straight into its database (one transaction; image files
-/// without fsync: setup, not measurement).
+/// Writes B's hosted identities straight into its database.
 fn seed(dir: &std::path::Path, records: &[Record]) {
-    // Data is only served beside its identity.
-    iop_profile_server::store::keys::load_or_create_identity(dir).expect("identity");
-    let store = Store::open(dir, 64 << 20).expect("store");
-    drop(store);
-    let db = Database::create(dir.join(iop_profile_server::store::DATABASE_FILE)).expect("db");
-    let txn = db.begin_write().expect("txn");
-    {
-        let mut hosted = txn.open_table(HOSTED_IDENTITIES).expect("table");
-        let mut refs = txn.open_table(IMAGES).expect("table");
-        for record in records {
-            let public_key = record.key.verifying_key().to_bytes().to_vec();
-            let hash = sha256(&record.thumbnail);
-            let path = images::image_path(dir, &hash);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-            std::fs::write(&path, &record.thumbnail).expect("image");
-            refs.insert(hash, 1).expect("ref");
-            let identity = HostedIdentity {
-                identity_type: "bench".into(),
-                initialized: true,
-                profile: record.profile.clone(),
-                signature: record.signature.clone(),
-                thumbnail_image_hash: hash.to_vec(),
-                expires_at_ms: i64::MAX,
-                public_key: public_key.clone(),
-                ..Default::default()
-            };
-            hosted
-                .insert(sha256(&public_key), identity.encode_to_vec().as_slice())
-                .expect("insert");
-        }
-    }
-    txn.commit().expect("commit");
+    let identities: Vec<common::Seeded> = records
+        .iter()
+        .map(|record| common::Seeded {
+            public_key: record.key.verifying_key().to_bytes().to_vec(),
+            identity_type: "bench".into(),
+            profile: record.profile.clone(),
+            signature: record.signature.clone(),
+            thumbnail: record.thumbnail.clone(),
+        })
+        .collect();
+    common::seed_hosted(dir, &identities);
 }
 
 /// B, in this process; returns its network id and primary port.

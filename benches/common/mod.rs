@@ -91,6 +91,70 @@ pub fn peak_kib(pid: u32) -> u64 {
 
 use kit::status_kib;
 
+/// A hosted identity written straight into a server's database before the server starts.
+pub struct Seeded {
+    /// Its public key.
+    pub public_key: Vec<u8>,
+    /// The identity type of its hosting agreement.
+    pub identity_type: String,
+    /// Its encoded `ProfileInformation`.
+    pub profile: Vec<u8>,
+    /// The owner's signature of `profile`.
+    pub signature: Vec<u8>,
+    /// Its thumbnail (empty: none).
+    pub thumbnail: Vec<u8>,
+}
+
+/// Writes `identities` as initialised hosted identities into the database in `dir`, in one
+/// transaction, creating the server key first (data is only served beside its identity);
+/// image files are written without fsync: setup, not measurement. Returns the server's
+/// network id.
+pub fn seed_hosted(dir: &Path, identities: &[Seeded]) -> [u8; 32] {
+    use iop_profile_server::crypto::sha256;
+    use iop_profile_server::store::records::HostedIdentity;
+    use iop_profile_server::store::tables::{HOSTED_IDENTITIES, IMAGES};
+    use iop_profile_server::store::{DATABASE_FILE, Store, images, keys};
+    use prost::Message as _;
+
+    let key = keys::load_or_create_identity(dir).expect("identity");
+    drop(Store::open(dir, 64 << 20).expect("store"));
+    let db = redb::Database::create(dir.join(DATABASE_FILE)).expect("db");
+    let txn = db.begin_write().expect("txn");
+    {
+        let mut hosted = txn.open_table(HOSTED_IDENTITIES).expect("table");
+        let mut refs = txn.open_table(IMAGES).expect("table");
+        for seeded in identities {
+            let mut thumbnail_image_hash = Vec::new();
+            if !seeded.thumbnail.is_empty() {
+                let hash = sha256(&seeded.thumbnail);
+                let path = images::image_path(dir, &hash);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+                std::fs::write(&path, &seeded.thumbnail).expect("image");
+                refs.insert(hash, 1).expect("ref");
+                thumbnail_image_hash = hash.to_vec();
+            }
+            let identity = HostedIdentity {
+                identity_type: seeded.identity_type.clone(),
+                initialized: true,
+                profile: seeded.profile.clone(),
+                signature: seeded.signature.clone(),
+                thumbnail_image_hash,
+                expires_at_ms: i64::MAX,
+                public_key: seeded.public_key.clone(),
+                ..Default::default()
+            };
+            hosted
+                .insert(
+                    sha256(&seeded.public_key),
+                    identity.encode_to_vec().as_slice(),
+                )
+                .expect("insert");
+        }
+    }
+    txn.commit().expect("commit");
+    key.network_id().0
+}
+
 /// Opens a TLS connection that accepts the server's self-signed certificate.
 pub async fn connect_tls(port: u16) -> TlsStream<TcpStream> {
     let connector = TlsConnector::from(tls::client_config().expect("client config"));

@@ -8,6 +8,7 @@ pub mod can;
 pub mod client;
 pub mod customer;
 pub mod items;
+pub mod lab;
 pub mod loc;
 pub mod loc_frames;
 pub mod neighbour;
