@@ -28,7 +28,25 @@ fn status(config: &Config, json: bool) -> ExitCode {
         .then_some(service_dir);
     let path = config.status_socket(runtime_dir);
     let text = match observe::query(&path, json) {
+        Ok(text) if text == observe::BUSY => {
+            eprintln!(
+                "error: the server is busy: it serves a few status connections at a time on {} \
+                 and all are taken; try again",
+                path.display()
+            );
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
         Ok(text) => text,
+        Err(error)
+            if error.kind() == std::io::ErrorKind::WouldBlock
+                || error.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            eprintln!(
+                "error: the server is running but did not answer on {} in time (busy?): {error}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
         Err(error) => {
             eprintln!(
                 "error: the server is not running (no answer on {}: {error})",

@@ -16,6 +16,11 @@ use crate::wire::ps;
 /// it counts before Finish.
 const APPLY_CHUNK: usize = 100;
 
+/// How stale a neighbour's stored refresh time may get before a refresh writes it again:
+/// profiles expire after a day without one (`neighbor_expiration_secs`), so a minute is
+/// nothing, and a neighbour sending refreshes without pause costs one commit a minute.
+const REFRESH_RESOLUTION_MS: i64 = 60_000;
+
 /// What became of a neighbour's update.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
@@ -43,6 +48,9 @@ impl Catalog {
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
                 .into();
+        if phase == Phase::Live && prepared.iter().all(Prepared::is_refresh) {
+            return self.refresh_only(server, now).await;
+        }
         let (budget, durability) = match phase {
             Phase::Initialization => (usize::MAX, Durability::None),
             Phase::Live => (APPLY_CHUNK, Durability::Immediate),
@@ -77,6 +85,26 @@ impl Catalog {
                 Progress::Failed(details) => return Ok(Received::Failed(details)),
             }
         }
+    }
+
+    /// An update of nothing but `refresh` items (or none): the neighbour's refresh time is
+    /// written only when the stored one is older than [`REFRESH_RESOLUTION_MS`], so a flood of
+    /// them costs reads, never a commit each.
+    async fn refresh_only(&self, server: [u8; 32], now: Now) -> Result<Received, StoreError> {
+        let Some(neighbor) = self.store.neighbor(server).await? else {
+            return Ok(Received::NotNeighbor);
+        };
+        if now.unix_ms.saturating_sub(neighbor.refreshed_at_ms) < REFRESH_RESOLUTION_MS {
+            return Ok(Received::Applied);
+        }
+        let _serial = self.serialise(&server).await;
+        let edited = self
+            .store
+            .edit_shared(server, now.unix_ms, Durability::Immediate, |editor| {
+                editor.refresh();
+            })
+            .await?;
+        Ok(edited.map_or(Received::NotNeighbor, |()| Received::Applied))
     }
 
     fn index_applied(&self, server: [u8; 32], applied: &[Prepared]) {

@@ -43,13 +43,16 @@ pub struct Limits {
     /// RegisterHosting requests from one IP address in an hour that passed their checks and
     /// reached the database.
     pub registrations_per_address_per_hour: u32,
+    /// Neighbourhood initialisations that followers from one IP address may start in an hour
+    /// (a restarted follower starts again; one that starts without end is refused).
+    pub follower_starts_per_address_per_hour: u32,
     /// ProfileSearch requests one connection may start in a second.
     pub searches_per_connection_per_sec: u32,
     /// Bytes of incoming frames one IP address may hold while they arrive, of
     /// `max_inflight_bytes`; at least one whole frame.
     pub max_inflight_bytes_per_address: u32,
     /// Whether clients on loopback addresses (this machine, or a local proxy that makes every
-    /// client look local) are exempt from the four per-client limits above.
+    /// client look local) are exempt from the five per-client limits above.
     pub exempt_loopback: bool,
 }
 
@@ -68,6 +71,7 @@ impl Default for Limits {
             search_cache_bytes: 4 * 1024 * 1024,
             max_connections_per_address: 100,
             registrations_per_address_per_hour: 60,
+            follower_starts_per_address_per_hour: 20,
             searches_per_connection_per_sec: 10,
             max_inflight_bytes_per_address: 4 * 1024 * 1024,
             exempt_loopback: true,
@@ -76,7 +80,7 @@ impl Default for Limits {
 }
 
 /// Bounds of every `[limits]` key, in the order of [`Limits::values`].
-const BOUNDS: [(&str, Bounds); 14] = [
+const BOUNDS: [(&str, Bounds); 15] = [
     ("max_connections", Bounds::new(1, 1_000_000)),
     (
         "max_hosted_identities",
@@ -102,6 +106,10 @@ const BOUNDS: [(&str, Bounds); 14] = [
         "registrations_per_address_per_hour",
         Bounds::new(1, 1_000_000),
     ),
+    (
+        "follower_starts_per_address_per_hour",
+        Bounds::new(1, 1_000_000),
+    ),
     ("searches_per_connection_per_sec", Bounds::new(1, 100_000)),
     (
         "max_inflight_bytes_per_address",
@@ -111,7 +119,7 @@ const BOUNDS: [(&str, Bounds); 14] = [
 
 impl Limits {
     /// Every value, in the order of [`BOUNDS`].
-    fn values(&self) -> [u32; 14] {
+    fn values(&self) -> [u32; 15] {
         [
             self.max_connections,
             self.max_hosted_identities,
@@ -125,6 +133,7 @@ impl Limits {
             self.search_cache_bytes,
             self.max_connections_per_address,
             self.registrations_per_address_per_hour,
+            self.follower_starts_per_address_per_hour,
             self.searches_per_connection_per_sec,
             self.max_inflight_bytes_per_address,
         ]

@@ -159,6 +159,7 @@ pub(super) struct RawNeighborhood {
     init_delay_max_secs: u64,
     follower_refresh_secs: u64,
     neighbor_expiration_secs: u64,
+    follower_init_timeout_secs: u64,
 }
 
 impl Default for RawNeighborhood {
@@ -169,6 +170,7 @@ impl Default for RawNeighborhood {
             init_delay_max_secs: 60,
             follower_refresh_secs: 43_200,
             neighbor_expiration_secs: 86_400,
+            follower_init_timeout_secs: 1_200,
         }
     }
 }
@@ -186,6 +188,9 @@ pub struct NeighborhoodConfig {
     pub follower_refresh: Duration,
     /// Neighbour profiles not refreshed for this long are dropped.
     pub neighbor_expiration: Duration,
+    /// Longest a follower's initialisation may take: its slot and the database snapshot it
+    /// reads are released then, however promptly it answers each batch.
+    pub follower_init_timeout: Duration,
 }
 
 /// Checks `[location]` and converts it to micro-degrees.
@@ -318,7 +323,7 @@ pub(super) fn check_can(
 
 /// Bounds of every `[neighborhood]` key, in the order of [`RawNeighborhood::values`]; the
 /// expiration floor of spec §5.7 only holds outside test mode.
-fn neighborhood_bounds(test_mode: bool) -> [(&'static str, Bounds); 5] {
+fn neighborhood_bounds(test_mode: bool) -> [(&'static str, Bounds); 6] {
     let expiration = if test_mode {
         Bounds::new(1, 30 * DAY)
     } else {
@@ -333,18 +338,20 @@ fn neighborhood_bounds(test_mode: bool) -> [(&'static str, Bounds); 5] {
         ("init_delay_max_secs", Bounds::new(0, HOUR)),
         ("follower_refresh_secs", refresh),
         ("neighbor_expiration_secs", expiration),
+        ("follower_init_timeout_secs", Bounds::new(1, DAY)),
     ]
 }
 
 impl RawNeighborhood {
     /// Every value, in the order of [`neighborhood_bounds`].
-    fn values(&self) -> [u64; 5] {
+    fn values(&self) -> [u64; 6] {
         [
             self.action_interval_secs,
             self.action_retry_secs,
             self.init_delay_max_secs,
             self.follower_refresh_secs,
             self.neighbor_expiration_secs,
+            self.follower_init_timeout_secs,
         ]
     }
 }
@@ -364,6 +371,7 @@ pub(super) fn check_neighborhood(
         init_delay_max: Duration::from_secs(raw.init_delay_max_secs),
         follower_refresh: Duration::from_secs(raw.follower_refresh_secs),
         neighbor_expiration: Duration::from_secs(raw.neighbor_expiration_secs),
+        follower_init_timeout: Duration::from_secs(raw.follower_init_timeout_secs),
     }
 }
 

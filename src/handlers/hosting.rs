@@ -9,6 +9,7 @@ use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
+use crate::hub::addresses::Quota;
 use crate::log_gate::LogGate;
 use crate::profile_rules::MAX_TYPE_LEN;
 use crate::session::{Conversation, Session};
@@ -91,7 +92,7 @@ pub async fn register_hosting(
         ..Default::default()
     };
     if let Some(slot) = &session.address
-        && !ctx.addresses.take_registration(slot, instant)
+        && !ctx.addresses.take(slot, Quota::Registration, instant)
     {
         if let Some(held_back) = REGISTRATIONS_REFUSED.pass(instant) {
             tracing::warn!(

@@ -11,13 +11,19 @@ use crate::catalog::Received;
 use crate::clock::Now;
 use crate::config::is_public;
 use crate::context::{Ctx, NewFollower};
+use crate::hub::addresses::Quota;
 use crate::hub::{Candidate, Side};
+use crate::log_gate::LogGate;
 use crate::neighborhood::items::Phase;
 use crate::store::followers::StartOutcome;
 use crate::store::records::PeerServer;
 use crate::wire::Status;
 use crate::wire::address::{ip_address, ip_bytes};
 use crate::wire::ps::{self, conversation_response::ResponseType};
+
+/// Followers may start as often as they like (within their quota): their lines are rationed.
+static FOLLOWERS_STARTED: LogGate = LogGate::new(30);
+static FOLLOWER_STARTS_REFUSED: LogGate = LogGate::new(6);
 
 /// StartNeighborhoodInitializationRequest: checks in the order of spec §4.19, records the
 /// follower and starts streaming our hosted profiles to it on this connection.
@@ -36,8 +42,7 @@ pub async fn start_neighborhood_initialization(
     };
     let primary_port = port(request.primary_port, "primaryPort")?;
     let sr_neighbor_port = port(request.sr_neighbor_port, "srNeighborPort")?;
-    let address = ip_address(&request.ip_address)
-        .filter(|&ip| ctx.config.test_mode || is_public(ip))
+    let address = follower_address(&request.ip_address, session.remote, ctx.config.test_mode)
         .ok_or(Reject::invalid("ipAddress"))?;
     let record = PeerServer {
         ip_address: ip_bytes(address),
@@ -45,6 +50,19 @@ pub async fn start_neighborhood_initialization(
         sr_neighbor_port: u32::from(sr_neighbor_port),
         ..PeerServer::default()
     };
+    let instant = tokio::time::Instant::now();
+    if let Some(slot) = &session.address
+        && !ctx.addresses.take(slot, Quota::FollowerStart, instant)
+    {
+        if let Some(held_back) = FOLLOWER_STARTS_REFUSED.pass(instant) {
+            tracing::warn!(
+                held_back,
+                follower = %peer,
+                "initialisation refused: limits.follower_starts_per_address_per_hour reached"
+            );
+        }
+        return Err(Reject::status(Status::ErrorBusy));
+    }
     let limits = &ctx.config.limits;
     let outcome = ctx
         .store
@@ -71,7 +89,9 @@ pub async fn start_neighborhood_initialization(
         ctx.store.remove_follower(peer.0).await?;
         return Err(Reject::status(Status::ErrorBusy));
     }
-    tracing::info!(follower = %peer, "follower initialisation started");
+    if let Some(held_back) = FOLLOWERS_STARTED.pass(instant) {
+        tracing::info!(follower = %peer, held_back, "follower initialisation started");
+    }
     ctx.peer_health.follower_started(Candidate {
         id: peer.0,
         address,
@@ -82,6 +102,20 @@ pub async fn start_neighborhood_initialization(
             ps::StartNeighborhoodInitializationResponse {},
         ),
     ))
+}
+
+/// Where a follower that named `given` in its Start, connecting from `source`, receives its
+/// updates. Outside test mode only its own public source address: a follower must not make us
+/// connect elsewhere (to a third party, again and again, whenever a profile changes). A
+/// follower behind a NAT that gives another address is refused; it names the one we see.
+fn follower_address(
+    given: &[u8],
+    source: Option<std::net::IpAddr>,
+    test_mode: bool,
+) -> Option<std::net::IpAddr> {
+    let ip = ip_address(given)?;
+    let own = source.is_none_or(|source| source == ip);
+    (test_mode || (is_public(ip) && own)).then_some(ip)
 }
 
 /// FinishNeighborhoodInitializationRequest from a client: we never start an initialisation on
@@ -132,5 +166,29 @@ pub async fn neighborhood_shared_profile_update(
         )),
         Received::Failed(details) => Err(Reject::invalid(details)),
         Received::NotNeighbor => Err(Reject::status(Status::ErrorRejected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_get_updates_only_at_their_own_public_address() {
+        let own = [203, 0, 113, 7];
+        let source = Some(std::net::IpAddr::from(own));
+        assert_eq!(follower_address(&own, source, false), source);
+        let elsewhere = [198, 51, 100, 1];
+        assert_eq!(follower_address(&elsewhere, source, false), None);
+        assert_eq!(
+            follower_address(&[10, 0, 0, 1], Some([10, 0, 0, 1].into()), false),
+            None
+        );
+        assert_eq!(follower_address(&[1, 2, 3], source, false), None);
+        // Labs of several servers on one machine name any address.
+        assert_eq!(
+            follower_address(&elsewhere, source, true),
+            Some(elsewhere.into())
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! What one IP address may take from the server: open connections, its share of the in-flight
-//! budget for frames still arriving, and hosting registrations per hour.
+//! budget for frames still arriving, and hourly quotas: hosting registrations and neighbourhood
+//! initialisations started by followers.
 //!
-//! The table holds an entry per address with an open connection or a registration in the last
+//! The table holds an entry per address with an open connection or a quota counted in the last
 //! hour. Entries are created only by connections, so it never holds more than
 //! `max_connections` addresses with connections; addresses whose connections closed are dropped
 //! once their hour is over, or earlier, oldest first, when the table reaches its capacity.
@@ -15,16 +16,27 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// The span over which registrations are counted.
-pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
+/// The span over which quotas are counted.
+pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+
+/// What an address may do only so often per [`QUOTA_WINDOW`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// RegisterHosting that reached the database.
+    Registration,
+    /// StartNeighborhoodInitialization that was accepted.
+    FollowerStart,
+}
 
 /// The per-address limits.
 #[derive(Debug, Clone, Copy)]
 pub struct AddressLimits {
     /// Open connections per address.
     pub connections: u32,
-    /// Registrations per address per [`REGISTRATION_WINDOW`].
+    /// Registrations per address per [`QUOTA_WINDOW`].
     pub registrations: u32,
+    /// Follower initialisations per address per [`QUOTA_WINDOW`].
+    pub follower_starts: u32,
     /// Bytes of frames still arriving that one address may hold.
     pub inflight_share: usize,
     /// Most addresses remembered; at least the server's `max_connections`.
@@ -36,15 +48,25 @@ struct Entry {
     connections: u32,
     /// Permits for the bytes of frames its connections are receiving.
     share: Arc<Semaphore>,
-    /// When the current registration window started, and how many it counted.
-    registrations: Option<(Instant, u32)>,
+    /// Per [`Quota`]: when its current window started, and how many it counted.
+    windows: [Option<(Instant, u32)>; 2],
 }
 
 impl Entry {
-    fn window_is_over(&self, now: Instant) -> bool {
-        self.registrations
-            .is_none_or(|(start, _)| now.duration_since(start) >= REGISTRATION_WINDOW)
+    /// Whether no window of this address counts anything any more.
+    fn windows_are_over(&self, now: Instant) -> bool {
+        self.windows
+            .iter()
+            .all(|window| window_is_over(*window, now))
     }
+
+    fn earliest_window(&self) -> Option<Instant> {
+        self.windows.iter().flatten().map(|(start, _)| *start).min()
+    }
+}
+
+fn window_is_over(window: Option<(Instant, u32)>, now: Instant) -> bool {
+    window.is_none_or(|(start, _)| now.duration_since(start) >= QUOTA_WINDOW)
 }
 
 /// The table of addresses.
@@ -74,7 +96,7 @@ impl Drop for AddressSlot {
         let mut table = self.addresses.table();
         if let Some(entry) = table.get_mut(&self.ip) {
             entry.connections = entry.connections.saturating_sub(1);
-            if entry.connections == 0 && entry.registrations.is_none() {
+            if entry.connections == 0 && entry.windows.iter().all(Option::is_none) {
                 table.remove(&self.ip);
             }
         }
@@ -105,7 +127,7 @@ impl Addresses {
         let entry = table.entry(ip).or_insert_with(|| Entry {
             connections: 0,
             share: Arc::new(Semaphore::new(share)),
-            registrations: None,
+            windows: [None; 2],
         });
         if entry.connections >= self.limits.connections {
             return None;
@@ -118,19 +140,24 @@ impl Addresses {
         })
     }
 
-    /// Counts one registration from the connection holding `slot`; `false` when its address
+    /// Counts one use of `quota` by the connection holding `slot`; `false` when its address
     /// had its share of the current hour (nothing is counted then).
-    pub fn take_registration(&self, slot: &AddressSlot, now: Instant) -> bool {
+    pub fn take(&self, slot: &AddressSlot, quota: Quota, now: Instant) -> bool {
+        let limit = match quota {
+            Quota::Registration => self.limits.registrations,
+            Quota::FollowerStart => self.limits.follower_starts,
+        };
         let mut table = self.table();
         let Some(entry) = table.get_mut(&slot.ip) else {
             // A slot's entry lives as long as the slot.
             return false;
         };
-        if entry.window_is_over(now) {
-            entry.registrations = Some((now, 0));
+        let window = &mut entry.windows[quota as usize];
+        if window_is_over(*window, now) {
+            *window = Some((now, 0));
         }
-        match &mut entry.registrations {
-            Some((_, count)) if *count < self.limits.registrations => {
+        match window {
+            Some((_, count)) if *count < limit => {
                 *count += 1;
                 true
             }
@@ -145,14 +172,14 @@ impl Addresses {
     }
 }
 
-/// Drops addresses without connections whose hour is over; if none is, the one whose window
-/// started first.
+/// Drops addresses without connections whose windows are over; if none is, the one whose
+/// window started first.
 fn make_room(table: &mut HashMap<IpAddr, Entry>, now: Instant) {
-    table.retain(|_, entry| entry.connections > 0 || !entry.window_is_over(now));
+    table.retain(|_, entry| entry.connections > 0 || !entry.windows_are_over(now));
     let oldest = table
         .iter()
         .filter(|(_, entry)| entry.connections == 0)
-        .filter_map(|(ip, entry)| entry.registrations.map(|(start, _)| (start, *ip)))
+        .filter_map(|(ip, entry)| Some((entry.earliest_window()?, *ip)))
         .min();
     if let Some((_, ip)) = oldest {
         table.remove(&ip);
@@ -173,6 +200,7 @@ mod tests {
         Addresses::new(AddressLimits {
             connections,
             registrations,
+            follower_starts: 3,
             inflight_share: 1 << 20,
             capacity,
         })
@@ -199,15 +227,29 @@ mod tests {
         let start = Instant::now();
         let slot = addresses.connect(ip(1), start).expect("slot");
         let other = addresses.connect(ip(2), start).expect("slot");
-        assert!(addresses.take_registration(&slot, start));
-        assert!(addresses.take_registration(&slot, start + Duration::from_secs(60)));
-        assert!(!addresses.take_registration(&slot, start + Duration::from_secs(120)));
+        assert!(addresses.take(&slot, Quota::Registration, start));
+        assert!(addresses.take(&slot, Quota::Registration, start + Duration::from_secs(60)));
+        assert!(!addresses.take(&slot, Quota::Registration, start + Duration::from_secs(120)));
         assert!(
-            addresses.take_registration(&other, start),
+            addresses.take(&other, Quota::Registration, start),
             "others unaffected"
         );
-        let next_hour = start + REGISTRATION_WINDOW;
-        assert!(addresses.take_registration(&slot, next_hour));
+        let next_hour = start + QUOTA_WINDOW;
+        assert!(addresses.take(&slot, Quota::Registration, next_hour));
+    }
+
+    #[test]
+    fn each_quota_counts_apart() {
+        let addresses = table(10, 1, 100);
+        let now = Instant::now();
+        let slot = addresses.connect(ip(1), now).expect("slot");
+        assert!(addresses.take(&slot, Quota::Registration, now));
+        assert!(!addresses.take(&slot, Quota::Registration, now));
+        for _ in 0..3 {
+            assert!(addresses.take(&slot, Quota::FollowerStart, now));
+        }
+        assert!(!addresses.take(&slot, Quota::FollowerStart, now));
+        assert!(addresses.take(&slot, Quota::FollowerStart, now + QUOTA_WINDOW));
     }
 
     #[test]
@@ -215,11 +257,11 @@ mod tests {
         let addresses = table(10, 1, 100);
         let now = Instant::now();
         let slot = addresses.connect(ip(1), now).expect("slot");
-        assert!(addresses.take_registration(&slot, now));
+        assert!(addresses.take(&slot, Quota::Registration, now));
         drop(slot);
         let again = addresses.connect(ip(1), now).expect("slot");
         assert!(
-            !addresses.take_registration(&again, now),
+            !addresses.take(&again, Quota::Registration, now),
             "reconnecting resets nothing"
         );
         drop(again);
@@ -238,7 +280,7 @@ mod tests {
         let now = Instant::now();
         for last in 0..50 {
             let slot = addresses.connect(ip(last), now).expect("room is made");
-            assert!(addresses.take_registration(&slot, now));
+            assert!(addresses.take(&slot, Quota::Registration, now));
             drop(slot);
             assert!(addresses.len() <= 4);
         }

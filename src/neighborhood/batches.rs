@@ -12,13 +12,35 @@ use crate::wire::ps::{self, shared_profile_update_item::ActionType};
 const ITEM_BUDGET: usize = MAX_FRAME_LEN - 32 - 64;
 
 /// Items gathered for one update request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     items: Vec<ps::SharedProfileUpdateItem>,
     bytes: usize,
+    /// Most items, besides the frame's limit.
+    max_items: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::at_most(usize::MAX)
+    }
 }
 
 impl Batch {
+    /// An empty batch that takes at most `max_items` items.
+    pub fn at_most(max_items: usize) -> Batch {
+        Batch {
+            items: Vec::new(),
+            bytes: 0,
+            max_items: max_items.max(1),
+        }
+    }
+
+    /// Doubles how many items the batch takes.
+    pub fn allow_twice_as_many(&mut self) {
+        self.max_items = self.max_items.saturating_mul(2);
+    }
+
     /// Adds `item` when it fits; hands it back when the batch is full (never when empty).
     pub fn push(
         &mut self,
@@ -26,7 +48,8 @@ impl Batch {
     ) -> Result<(), Box<ps::SharedProfileUpdateItem>> {
         let len = item.encoded_len();
         let cost = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-        if !self.items.is_empty() && self.bytes + cost > ITEM_BUDGET {
+        let full = self.bytes + cost > ITEM_BUDGET || self.items.len() >= self.max_items;
+        if !self.items.is_empty() && full {
             return Err(Box::new(item));
         }
         self.bytes += cost;
@@ -105,6 +128,19 @@ mod tests {
             thumbnail: None,
         };
         profile_item(&profile, vec![7; thumbnail], false)
+    }
+
+    #[test]
+    fn a_limited_batch_hands_back_the_item_past_its_count_until_allowed_more() {
+        let mut batch = Batch::at_most(2);
+        assert!(batch.push(refresh_item()).is_ok());
+        assert!(batch.push(refresh_item()).is_ok());
+        assert!(batch.push(refresh_item()).is_err());
+        batch.allow_twice_as_many();
+        assert!(batch.push(refresh_item()).is_ok());
+        assert!(batch.push(refresh_item()).is_ok());
+        assert!(batch.push(refresh_item()).is_err());
+        assert_eq!(batch.take().len(), 4);
     }
 
     #[test]

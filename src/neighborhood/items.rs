@@ -65,6 +65,11 @@ impl Prepared {
     pub fn action(&self) -> &Action {
         &self.action
     }
+
+    /// Whether this is a `refresh` item that passes: it changes no profile.
+    pub fn is_refresh(&self) -> bool {
+        matches!(self.action, Action::Refresh) && self.early.is_none() && self.late.is_none()
+    }
 }
 
 /// Runs the checks that need nothing stored on every item, spread over up to `threads`

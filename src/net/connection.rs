@@ -74,6 +74,8 @@ impl End {
 pub struct Setup {
     /// Its share of the peer's IP address; none for an address exempt from the limits.
     pub address_slot: Option<AddressSlot>,
+    /// The IP address the peer connects from.
+    pub remote: std::net::IpAddr,
     /// Roles served on the port.
     pub roles: RoleSet,
     /// Idle timeout of the port.
@@ -98,12 +100,14 @@ where
     let capacity = usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(usize::MAX);
     let Setup {
         address_slot,
+        remote,
         roles,
         idle,
         session_end,
     } = setup;
     let mut session = Session::new(roles, ctx.connection_number(), capacity);
     session.address = address_slot;
+    session.remote = Some(remote);
     let mut connection = Connection {
         stream,
         session,

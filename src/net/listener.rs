@@ -127,6 +127,7 @@ async fn handle(
     let idle = timeouts.idle_for(roles);
     let setup = Setup {
         address_slot,
+        remote: peer.ip().to_canonical(),
         roles,
         idle,
         session_end: Instant::now() + timeouts.session_max,

@@ -15,11 +15,20 @@ use crate::clock;
 use crate::context::{Ctx, NewFollower};
 use crate::crypto::NetworkId;
 use crate::hub::{Command, Outbox, Reply, ServerRequestKind};
+use crate::log_gate::LogGate;
 use crate::neighborhood::batches::{Batch, profile_item};
 use crate::store::StoreError;
 use crate::store::followers::{SharedProfile, Snapshot};
 use crate::wire::ps::{self, conversation_request};
 use crate::wire::{Status, request};
+
+/// Followers decide how often these happen: their lines are rationed.
+static INITIALISED: LogGate = LogGate::new(30);
+static FAILED: LogGate = LogGate::new(30);
+
+/// Items in the first update of a snapshot; each answered update doubles the next one's, up to
+/// what fits in a frame. A follower that drops out early has cost little.
+const FIRST_BATCH_ITEMS: usize = 8;
 
 /// Snapshot profiles read from the database at a time while packing batches.
 const SNAPSHOT_PAGE: usize = 256;
@@ -42,9 +51,12 @@ async fn share(ctx: Arc<Ctx>, follower: NewFollower) {
         outbox,
         snapshot,
     } = follower;
+    let deadline = ctx.config.neighborhood.follower_init_timeout;
     let outcome = tokio::select! {
         () = ctx.shutdown.cancelled() => Err("the server is stopping"),
-        outcome = stream(&ctx, id, &outbox, &snapshot) => outcome,
+        outcome = tokio::time::timeout(deadline, stream(&ctx, id, &outbox, &snapshot)) => {
+            outcome.unwrap_or(Err("it took longer than neighborhood.follower_init_timeout_secs"))
+        }
     };
     drop(snapshot);
     let follower = NetworkId(id);
@@ -55,12 +67,16 @@ async fn share(ctx: Arc<Ctx>, follower: NewFollower) {
                 record.initialized = true;
                 record.refreshed_at_ms = now;
             });
-            finished
-                .await
-                .map(|_| tracing::info!(%follower, "follower initialised"))
+            finished.await.map(|_| {
+                if let Some(held_back) = INITIALISED.pass(tokio::time::Instant::now()) {
+                    tracing::info!(%follower, held_back, "follower initialised");
+                }
+            })
         }
         Err(why) => {
-            tracing::info!(%follower, why, "follower initialisation failed");
+            if let Some(held_back) = FAILED.pass(tokio::time::Instant::now()) {
+                tracing::info!(%follower, why, held_back, "follower initialisation failed");
+            }
             ctx.store.remove_follower(id).await.map(drop)
         }
     };
@@ -76,7 +92,7 @@ async fn stream(
     outbox: &Outbox,
     snapshot: &Snapshot,
 ) -> Result<(), &'static str> {
-    let mut batch = Batch::default();
+    let mut batch = Batch::at_most(FIRST_BATCH_ITEMS);
     let mut next = Some(read_page(ctx, snapshot, None));
     while let Some(reading) = next.take() {
         let page = reading
@@ -93,6 +109,7 @@ async fn stream(
             };
             if let Err(item) = batch.push(item) {
                 send_update(ctx, outbox, batch.take()).await?;
+                batch.allow_twice_as_many();
                 batch
                     .push(*item)
                     .map_err(|_| "an item does not fit in a frame")?;

@@ -15,11 +15,17 @@ use super::observe::{self, Peers, Snapshot, Usage};
 use crate::context::Ctx;
 use crate::metrics::Exposition;
 
-/// Longest wait for a request head, and for the answer to be written.
+/// Longest wait for a whole request head: a scraper sends its few hundred bytes at once, so a
+/// connection that is slower only holds a reader's place.
+const HEAD_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait for the answer to be written.
 const WAIT: Duration = Duration::from_secs(5);
 /// Largest request head read; a scraper's is a few hundred bytes.
 const MAX_HEAD_BYTES: usize = 4096;
-/// Scrapes served at once; more connections are closed at once.
+/// Connections whose request head is awaited at once; more are closed at once. Each holds its
+/// place for [`HEAD_WAIT`] at most, so idle or dripping connections cannot starve scrapes.
+const MAX_READERS: usize = 64;
+/// Expositions rendered at once; a request waits for its turn.
 const MAX_SCRAPES: usize = 4;
 
 /// Serves `/metrics` on `listener` until shutdown.
@@ -32,6 +38,7 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) {
         );
     }
     tracing::info!(?address, "serving Prometheus metrics at /metrics");
+    let readers = Arc::new(Semaphore::new(MAX_READERS));
     let scrapes = Arc::new(Semaphore::new(MAX_SCRAPES));
     loop {
         let accepted = tokio::select! {
@@ -42,23 +49,33 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(slot) = Arc::clone(&scrapes).try_acquire_owned() else {
+        let Ok(reader) = Arc::clone(&readers).try_acquire_owned() else {
             continue;
         };
-        let shared = Arc::clone(&ctx);
+        let (shared, scrapes) = (Arc::clone(&ctx), Arc::clone(&scrapes));
         ctx.spawn(async move {
-            let _slot = slot;
             tokio::select! {
                 () = shared.shutdown.cancelled() => {}
-                () = answer(&shared, stream) => {}
+                () = answer(&shared, stream, reader, &scrapes) => {}
             }
         });
     }
 }
 
-/// Reads one request and answers it; every wait is bounded by [`WAIT`].
-async fn answer(ctx: &Ctx, mut stream: TcpStream) {
-    let Ok(Some(target)) = tokio::time::timeout(WAIT, read_request(&mut stream)).await else {
+/// Reads one request within [`HEAD_WAIT`], gives up its reader's place, and answers it when
+/// a scrape slot is free; writing is bounded by [`WAIT`].
+async fn answer(
+    ctx: &Ctx,
+    mut stream: TcpStream,
+    reader: tokio::sync::OwnedSemaphorePermit,
+    scrapes: &Semaphore,
+) {
+    let read = tokio::time::timeout(HEAD_WAIT, read_request(&mut stream)).await;
+    drop(reader);
+    let Ok(Some(target)) = read else {
+        return;
+    };
+    let Ok(_scrape) = scrapes.acquire().await else {
         return;
     };
     let reply = match target {

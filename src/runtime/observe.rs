@@ -24,6 +24,13 @@ pub const SERVICE_RUNTIME_DIR: &str = "/run/iop-profile-server";
 const WAIT: Duration = Duration::from_secs(5);
 /// Largest snapshot a client reads.
 const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024;
+/// Connections served at once; one is answered in milliseconds, so more than this at once
+/// means something is holding them open.
+const MAX_OBSERVERS: usize = 8;
+/// How long a connection beyond [`MAX_OBSERVERS`] may hold the accepting loop.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+/// The whole answer to a connection beyond [`MAX_OBSERVERS`].
+pub const BUSY: &str = "busy\n";
 
 /// A used amount against its limit.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -200,7 +207,8 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
     })
 }
 
-/// Serves snapshots on `path` until shutdown, one connection at a time. A stale socket file
+/// Serves snapshots on `path` until shutdown, [`MAX_OBSERVERS`] connections at a time, each
+/// within [`WAIT`]; a connection beyond them is answered "busy" at once. A stale socket file
 /// from an earlier run is replaced; the file is removed on shutdown.
 pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
     let _ = std::fs::remove_file(&path);
@@ -214,6 +222,7 @@ pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
     if let Err(error) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)) {
         tracing::warn!(%error, path = %path.display(), "cannot set the observation socket's mode");
     }
+    let observers = Arc::new(tokio::sync::Semaphore::new(MAX_OBSERVERS));
     loop {
         let accepted = tokio::select! {
             () = ctx.shutdown.cancelled() => break,
@@ -222,18 +231,34 @@ pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
         let Ok((mut stream, _)) = accepted else {
             continue;
         };
-        // The client names the format in its first bytes: "json", or anything else for text.
-        let mut request = [0u8; 4];
-        let asked = tokio::time::timeout(WAIT, stream.read_exact(&mut request)).await;
-        let json = matches!(asked, Ok(Ok(_))) && &request == b"json";
-        let text = match snapshot(&ctx).await {
-            Ok(snapshot) if json => serde_json::to_string(&snapshot).unwrap_or_default(),
-            Ok(snapshot) => render(&snapshot),
-            Err(error) => format!("error: {error}\n"),
+        let Ok(observer) = Arc::clone(&observers).try_acquire_owned() else {
+            // Its request is read first (briefly): closing on unread bytes would reset the
+            // connection before the client reads the answer.
+            let mut request = [0u8; 4];
+            let _ = tokio::time::timeout(BUSY_WAIT, stream.read_exact(&mut request)).await;
+            let _ = tokio::time::timeout(BUSY_WAIT, stream.write_all(BUSY.as_bytes())).await;
+            continue;
         };
-        let _ = tokio::time::timeout(WAIT, stream.write_all(text.as_bytes())).await;
+        let shared = Arc::clone(&ctx);
+        ctx.spawn(async move {
+            let _observer = observer;
+            let _ = tokio::time::timeout(WAIT, answer(&shared, stream)).await;
+        });
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// Reads which format the client wants and writes the snapshot in it.
+async fn answer(ctx: &Ctx, mut stream: tokio::net::UnixStream) {
+    // The client names the format in its first bytes: "json", or anything else for text.
+    let mut request = [0u8; 4];
+    let json = stream.read_exact(&mut request).await.is_ok() && &request == b"json";
+    let text = match snapshot(ctx).await {
+        Ok(snapshot) if json => serde_json::to_string(&snapshot).unwrap_or_default(),
+        Ok(snapshot) => render(&snapshot),
+        Err(error) => format!("error: {error}\n"),
+    };
+    let _ = stream.write_all(text.as_bytes()).await;
 }
 
 /// Asks the server listening on `path` for a snapshot, as JSON or as text (blocking, for the

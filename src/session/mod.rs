@@ -103,6 +103,8 @@ pub struct Session {
     /// The connection's share of its IP address; none when the address is exempt from the
     /// per-client limits (and in unit tests).
     pub address: Option<AddressSlot>,
+    /// The IP address the connection comes from (none in unit tests).
+    pub remote: Option<std::net::IpAddr>,
     /// ProfileSearch requests started in the current second.
     pub searches: PerSecond,
 }
@@ -157,6 +159,7 @@ impl Session {
             relay: None,
             search_cache: None,
             address: None,
+            remote: None,
             searches: PerSecond::default(),
         }
     }

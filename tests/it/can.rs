@@ -487,3 +487,23 @@ async fn cancel(client: &mut Client) {
         Status::Ok,
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn issue25_a_can_error_reaches_clients_and_logs_shortened_and_printable() {
+    let can = CanStandIn::start(CanFlavour::Fork).await;
+    let server = server_with(&can).await;
+    can.wait_for_record(&can_id(&server_key(&server).await), 1)
+        .await;
+    let mut client = new_customer(&server).await;
+    let forged = format!(
+        "no room\n2026-12-07T00:00:00.000000Z ERROR forged: \u{1b}[31mred{}",
+        "x".repeat(60_000)
+    );
+    can.fail_next("add", CanFault::Error(forged));
+    let answer = store_data(&mut client, 3, Some(object_for(&server))).await;
+    assert_status(&answer, Status::ErrorRejected);
+    let details = &answer.details;
+    assert!(details.contains("no room"), "{details}");
+    assert!(details.chars().count() <= 201, "{} chars", details.len());
+    assert!(!details.chars().any(char::is_control), "{details:?}");
+}

@@ -308,3 +308,39 @@ fn command_line_mistakes_exit_2_with_one_line_naming_the_argument() {
         );
     }
 }
+
+#[test]
+fn issue25_status_answers_beside_idle_observers_and_says_busy_when_they_are_many() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = ServerProcess::start(dir.path());
+    let config = dir.path().join("config.toml").display().to_string();
+    let socket = dir.path().join("data").join("status.sock");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Three connections that never ask.
+    let mut idle: Vec<_> = (0..3)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect"))
+        .collect();
+    let started = std::time::Instant::now();
+    let out = cli(&["status", "--config", &config]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Enough idle ones to take every place: the next is told the server is busy.
+    idle.extend(
+        (0..10).map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect")),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = cli(&["status", "--config", &config]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = stderr_of(&out);
+    assert!(
+        printed.starts_with("error: the server is busy"),
+        "{printed}"
+    );
+    drop(idle);
+    assert!(server.terminate().success());
+}

@@ -14,6 +14,7 @@ mod loc_golden;
 mod metrics;
 mod neighborhood;
 mod notify;
+mod peer_abuse;
 mod probe;
 mod ps00;
 mod ps01;

@@ -147,7 +147,7 @@ impl Parsed {
 }
 
 /// GETs `path` from the metrics port; returns the status line, the headers and the body.
-async fn get(port: u16, path: &str) -> (String, String, String) {
+pub(crate) async fn get(port: u16, path: &str) -> (String, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -265,4 +265,43 @@ async fn a_connection_closed_for_idling_is_counted_as_a_timeout() {
         parsed.value("iop_connections_closed_total", &idle_closed),
         1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue25_idle_and_dripping_connections_do_not_starve_scrapes() {
+    let port = free_port();
+    let options = Options {
+        extra: format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
+        ..Options::default()
+    };
+    let _server = TestServer::start(&options).await;
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    // Six clients that send a byte every half second, and connect again when cut off.
+    let mut drips = Vec::new();
+    for _ in 0..6 {
+        drips.push(tokio::spawn(async move {
+            loop {
+                let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                while stream.write_all(b"G").await.is_ok() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for _ in 0..10 {
+        let (status, _, body) = get(port, "/metrics").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(body.contains("iop_connections_accepted_total"), "{body}");
+    }
+    drips.iter().for_each(tokio::task::JoinHandle::abort);
 }

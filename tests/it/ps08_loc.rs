@@ -122,9 +122,15 @@ pub(crate) struct Setup {
 impl Setup {
     /// Step 1 of every LOC test: L, the SUT, ListRoles, S, attachment.
     pub(crate) async fn start() -> Setup {
+        Setup::start_with("").await
+    }
+
+    /// [`Setup::start`] with `extra` configuration tables for the SUT.
+    pub(crate) async fn start_with(extra: &str) -> Setup {
         let loc = Loc::start().await;
         let options = Options {
             loc: loc.table(),
+            extra: extra.into(),
             ..crate::ps08::options("")
         };
         let server = TestServer::start(&options).await;

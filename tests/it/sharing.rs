@@ -95,7 +95,12 @@ async fn issue22_a_profile_renamed_and_cancelled_while_its_add_is_queued_never_r
 /// The SUT with an initialised neighbour S sharing `count` profiles; S's own key, for its
 /// connections as a neighbour, and the profiles.
 async fn neighbour_sharing(count: usize) -> (Setup, Neighbour, Vec<Hosted>) {
-    let mut setup = Setup::start().await;
+    neighbour_sharing_with(count, "").await
+}
+
+/// [`neighbour_sharing`] with `extra` configuration tables for the SUT.
+async fn neighbour_sharing_with(count: usize, extra: &str) -> (Setup, Neighbour, Vec<Hosted>) {
+    let mut setup = Setup::start_with(extra).await;
     let mut link = setup.announce().await;
     let held = signed_all(random_profiles(count, &Images::png()));
     for batch in held.chunks(250) {
@@ -173,4 +178,38 @@ async fn issue22_deletes_earlier_in_an_update_make_room_for_later_adds_at_the_ca
         .conversation(4, Vec::new(), update_request(vec![add_item(&one_more[0])]))
         .await;
     assert_invalid(&answer, "0.add");
+}
+
+/// The server's count of durable write batches, from its metrics endpoint.
+async fn write_batches(metrics_port: u16) -> u64 {
+    let body = crate::metrics::get(metrics_port, "/metrics").await.2;
+    body.lines()
+        .find_map(|line| line.strip_prefix("iop_store_write_batches_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("iop_store_write_batches_total")
+}
+
+#[tokio::test]
+async fn issue25_a_flood_of_refresh_items_costs_no_commit_per_message() {
+    let port = free_port();
+    let metrics = format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n");
+    let (setup, neighbour, _) = neighbour_sharing_with(10, &metrics).await;
+    let mut client = neighbour.verify(&setup.server).await;
+    let refresh = ps::SharedProfileUpdateItem {
+        action_type: Some(ActionType::Refresh(ps::SharedProfileRefreshAllItem {})),
+    };
+    let before = write_batches(port).await;
+    for id in 0..20 {
+        let items = vec![refresh.clone(); 5_000];
+        let answer = client
+            .conversation(id, Vec::new(), update_request(items))
+            .await;
+        assert_status(&answer, Status::Ok);
+    }
+    let written = write_batches(port).await - before;
+    // The neighbour refreshed at Finish, a moment ago: nothing durable changes.
+    assert!(
+        written <= 1,
+        "{written} write batches for 20 refresh-only updates"
+    );
 }

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{LocEvent, MAX_NODES, NeighbourNode};
 use crate::config::LocServiceType;
 use crate::crypto::NetworkId;
+use crate::log_gate::peer_text;
 use crate::wire::frame::{self, FrameError};
 use crate::wire::loc::local_service_request::LocalServiceRequestType as LocalRequest;
 use crate::wire::loc::local_service_response::LocalServiceResponseType as LocalResponse;
@@ -18,7 +19,7 @@ use crate::wire::loc::{self, GpsLocation, NodeInfo, Status};
 use crate::wire::loc_service::{DeregisterServiceRequest, ServiceInfo, ServiceType};
 use crate::wire::{is_valid_latitude, is_valid_longitude, loc_envelope};
 
-/// Longest part of LOC's error `details` kept for the log.
+/// Longest part of LOC's error `details` kept for the log, in characters.
 const MAX_DETAILS: usize = 200;
 
 /// Why the conversation with LOC ended. After any of these the connection is dropped.
@@ -160,15 +161,11 @@ pub(super) fn parse(body: &[u8]) -> Result<Incoming, LocError> {
 
 fn answer(response: loc::Response) -> Result<Answer, LocError> {
     if response.status != Status::Ok as i32 {
-        let mut details = response.details;
-        let mut end = details.len().min(MAX_DETAILS);
-        while !details.is_char_boundary(end) {
-            end -= 1;
-        }
-        details.truncate(end);
+        // LOC's text reaches the log: shortened, and every control character escaped, so it
+        // can neither forge log lines nor colour the terminal.
         return Err(LocError::Refused {
             status: response.status,
-            details,
+            details: peer_text(&response.details, MAX_DETAILS),
         });
     }
     let Some(loc::response::ResponseType::LocalService(local)) = response.response_type else {
@@ -385,7 +382,10 @@ mod tests {
             id: 1,
             message_type: Some(MessageType::Response(loc::Response {
                 status: Status::ErrorInternal as i32,
-                details: "é".repeat(150),
+                details: format!(
+                    "busy\n2026-12-07T00:00:00.000000Z ERROR forged: \u{1b}[31m{}",
+                    "é".repeat(300)
+                ),
                 ..loc::Response::default()
             })),
         };
@@ -394,7 +394,14 @@ mod tests {
         else {
             panic!("not refused");
         };
-        assert!(details.len() <= MAX_DETAILS, "{}", details.len());
+        // One log line, without terminal escapes, of bounded length.
+        assert!(details.starts_with("busy\\n2026"), "{details}");
+        assert!(!details.chars().any(char::is_control), "{details:?}");
+        assert!(
+            details.chars().count() <= MAX_DETAILS + 1,
+            "{}",
+            details.len()
+        );
         let empty = loc::Message {
             id: 2,
             message_type: None,

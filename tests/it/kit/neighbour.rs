@@ -148,6 +148,8 @@ pub struct Follower {
     pub batches: usize,
     /// The SUT's id of the Finish request, once it arrived.
     finish: Option<u32>,
+    /// How long N takes before it answers each update batch.
+    pub answer_delay: Duration,
 }
 
 impl Follower {
@@ -159,6 +161,7 @@ impl Follower {
             items: Vec::new(),
             batches: 0,
             finish: None,
+            answer_delay: Duration::ZERO,
         }
     }
 
@@ -246,6 +249,7 @@ impl Follower {
                 );
                 self.items.extend(items);
                 self.batches += 1;
+                tokio::time::sleep(self.answer_delay).await;
                 let body = ConvResp::NeighborhoodSharedProfileUpdate(
                     ps::NeighborhoodSharedProfileUpdateResponse {},
                 );
