@@ -5,7 +5,10 @@
 //! is local. For each flood it prints the server's peak resident memory growth during it
 //! (VmHWM, reset before each flood through /proc/<pid>/clear_refs), the worst round trip of an
 //! unrelated client that pings every 2 ms on its own connection throughout, and what the flood
-//! got. At the end: resident memory 60 s after the last flood, against the idle figure.
+//! got. At the end: resident memory 60 s after the last flood, against the idle figure. Then
+//! the floods of hostile peers (`floods/peers.rs`), each against a fresh server: bytes it wrote
+//! to disk, the unrelated client's worst ping, and what the flood got. `IOP_BENCH_PEERS_ONLY=1`
+//! runs only those.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +21,8 @@ use iop_profile_server::wire::ps::{self, single_request::RequestType};
 use iop_profile_server::wire::{frame, request};
 
 mod common;
+#[path = "floods/peers.rs"]
+mod peers;
 use common::kit::{empty_update_items, unsolicited_search_results};
 use common::{connect_tls, peak_kib, read_frame, rss_kib, spawn_server};
 use tokio::io::AsyncWriteExt;
@@ -31,14 +36,14 @@ fn main() {
 }
 
 /// Pings on its own connection until stopped; keeps the worst round trip in microseconds.
-struct Pinger {
+pub(crate) struct Pinger {
     stop: Arc<AtomicBool>,
     worst_us: Arc<AtomicU64>,
     thread: JoinHandle<()>,
 }
 
 impl Pinger {
-    fn start(port: u16) -> Pinger {
+    pub(crate) fn start(port: u16) -> Pinger {
         let stop = Arc::new(AtomicBool::new(false));
         let worst_us = Arc::new(AtomicU64::new(0));
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -74,11 +79,11 @@ impl Pinger {
     }
 
     /// The worst round trip since the last call.
-    fn take_worst(&self) -> Duration {
+    pub(crate) fn take_worst(&self) -> Duration {
         Duration::from_micros(self.worst_us.swap(0, Ordering::Relaxed))
     }
 
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
     }
@@ -90,6 +95,14 @@ fn reset_peak(pid: u32) {
 }
 
 async fn run() {
+    if std::env::var_os("IOP_BENCH_PEERS_ONLY").is_none() {
+        client_floods().await;
+    }
+    peer_floods().await;
+}
+
+/// The floods of one client, against one server.
+async fn client_floods() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = spawn_server(dir.path(), "[limits]\nexempt_loopback = false");
     let (primary, tls_port) = (server.primary, server.tls);
@@ -132,6 +145,30 @@ async fn run() {
     println!(
         "resident 60 s after the last flood: {after} KiB = {:.2} x idle (target <= 2)",
         as_f64(after) / as_f64(idle)
+    );
+}
+
+/// The floods of hostile peers, each against a fresh server.
+async fn peer_floods() {
+    println!("\nfloods from peers, each against a fresh server for 30 s");
+    println!(
+        "{:<44} {:>12} {:>14}  outcome",
+        "flood", "disk written", "worst ping"
+    );
+    let refresh = peers::refresh_flood().await;
+    print_peer_flood("refresh items from a neighbour (2 conns)", &refresh);
+    let churn = peers::initialisation_churn().await;
+    print_peer_flood("initialisations restarted (4 followers)", &churn);
+    let slow = peers::slow_followers().await;
+    print_peer_flood("followers answering just in time (10)", &slow);
+}
+
+fn print_peer_flood(name: &str, outcome: &peers::Outcome) {
+    println!(
+        "{name:<44} {:>8} KiB {:>11.1} ms  {}",
+        outcome.disk_bytes / 1024,
+        outcome.worst_ping.as_secs_f64() * 1000.0,
+        outcome.what
     );
 }
 

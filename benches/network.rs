@@ -3,13 +3,15 @@
 //! N nodes (`IOP_BENCH_NODES`, default 100), each a release server process hosting 50 signed
 //! profiles and a LOC of its own. As root with `IOP_LOCNETD` naming the real LOC daemon
 //! (iop-locnetd 2.0.0-a1), every node is a network namespace running that daemon; otherwise
-//! every node's LOC is an in-process stand-in playing the daemon's measured habits (a
-//! neighbourhood of the 50 nearest nodes, nodes announced first without their profile service,
-//! change notifications only to the first session it ever accepted).
+//! every node's LOC is an in-process stand-in playing the daemon's habits (two nodes are
+//! neighbours when each is among the other's 50 nearest, as a full LOC refuses farther ones;
+//! nodes are announced first without their profile service; change notifications go only to
+//! the first session it ever accepted).
 //!
 //! It prints: the time from the last server start until every server has initialised as
-//! neighbour, and serves as follower, every node its LOC lists and every node whose LOC lists
-//! it; how long 20 profile
+//! neighbour, and serves as follower, every node its LOC lists with its profile service and
+//! every node whose LOC lists it so (the pairs a LOC lists without giving either side the
+//! other's service are counted apart: no server can learn of them); how long 20 profile
 //! changes take to be found by search on every node that has their server as neighbour; the
 //! servers' resident memory and idle CPU (beside a lone server with the same profiles and no
 //! neighbourhood, measured in the same window); and, after `kill -9` of 10 % of the servers
@@ -69,18 +71,25 @@ fn main() {
     let mesh = net.until_meshed("mesh");
     println!("{}", net.mode);
     println!(
-        "full mesh after the last start: {}",
-        seconds(mesh.as_ref().map(|(took, _)| *took))
+        "full mesh after the last start: {}{}",
+        seconds(mesh.as_ref().map(|mesh| mesh.took)),
+        mesh.as_ref().map_or(String::new(), |mesh| format!(
+            " (the LOCs' lists last changed after {:.1} s)",
+            mesh.lists_changed.as_secs_f64()
+        ))
     );
-    let lists = mesh.map(|(_, lists)| lists).unwrap_or_default();
+    let lists = mesh.map(|mesh| mesh.lists).unwrap_or_default();
+    let knowable = &lists.knowable;
     println!(
-        "neighbour relations: {} (each node lists {} to {})",
-        lists.iter().map(BTreeSet::len).sum::<usize>(),
-        lists.iter().map(BTreeSet::len).min().unwrap_or(0),
-        lists.iter().map(BTreeSet::len).max().unwrap_or(0)
+        "neighbour relations: {} (each node has {} to {}); pairs LOC lists without giving \
+         either side the other's service: {}",
+        knowable.iter().map(BTreeSet::len).sum::<usize>() / 2,
+        knowable.iter().map(BTreeSet::len).min().unwrap_or(0),
+        knowable.iter().map(BTreeSet::len).max().unwrap_or(0),
+        lists.unknowable()
     );
 
-    let delays = net.propagate(&lists);
+    let delays = net.propagate(&lists.knowable);
     let p99 = percentile(&delays, 99);
     println!(
         "propagation of {CHANGES} changes to {} nodes: p50 {} ms, p99 {} ms, max {} ms",
@@ -257,6 +266,16 @@ fn nearest(node: usize, count: usize) -> BTreeSet<usize> {
     others.into_iter().take(LOC_NEIGHBOURHOOD).collect()
 }
 
+/// The nodes a LOC at `node` keeps as neighbours: a full LOC accepts (and renews) only nodes
+/// closer than its farthest neighbour, so two nodes are neighbours when each is among the
+/// other's nearest.
+fn neighbourhood(node: usize, count: usize) -> BTreeSet<usize> {
+    nearest(node, count)
+        .into_iter()
+        .filter(|&other| nearest(other, count).contains(&node))
+        .collect()
+}
+
 impl Network {
     fn start(count: usize) -> Network {
         match locnetd().filter(|_| is_root()) {
@@ -362,7 +381,7 @@ impl Network {
             node.services.clear();
         }
         let stand_ins = self.stand_ins.as_mut().expect("stand-ins");
-        for listener in (1..=count).filter(|&l| nearest(l, count).contains(&index)) {
+        for listener in neighbourhood(index, count) {
             let loc = &stand_ins.locs[listener - 1];
             stand_ins
                 .runtime
@@ -371,10 +390,12 @@ impl Network {
         }
     }
 
-    /// What every node's LOC lists now, as node numbers; `None` for a LOC that did not answer.
-    fn neighbour_lists(&self) -> Vec<Option<BTreeSet<usize>>> {
+    /// What every node's LOC lists now, as node numbers, each with whether LOC gives its
+    /// profile service; `None` for a LOC that did not answer.
+    fn neighbour_lists(&self) -> Vec<Option<BTreeMap<usize, bool>>> {
         if let Some(stand_ins) = &self.stand_ins {
-            return stand_ins.listed.iter().cloned().map(Some).collect();
+            let served = |list: &BTreeSet<usize>| list.iter().map(|&n| (n, true)).collect();
+            return stand_ins.listed.iter().map(|l| Some(served(l))).collect();
         }
         let numbers: BTreeMap<Vec<u8>, usize> = (1..=self.lab.nodes.len())
             .map(|index| (node_id(index), index))
@@ -384,67 +405,94 @@ impl Network {
             .iter()
             .map(|node| {
                 let listed = node.loc_neighbours()?;
-                Some(
-                    listed
-                        .iter()
-                        .filter_map(|id| numbers.get(id).copied())
-                        .collect(),
-                )
+                let known = listed
+                    .into_iter()
+                    .filter_map(|(id, served)| numbers.get(&id).map(|&number| (number, served)));
+                Some(known.collect())
             })
             .collect()
     }
 
-    /// Every node's relations as the LOCs give them now: the nodes its LOC lists and those
-    /// whose LOC lists it (a server takes a follower as neighbour too: LOC announces a node to
-    /// one side only at first); `None` when a LOC did not answer.
-    fn all_lists(&self) -> Option<Vec<BTreeSet<usize>>> {
-        let listed: Vec<BTreeSet<usize>> =
+    /// Every node's relations as the LOCs give them now; `None` when a LOC did not answer.
+    fn all_lists(&self) -> Option<Lists> {
+        let listed: Vec<BTreeMap<usize, bool>> =
             self.neighbour_lists().into_iter().collect::<Option<_>>()?;
-        let mut relations = listed.clone();
+        let mut lists = Lists {
+            knowable: vec![BTreeSet::new(); listed.len()],
+            listed: vec![BTreeSet::new(); listed.len()],
+        };
         for (i, list) in listed.iter().enumerate() {
-            for &other in list {
-                relations[other - 1].insert(i + 1);
+            for (&other, &served) in list {
+                let (a, b) = (i + 1, other);
+                lists.listed[a - 1].insert(b);
+                lists.listed[b - 1].insert(a);
+                if served {
+                    lists.knowable[a - 1].insert(b);
+                    lists.knowable[b - 1].insert(a);
+                }
             }
         }
-        Some(relations)
+        Some(lists)
     }
 
-    /// How many servers have not yet initialised each of their `relations` both as neighbour
-    /// and as follower.
+    /// How many servers have fewer initialised neighbours or followers than their knowable
+    /// `relations`. More is allowed: a server keeps a neighbour that LOC still lists, now
+    /// without its service, or that LOC stopped listing without telling it (iop-locnetd
+    /// notifies only the first session it ever accepted), until the neighbour expires.
     fn unmeshed(&self, relations: &[BTreeSet<usize>]) -> usize {
         self.lab
             .nodes
             .iter()
             .filter(|node| {
                 let peers = relations[node.index - 1].len();
-                !node.initialised(peers, peers)
+                !node.status().is_some_and(|status| {
+                    let initialised = |side: &str| {
+                        status[side]["initialized"]
+                            .as_u64()
+                            .and_then(|n| usize::try_from(n).ok())
+                            .is_some_and(|n| n >= peers)
+                    };
+                    initialised("neighbours") && initialised("followers")
+                })
             })
             .count()
     }
 
-    /// Waits until every relation the LOCs list is initialised both ways; the lists are read
-    /// every [`LIST_EVERY`], and once more to confirm a mesh.
-    fn until_meshed(&mut self, what: &str) -> Option<(Duration, Vec<BTreeSet<usize>>)> {
+    /// Waits until every relation the LOCs make knowable is initialised both ways; the lists
+    /// are read every [`LIST_EVERY`], and once more to confirm a mesh.
+    fn until_meshed(&mut self, what: &str) -> Option<Mesh> {
         let started = Instant::now();
         let mut reported = Instant::now();
-        let mut lists: Option<(Instant, Vec<BTreeSet<usize>>)> = None;
+        let mut lists: Option<(Instant, Lists)> = None;
+        let mut lists_changed = Duration::ZERO;
+        let mut read = |net: &Network, lists: &mut Option<(Instant, Lists)>| {
+            let fresh = net.all_lists();
+            let same = matches!((&fresh, &*lists), (Some(f), Some((_, known))) if f.knowable == known.knowable);
+            if !same && fresh.is_some() {
+                lists_changed = started.elapsed();
+                *lists = fresh.map(|l| (Instant::now(), l));
+            }
+            same
+        };
         while started.elapsed() < PATIENCE {
             if lists
                 .as_ref()
-                .is_none_or(|(read, _)| read.elapsed() > LIST_EVERY)
+                .is_none_or(|(at, _)| at.elapsed() > LIST_EVERY)
             {
-                lists = self.all_lists().map(|l| (Instant::now(), l));
+                read(self, &mut lists);
             }
             if let Some((_, known)) = &lists {
-                let unmeshed = self.unmeshed(known);
+                let unmeshed = self.unmeshed(&known.knowable);
                 if unmeshed == 0 {
                     let took = started.elapsed();
-                    match self.all_lists() {
-                        Some(fresh) if fresh == *known => {
-                            self.first_mesh.get_or_insert(took);
-                            return Some((took, fresh));
-                        }
-                        fresh => lists = fresh.map(|l| (Instant::now(), l)),
+                    if read(self, &mut lists) {
+                        self.first_mesh.get_or_insert(took);
+                        let lists = lists.map(|(_, l)| l)?;
+                        return Some(Mesh {
+                            took,
+                            lists_changed,
+                            lists,
+                        });
                     }
                 } else if reported.elapsed() > Duration::from_secs(30) {
                     let took = started.elapsed().as_secs();
@@ -598,8 +646,8 @@ impl Network {
         let mut audit = Audit::default();
         let mut mesh = None;
         while restarted.elapsed() < PATIENCE {
-            if let Some((_, lists)) = self.until_meshed("mesh after churn") {
-                audit = self.audit(&lists);
+            if let Some(formed) = self.until_meshed("mesh after churn") {
+                audit = self.audit(&formed.lists);
                 if audit.clean() {
                     mesh = Some(restarted.elapsed());
                     break;
@@ -623,31 +671,72 @@ impl Network {
         }
     }
 
-    /// Compares every node's search with its own and its listed neighbours' hosted profiles.
-    fn audit(&self, lists: &[BTreeSet<usize>]) -> Audit {
+    /// Compares every node's search with the profiles it must hold (its own and those of its
+    /// knowable relations) and may hold (those of every relation its LOCs list); every
+    /// profile found must be in its latest version.
+    fn audit(&self, lists: &Lists) -> Audit {
+        let latest: BTreeMap<Vec<u8>, &str> = self
+            .hosted
+            .iter()
+            .flatten()
+            .map(|hosted| (hosted.identity.public_key(), hosted.profile.name.as_str()))
+            .collect();
+        let keys_of = |sources: &BTreeSet<usize>, own: usize| -> BTreeSet<Vec<u8>> {
+            sources
+                .iter()
+                .chain([&own])
+                .flat_map(|&source| &self.hosted[source - 1])
+                .map(|hosted| hosted.identity.public_key())
+                .collect()
+        };
         let mut audit = Audit::default();
         for node in &self.lab.nodes {
-            let mut expected: BTreeMap<Vec<u8>, &str> = BTreeMap::new();
-            let sources = lists[node.index - 1].iter().chain([&node.index]);
-            for hosted in sources.flat_map(|&source| &self.hosted[source - 1]) {
-                expected.insert(hosted.identity.public_key(), &hosted.profile.name);
-            }
+            let expected = keys_of(&lists.knowable[node.index - 1], node.index);
+            let allowed = keys_of(&lists.listed[node.index - 1], node.index);
             let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
             for (key, name) in everything_on(node) {
                 *seen.entry(key.clone()).or_default() += 1;
-                match expected.get(&key) {
-                    None => audit.unexpected += 1,
-                    Some(latest) if *latest != name => audit.lost += 1,
-                    Some(_) => {}
+                if !allowed.contains(&key) {
+                    audit.unexpected += 1;
+                } else if latest.get(&key).is_some_and(|latest| *latest != name) {
+                    audit.lost += 1;
                 }
             }
             audit.lost += expected
-                .keys()
+                .iter()
                 .filter(|key| !seen.contains_key(*key))
                 .count();
             audit.duplicated += seen.values().map(|n| n - 1).sum::<usize>();
         }
         audit
+    }
+}
+
+/// A mesh, once formed.
+struct Mesh {
+    /// How long it took.
+    took: Duration,
+    /// When, within that time, the LOCs' lists last changed.
+    lists_changed: Duration,
+    /// Every node's relations.
+    lists: Lists,
+}
+
+/// Every node's relations as the LOCs give them.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Lists {
+    /// Relations a server can learn of: one side's LOC lists the other with its service.
+    knowable: Vec<BTreeSet<usize>>,
+    /// Relations some LOC lists, with or without the service.
+    listed: Vec<BTreeSet<usize>>,
+}
+
+impl Lists {
+    /// Listed pairs that no server can learn of.
+    fn unknowable(&self) -> usize {
+        let all: usize = self.listed.iter().map(BTreeSet::len).sum();
+        let knowable: usize = self.knowable.iter().map(BTreeSet::len).sum();
+        (all - knowable) / 2
     }
 }
 
@@ -660,7 +749,8 @@ struct Churn {
 }
 
 /// Differences between what nodes' searches hold and what their neighbourhoods host: `lost`
-/// counts profiles missing or in an older version.
+/// counts profiles missing or in an older version, `unexpected` those of servers that no LOC
+/// lists as the node's neighbour.
 #[derive(Default)]
 struct Audit {
     lost: usize,
@@ -669,8 +759,10 @@ struct Audit {
 }
 
 impl Audit {
+    /// Nothing lost or duplicated; `unexpected` profiles come from neighbours a server keeps
+    /// after its LOC stopped listing them without telling it, until they expire.
     fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.unexpected == 0
+        self.lost == 0 && self.duplicated == 0
     }
 }
 

@@ -18,6 +18,7 @@ use iop_profile_server::wire::loc::local_service_response::LocalServiceResponseT
 use iop_profile_server::wire::loc::message::MessageType;
 use iop_profile_server::wire::loc::{self, response::ResponseType};
 use iop_profile_server::wire::loc_envelope;
+use iop_profile_server::wire::loc_service::ServiceType;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -380,9 +381,9 @@ impl Node {
         })
     }
 
-    /// The node ids this node's LOC lists as neighbours (with or without a profile service),
-    /// or `None` when it does not answer.
-    pub fn loc_neighbours(&self) -> Option<Vec<Vec<u8>>> {
+    /// The node ids this node's LOC lists as neighbours, each with whether LOC gives its
+    /// profile service, or `None` when it does not answer.
+    pub fn loc_neighbours(&self) -> Option<Vec<(Vec<u8>, bool)>> {
         let port = self.loc_port;
         self.with_client(async move || {
             let ask = async {
@@ -408,7 +409,15 @@ impl Node {
                 else {
                     return None;
                 };
-                Some(list.nodes.into_iter().map(|node| node.node_id).collect())
+                let profile = ServiceType::profile_name();
+                let listed = list.nodes.into_iter().map(|node| {
+                    let served = node
+                        .services
+                        .iter()
+                        .any(|service| service.r#type == profile);
+                    (node.node_id, served)
+                });
+                Some(listed.collect())
             };
             tokio::time::timeout(Duration::from_secs(5), ask)
                 .await

@@ -71,7 +71,9 @@ impl ServerProcess {
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let mut problem = Some("server process did not start".to_owned());
+        let mut said = Vec::new();
         for line in lines.by_ref().take(50).map_while(Result::ok) {
+            said.push(line.clone());
             // Logs to a pipe are plain text: no colour codes.
             if line.contains('\x1b') {
                 problem = Some(format!("colour codes in piped logs: {line:?}"));
@@ -85,7 +87,7 @@ impl ServerProcess {
         if let Some(problem) = problem {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{problem}");
+            panic!("{problem}; it said: {}", said.join(" | "));
         }
         // The rest of the log is dropped, or kept in IOP_TEST_SERVER_LOG to look into a run.
         let keep = std::env::var_os("IOP_TEST_SERVER_LOG").and_then(|path| {
