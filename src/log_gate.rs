@@ -11,19 +11,23 @@ use tokio::time::Instant;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// `text` from a peer, shortened to at most `max_chars` characters (an ellipsis marks a cut)
-/// with every control character written as an escape (`\n`, `\u{1b}`).
+/// `text` from a peer, with every control character written as an escape (`\n`, `\u{1b}`),
+/// shortened to at most `max_chars` characters of that (an ellipsis marks a cut, the one
+/// character more).
 pub fn peer_text(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 8));
-    for (count, c) in text.chars().enumerate() {
-        if count == max_chars {
+    let mut count = 0;
+    for c in text.chars() {
+        let escaped = c.is_control().then(|| c.escape_default());
+        let len = escaped.clone().map_or(1, Iterator::count);
+        if count + len > max_chars {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+        count += len;
+        match escaped {
+            Some(escape) => out.extend(escape),
+            None => out.push(c),
         }
     }
     out
@@ -100,5 +104,8 @@ mod tests {
             peer_text(&"x".repeat(60_000), 10),
             format!("{}…", "x".repeat(10))
         );
+        // Escapes count too: a text of control characters stays as short.
+        let escapes = peer_text(&"\u{1b}".repeat(1_000), 20);
+        assert_eq!(escapes, format!("{}…", "\\u{1b}".repeat(3)));
     }
 }

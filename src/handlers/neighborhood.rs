@@ -175,10 +175,10 @@ mod tests {
 
     #[test]
     fn followers_get_updates_only_at_their_own_public_address() {
-        let own = [203, 0, 113, 7];
+        let own = [93, 184, 216, 34];
         let source = Some(std::net::IpAddr::from(own));
         assert_eq!(follower_address(&own, source, false), source);
-        let elsewhere = [198, 51, 100, 1];
+        let elsewhere = [151, 101, 1, 69];
         assert_eq!(follower_address(&elsewhere, source, false), None);
         assert_eq!(
             follower_address(&[10, 0, 0, 1], Some([10, 0, 0, 1].into()), false),
