@@ -416,7 +416,19 @@ pub(super) mod tests {
         let problems = Config::parse(&with_external).expect_err("documentation address");
         assert_eq!(problems[0].key, "external_address");
         let config = Config::parse(&example).expect("the example is valid");
-        assert!(config.loc.is_some() && config.can.is_some());
+        // Used as it is, the example is the built-in defaults: no LOC, no CAN.
+        assert!(config.loc.is_none() && config.can.is_none());
+        let switched_on = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("\nexternal_address", "\n# external_address");
+        let all = Config::parse(&switched_on).expect("the example's commented keys are valid");
+        assert!(all.loc.is_some() && all.can.is_some());
         for key in every_key() {
             let name = key.rsplit('.').next().unwrap_or(&key);
             let set = example.lines().any(|line| {

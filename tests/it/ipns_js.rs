@@ -1,6 +1,7 @@
 //! The server's V2 IPNS records checked by the npm package `ipns`, the reference implementation
 //! JavaScript IPFS nodes validate records with (tests/ipns-js). CI installs it (`npm ci` in
-//! tests/ipns-js) and sets IOP_IPNS_JS=1; elsewhere the test says it was skipped.
+//! tests/ipns-js) and runs it with `cargo test --locked --test it ipns_js -- --ignored`; a plain
+//! `cargo test` lists it as ignored, never as passed.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,17 +40,11 @@ fn npm_verdict(name: &str, record: &[u8]) -> (bool, serde_json::Value) {
 }
 
 #[tokio::test(start_paused = true)]
+#[ignore = "needs Node.js and `npm ci` in tests/ipns-js; CI runs it with -- --ignored"]
 async fn the_npm_ipns_package_accepts_the_servers_record_and_refuses_a_forged_one() {
-    let installed = Path::new(CHECKER).join("node_modules/ipns").is_dir();
-    if std::env::var_os("IOP_IPNS_JS").is_none() && !installed {
-        eprintln!(
-            "skipped: run `npm ci` in tests/ipns-js (CI does) to check records with npm ipns"
-        );
-        return;
-    }
     assert!(
-        installed,
-        "IOP_IPNS_JS is set but tests/ipns-js has no node_modules"
+        Path::new(CHECKER).join("node_modules/ipns").is_dir(),
+        "run `npm ci` in tests/ipns-js first"
     );
     let can = CanStandIn::start(CanFlavour::Stock).await;
     let options = Options {

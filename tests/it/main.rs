@@ -4,6 +4,7 @@ mod board;
 mod can;
 mod can_ipfs;
 mod cli;
+mod docs;
 mod fuzz_frames;
 mod hardening;
 mod hosting;
