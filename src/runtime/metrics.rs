@@ -30,14 +30,16 @@ const MAX_SCRAPES: usize = 4;
 
 /// Serves `/metrics` on `listener` until shutdown.
 pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) {
-    let address = listener.local_addr().ok();
-    if address.is_some_and(|address| !address.ip().is_loopback()) {
-        tracing::warn!(
-            ?address,
-            "metrics.address is not a loopback address: anyone who can reach it reads the metrics"
-        );
+    if let Ok(address) = listener.local_addr() {
+        if !address.ip().is_loopback() {
+            tracing::warn!(
+                %address,
+                "metrics.address is not a loopback address: anyone who can reach it reads the \
+                 metrics"
+            );
+        }
+        tracing::info!(%address, "serving Prometheus metrics at /metrics");
     }
-    tracing::info!(?address, "serving Prometheus metrics at /metrics");
     let readers = Arc::new(Semaphore::new(MAX_READERS));
     let scrapes = Arc::new(Semaphore::new(MAX_SCRAPES));
     loop {

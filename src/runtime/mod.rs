@@ -253,7 +253,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     start_loc(&ctx, &tasks, &shutdown, reports);
     start_can_and_observers(&ctx, &tasks, metrics_listener);
     let network_id = ctx.key.network_id();
-    tracing::info!(%network_id, ports = ?role_ports, "serving");
+    tracing::info!(%network_id, ports = %ports_text(&role_ports), "serving");
     Ok(RunningServer {
         network_id,
         role_ports,
@@ -427,4 +427,20 @@ pub fn search_index_of(records: Vec<IndexRecord>) -> Search {
         );
     }
     search
+}
+
+/// The ports and their roles for the log: `16987 (primary), 16988 (sr_neighbor, cl_customer)`.
+fn ports_text(role_ports: &[(Role, u16)]) -> String {
+    let mut ports: Vec<(u16, Vec<String>)> = Vec::new();
+    for &(role, port) in role_ports {
+        match ports.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, roles)) => roles.push(role.to_string()),
+            None => ports.push((port, vec![role.to_string()])),
+        }
+    }
+    let described: Vec<String> = ports
+        .into_iter()
+        .map(|(port, roles)| format!("{port} ({})", roles.join(", ")))
+        .collect();
+    described.join(", ")
 }

@@ -344,3 +344,47 @@ fn issue25_status_answers_beside_idle_observers_and_says_busy_when_they_are_many
     drop(idle);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn issue27_start_lines_name_ports_and_addresses_in_plain_words() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (primary, tls, metrics) = (free_port(), free_port(), free_port());
+    let body = format!(
+        "{}[metrics]\naddress = \"127.0.0.1:{metrics}\"\n",
+        listeners(primary, tls)
+    );
+    let config = write_config(dir.path(), &body);
+    let mut child = server_command()
+        .args(["run", "--config", &config])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines().take(60) {
+        let line = line.expect("a log line");
+        if line.contains("serving") {
+            seen.push(line);
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains(&format!("{primary} (primary)")), "{text}");
+    assert!(
+        text.contains(&format!("{tls} (sr_neighbor, cl_non_customer")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("address=127.0.0.1:{metrics}")),
+        "{text}"
+    );
+    for debug in ["Some(", "[(", "Primary"] {
+        assert!(!text.contains(debug), "{debug} in {text}");
+    }
+}
