@@ -140,7 +140,18 @@ fn millis(duration: Duration) -> f64 {
 pub async fn probe(address: SocketAddr, wait: Duration) -> Report {
     // A throwaway identity: StartConversation needs a key to sign the challenge for.
     let key = ServerKey::generate();
-    let (primary, roles) = primary_port(address, &key, wait).await;
+    let (mut primary, roles) = primary_port(address, &key, wait).await;
+    // A plain request to a TLS port reads the TLS alert as a bad frame: say what it is.
+    if primary.outcome.is_err()
+        && let Ok(client) = within(wait, PeerClient::connect_with(address, true)).await
+    {
+        client.close().await;
+        primary.outcome = Err(format!(
+            "port {} speaks TLS, so it is not a primary port: probe the node's primary port \
+             (plain TCP, 16987 by default), which lists the others",
+            address.port()
+        ));
+    }
     let mut ports = vec![primary];
     for (port, tls_expected, names) in roles {
         let outcome = within(
@@ -233,8 +244,10 @@ async fn check_port(
     let round_trip = sent.elapsed();
     check(answer)?;
     let (network_id, _) = client.start_conversation(key).await?;
+    let tls = client.tls().cloned();
+    client.close().await;
     Ok(PortAnswer {
-        tls: client.tls().cloned(),
+        tls,
         connect,
         round_trip,
         network_id,

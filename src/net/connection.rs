@@ -321,6 +321,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 tracing::debug!(%cause, "framing violation");
                 self.violation(UNKNOWN_MESSAGE_ID, "").await
             }
+            // A TLS peer that closes without close_notify (most clients, and every probe
+            // until it learnt to say goodbye) has closed the connection, nothing worse.
+            ReadError::Io(cause) if cause.kind() == std::io::ErrorKind::UnexpectedEof => {
+                End::PeerClosed
+            }
             ReadError::Io(cause) => {
                 tracing::debug!(%cause, "read failed");
                 End::Io

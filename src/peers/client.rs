@@ -67,6 +67,9 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
+/// Longest wait for a polite close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One connection to another server.
 pub struct PeerClient {
     stream: Box<dyn Io>,
@@ -157,6 +160,11 @@ impl PeerClient {
     /// What TLS negotiated; `None` on a plain connection.
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
+    }
+
+    /// Closes the connection politely (TLS close_notify, then FIN), waiting a moment at most.
+    pub async fn close(mut self) {
+        let _ = timeout(CLOSE_WAIT, self.stream.shutdown()).await;
     }
 
     /// StartConversation and VerifyIdentity with our key; the other server must prove it owns

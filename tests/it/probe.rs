@@ -191,3 +191,44 @@ async fn probe_names_a_closed_port_and_a_plain_port_where_tls_is_expected() {
     assert!(not_tls.contains("TLS handshake"), "{not_tls}");
     assert!(text.ends_with("2 of 3 ports failed\n"), "{text}");
 }
+
+#[tokio::test]
+async fn issue27_a_probe_is_counted_as_closed_by_its_peer_and_a_tls_port_is_named_as_such() {
+    let port = free_port();
+    let server = TestServer::start(&Options {
+        extra: format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
+        ..Options::default()
+    })
+    .await;
+    let primary = server.port(Role::Primary);
+    let out = probe(vec![format!("127.0.0.1:{primary}")]).await;
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    // Both connections closed cleanly: nothing an alert on I/O errors would count.
+    let mut closed = String::new();
+    for _ in 0..50 {
+        let body = crate::metrics::get(port, "/metrics").await.2;
+        closed = body
+            .lines()
+            .filter(|line| line.starts_with("iop_connections_closed_total{"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if closed.contains("reason=\"peer_closed\"} 2") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(closed.contains("reason=\"peer_closed\"} 2"), "{closed}");
+    assert!(closed.contains("reason=\"io_error\"} 0"), "{closed}");
+
+    let tls = server.port(Role::ClNonCustomer);
+    let out = probe(vec![format!("127.0.0.1:{tls}")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(&format!(
+            "port {tls} speaks TLS, so it is not a primary port"
+        )),
+        "{text}"
+    );
+}
