@@ -18,43 +18,72 @@ const EXIT_USAGE: u8 = 2;
 /// `status` could not reach a running server; `probe` found a port that does not answer.
 const EXIT_NOT_RUNNING: u8 = 1;
 
-/// `status`: asks the server for its snapshot and prints it.
-fn status(config: &Config, json: bool) -> ExitCode {
-    // The service's runtime directory, when the service made one; else the configured place.
+/// Where `status` looks for a server's observation socket. With `--config`, where that file
+/// puts it (the service's runtime directory when the service made one). Without, where a
+/// server would be: the service's runtime socket, the built-in data directory (relative to
+/// the working directory), and the service's state directory.
+fn status_places(config: &Config, configured: bool) -> Vec<PathBuf> {
     let service_dir = Path::new(observe::SERVICE_RUNTIME_DIR);
-    let runtime_dir = service_dir
-        .join("status.sock")
-        .exists()
-        .then_some(service_dir);
-    let path = config.status_socket(runtime_dir);
-    let text = match observe::query(&path, json) {
-        Ok(text) if text == observe::BUSY => {
-            eprintln!(
-                "error: the server is busy: it serves a few status connections at a time on {} \
-                 and all are taken; try again",
-                path.display()
-            );
-            return ExitCode::from(EXIT_NOT_RUNNING);
+    let service_socket = service_dir.join("status.sock");
+    if configured {
+        let runtime_dir = service_socket.exists().then_some(service_dir);
+        return vec![config.status_socket(runtime_dir)];
+    }
+    let mut places = vec![
+        service_socket,
+        config.status_socket(None),
+        Path::new(iop_profile_server::config::SERVICE_DATA_DIR).join("status.sock"),
+    ];
+    places.dedup();
+    places
+}
+
+/// `status`: asks the first server that answers at one of `places` for its snapshot and prints
+/// it; names every place tried when none answers.
+fn status(places: &[PathBuf], json: bool) -> ExitCode {
+    let mut tried = Vec::new();
+    let mut answer = None;
+    for place in places {
+        match observe::query(place, json) {
+            Ok(text) => {
+                answer = Some((place, text));
+                break;
+            }
+            Err(error) => tried.push((place, error)),
         }
-        Ok(text) => text,
-        Err(error)
-            if error.kind() == std::io::ErrorKind::WouldBlock
-                || error.kind() == std::io::ErrorKind::TimedOut =>
-        {
+    }
+    let Some((path, text)) = answer else {
+        let busy = tried.iter().find(|(_, error)| {
+            matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        });
+        if let Some((path, error)) = busy {
             eprintln!(
                 "error: the server is running but did not answer on {} in time (busy?): {error}",
                 path.display()
             );
             return ExitCode::from(EXIT_NOT_RUNNING);
         }
-        Err(error) => {
-            eprintln!(
-                "error: the server is not running (no answer on {}: {error})",
-                path.display()
-            );
-            return ExitCode::from(EXIT_NOT_RUNNING);
-        }
+        let places: Vec<String> = tried
+            .iter()
+            .map(|(path, error)| format!("{} ({error})", path.display()))
+            .collect();
+        eprintln!(
+            "error: the server is not running (no answer on {})",
+            places.join(", ")
+        );
+        return ExitCode::from(EXIT_NOT_RUNNING);
     };
+    if text == observe::BUSY {
+        eprintln!(
+            "error: the server is busy: it serves a few status connections at a time on {} \
+             and all are taken; try again",
+            path.display()
+        );
+        return ExitCode::from(EXIT_NOT_RUNNING);
+    }
     let expected = if json { "{\"version\"" } else { "network id" };
     if !text.starts_with(expected) {
         eprintln!(
@@ -140,11 +169,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Command::Status { config, json } => {
-            let Some(config) = load(config.as_ref()) else {
+        Command::Status { config: path, json } => {
+            let Some(config) = load(path.as_ref()) else {
                 return ExitCode::from(EXIT_USAGE);
             };
-            status(&config, json)
+            status(&status_places(&config, path.is_some()), json)
         }
         Command::Probe {
             target,

@@ -142,8 +142,11 @@ pub(crate) struct RawConfig {
     metrics: runtime::RawMetrics,
 }
 
+/// Where a configuration file without `data_dir` keeps the data: the service's state directory.
+pub const SERVICE_DATA_DIR: &str = "/var/lib/iop-profile-server";
+
 fn default_data_dir() -> PathBuf {
-    PathBuf::from("/var/lib/iop-profile-server")
+    PathBuf::from(SERVICE_DATA_DIR)
 }
 
 fn default_bind_address() -> String {

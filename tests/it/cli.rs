@@ -388,3 +388,56 @@ fn issue27_start_lines_name_ports_and_addresses_in_plain_words() {
         assert!(!text.contains(debug), "{debug} in {text}");
     }
 }
+
+#[test]
+fn issue27_status_without_a_config_finds_the_server_where_it_would_be_and_names_every_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (primary, tls) = (free_port(), free_port());
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "data_dir = {:?}\ntest_mode = true\nbind_address = \"127.0.0.1\"\n{}",
+        dir.path().join("iop-data").display().to_string(),
+        listeners(primary, tls)
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut child = server_command()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let socket = dir.path().join("iop-data").join("status.sock");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Where `cargo run -- run` keeps its data: ./iop-data, seen from the directory it ran in.
+    let found = server_command()
+        .arg("status")
+        .current_dir(dir.path())
+        .output()
+        .expect("binary runs");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found.status.success(), "{}", stderr_of(&found));
+    assert!(String::from_utf8_lossy(&found.stdout).contains(&format!("{primary} (primary)")));
+    // From elsewhere, nothing answers: every place tried is named.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let out = server_command()
+        .arg("status")
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let printed = stderr_of(&out);
+    for place in [
+        "/run/iop-profile-server/status.sock",
+        "iop-data/status.sock",
+        "/var/lib/iop-profile-server/status.sock",
+    ] {
+        assert!(printed.contains(place), "{place} not in {printed}");
+    }
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+}
