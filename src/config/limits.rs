@@ -49,8 +49,9 @@ pub struct Limits {
     /// ProfileSearch requests one connection may start in a second.
     pub searches_per_connection_per_sec: u32,
     /// Bytes of incoming frames one IP address may hold while they arrive, of
-    /// `max_inflight_bytes`; at least one whole frame.
-    pub max_inflight_bytes_per_address: u32,
+    /// `max_inflight_bytes`; at least one whole frame. Unset: 4 MiB, or the whole budget when
+    /// that is smaller (see [`Limits::inflight_share`]).
+    pub max_inflight_bytes_per_address: Option<u32>,
     /// Whether clients on loopback addresses (this machine, or a local proxy that makes every
     /// client look local) are exempt from the five per-client limits above.
     pub exempt_loopback: bool,
@@ -73,7 +74,7 @@ impl Default for Limits {
             registrations_per_address_per_hour: 60,
             follower_starts_per_address_per_hour: 20,
             searches_per_connection_per_sec: 10,
-            max_inflight_bytes_per_address: 4 * 1024 * 1024,
+            max_inflight_bytes_per_address: None,
             exempt_loopback: true,
         }
     }
@@ -117,7 +118,17 @@ const BOUNDS: [(&str, Bounds); 15] = [
     ),
 ];
 
+/// An address's share of the in-flight budget when `max_inflight_bytes_per_address` is unset.
+const DEFAULT_INFLIGHT_SHARE: u32 = 4 * 1024 * 1024;
+
 impl Limits {
+    /// Bytes of incoming frames one IP address may hold: `max_inflight_bytes_per_address`, or
+    /// when unset 4 MiB, never more than the whole budget.
+    pub fn inflight_share(&self) -> u32 {
+        self.max_inflight_bytes_per_address
+            .unwrap_or(DEFAULT_INFLIGHT_SHARE.min(self.max_inflight_bytes))
+    }
+
     /// Every value, in the order of [`BOUNDS`].
     fn values(&self) -> [u32; 15] {
         [
@@ -135,7 +146,7 @@ impl Limits {
             self.registrations_per_address_per_hour,
             self.follower_starts_per_address_per_hour,
             self.searches_per_connection_per_sec,
-            self.max_inflight_bytes_per_address,
+            self.inflight_share(),
         ]
     }
 }
@@ -145,11 +156,24 @@ pub(super) fn check(limits: &Limits, problems: &mut Vec<Problem>) {
     for ((key, bounds), value) in BOUNDS.iter().zip(limits.values()) {
         bounds.check(&format!("limits.{key}"), value.into(), problems);
     }
+    if let Some(share) = limits.max_inflight_bytes_per_address
+        && share > limits.max_inflight_bytes
+    {
+        problems.push(Problem::new(
+            "limits.max_inflight_bytes_per_address",
+            format!(
+                "{share} is more than limits.max_inflight_bytes ({}): one address's share \
+                 cannot exceed the whole",
+                limits.max_inflight_bytes
+            ),
+        ));
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_bounds, problems};
+    use super::super::Config;
+    use super::super::tests::{assert_bounds_beside, problems};
     use super::*;
 
     #[test]
@@ -162,9 +186,31 @@ mod tests {
     }
 
     #[test]
+    fn an_unset_address_share_follows_a_smaller_budget() {
+        let config = Config::parse("[limits]\nmax_inflight_bytes = 2097152\n").expect("valid");
+        assert_eq!(config.limits.inflight_share(), 2_097_152);
+        let default = Config::parse("").expect("valid");
+        assert_eq!(default.limits.inflight_share(), 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn an_address_share_larger_than_the_whole_is_refused() {
+        let found = problems(
+            "[limits]\nmax_inflight_bytes = 2097152\nmax_inflight_bytes_per_address = 4194304\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "limits.max_inflight_bytes_per_address");
+    }
+
+    #[test]
     fn every_key_is_bounded() {
         for (key, bounds) in BOUNDS {
-            assert_bounds(&format!("limits.{key}"), bounds);
+            // The whole in-flight budget goes as low as one frame; an address's share with it.
+            let beside = match key {
+                "max_inflight_bytes_per_address" => "max_inflight_bytes = 1073741824\n",
+                _ => "",
+            };
+            assert_bounds_beside(&format!("limits.{key}"), bounds, beside);
         }
     }
 

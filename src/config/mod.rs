@@ -256,6 +256,30 @@ impl RawConfig {
             peers::check_neighborhood(&self.neighborhood, self.test_mode, &mut problems);
         runtime::check(self.runtime, self.storage, &mut problems);
         let metrics = runtime::check_metrics(&self.metrics, &mut problems);
+        if let Some(address) = metrics.address
+            && listeners
+                .iter()
+                .any(|listener| listener.port == address.port())
+        {
+            problems.push(Problem::new(
+                "metrics.address",
+                format!(
+                    "port {} is a protocol listener's port too: give the metrics another",
+                    address.port()
+                ),
+            ));
+        }
+        if self
+            .status
+            .socket
+            .as_ref()
+            .is_some_and(|socket| socket.as_os_str().is_empty())
+        {
+            problems.push(Problem::new(
+                "status.socket",
+                "must not be empty: leave the key out for the default place",
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             problems.push(Problem::new("data_dir", "must not be empty"));
         }
@@ -450,8 +474,14 @@ pub(super) mod tests {
     /// Checks, in test mode, that the dotted `key` accepts both of its bounds and that the
     /// values just outside them are rejected under that key (below 0 is a TOML type error).
     pub(super) fn assert_bounds(key: &str, bounds: Bounds) {
+        assert_bounds_beside(key, bounds, "");
+    }
+
+    /// [`assert_bounds`] with `beside` (keys of the same table) set too.
+    pub(super) fn assert_bounds_beside(key: &str, bounds: Bounds, beside: &str) {
         let (section, field) = key.rsplit_once('.').expect("a dotted key");
-        let file = |value: i128| format!("test_mode = true\n[{section}]\n{field} = {value}\n");
+        let file =
+            |value: i128| format!("test_mode = true\n[{section}]\n{beside}{field} = {value}\n");
         for value in [bounds.min, bounds.max] {
             if let Err(found) = Config::parse(&file(value.into())) {
                 panic!("{key} = {value} must be accepted: {found:?}");
@@ -464,6 +494,14 @@ pub(super) mod tests {
                 "{key} = {value}: {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_on_a_listener_port_and_an_empty_status_socket_are_refused() {
+        let found = problems("[metrics]\naddress = \"127.0.0.1:16988\"\n[status]\nsocket = \"\"\n");
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["metrics.address", "status.socket"], "{found:?}");
+        assert!(found[0].message.contains("16988"), "{found:?}");
     }
 
     #[test]

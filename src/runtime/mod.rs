@@ -210,7 +210,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             connections: limits.max_connections_per_address,
             registrations: limits.registrations_per_address_per_hour,
             follower_starts: limits.follower_starts_per_address_per_hour,
-            inflight_share: limits.max_inflight_bytes_per_address as usize,
+            inflight_share: limits.inflight_share() as usize,
             // Every address with a connection, plus room for recent registrants.
             capacity: limits.max_connections as usize + 4096,
         }),
