@@ -6,9 +6,9 @@
 //! version, never a placeholder; every item is consistent with the follower's copy as the queue
 //! implies it (an identity whose first queued action is an `add` is absent there, any other is
 //! present). An `add` whose identity has gone by the time of the window (cancelled, purged, or
-//! re-registered and not yet initialised) is not sent, and neither is the removal queued for it:
-//! the follower never had it. Those identities are returned so that the removal can be taken
-//! out of the queue when it lies beyond the window.
+//! re-registered and not yet initialised) is not sent, and neither are the changes and the
+//! removal queued for it: the follower never had it. Those identities are returned so that
+//! what lies beyond the window can be taken out of the queue.
 
 use std::collections::HashMap;
 

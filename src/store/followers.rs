@@ -226,7 +226,8 @@ impl Store {
 
     /// Deletes follower `id`'s actions up to and including `seq`: they were delivered. For each
     /// identity of `unsent`, whose `add` was not sent because the identity had gone by then, the
-    /// first removal queued for it after `seq` goes too: the follower never had it.
+    /// actions queued for it after `seq` up to and including its first removal go too: the
+    /// follower never had that version (a later registration's actions stay).
     pub async fn complete_actions(
         &self,
         id: [u8; 32],
@@ -246,12 +247,14 @@ impl Store {
                 let Ok(action) = NeighborhoodAction::decode(value.value()) else {
                     continue;
                 };
-                let named = unsent.iter().position(|u| *u == action.identity_id[..]);
-                if action.kind() == ActionKind::RemoveProfile
-                    && let Some(at) = named
-                {
+                // The follower never got the add: the changes of that version and its
+                // removal go too; what follows the removal (a registration again) stays.
+                let Some(at) = unsent.iter().position(|u| *u == action.identity_id[..]) else {
+                    continue;
+                };
+                removals.push(key.value());
+                if action.kind() == ActionKind::RemoveProfile {
                     unsent.swap_remove(at);
-                    removals.push(key.value());
                 }
             }
             for key in removals {
