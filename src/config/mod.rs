@@ -142,6 +142,9 @@ pub(crate) struct RawConfig {
     metrics: runtime::RawMetrics,
 }
 
+/// Most lines with a wrong type left out while looking for further problems.
+const MAX_TYPE_ERRORS: usize = 32;
+
 /// Where a configuration file without `data_dir` keeps the data: the service's state directory.
 pub const SERVICE_DATA_DIR: &str = "/var/lib/iop-profile-server";
 
@@ -208,10 +211,46 @@ impl Config {
     }
 
     /// Parses and checks configuration text.
+    ///
+    /// Every problem is reported in one go: a `key = value` line whose value has the wrong type
+    /// is reported and left out (commented, so line numbers stay), and the rest of the file is
+    /// read and checked again, up to [`MAX_TYPE_ERRORS`] such lines.
     pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| vec![toml_error::problem(text, &e)])?;
-        raw.check()
+        let mut problems = Vec::new();
+        let mut text = text.to_owned();
+        for _ in 0..MAX_TYPE_ERRORS {
+            match toml::from_str::<RawConfig>(&text) {
+                Ok(raw) => {
+                    return match raw.check() {
+                        Ok(config) if problems.is_empty() => Ok(config),
+                        Ok(_) => Err(problems),
+                        Err(more) => {
+                            problems.extend(more);
+                            Err(problems)
+                        }
+                    };
+                }
+                Err(error) => {
+                    let problem = toml_error::problem(&text, &error);
+                    // A key left out may be missing now: that is the problem already told.
+                    if problems
+                        .iter()
+                        .any(|told: &Problem| told.key == problem.key)
+                    {
+                        return Err(problems);
+                    }
+                    problems.push(problem);
+                    match error
+                        .span()
+                        .and_then(|span| toml_error::without_line(&text, span.start))
+                    {
+                        Some(rest) => text = rest,
+                        None => return Err(problems),
+                    }
+                }
+            }
+        }
+        Err(problems)
     }
 
     /// Where the observation socket is: `status.socket` when set, else `status.sock` in the
@@ -494,6 +533,36 @@ pub(super) mod tests {
                 "{key} = {value}: {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_type_errors_included() {
+        let found = problems(
+            "test_mode = true\n[limits]\nmax_connections = \"lots\"\nmax_relays = 0\n\
+             [timeouts]\nclient_idle_secs = \"soon\"\n[location]\nlatitude = 91\n",
+        );
+        let mut keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "limits.max_connections",
+                "limits.max_relays",
+                "location.latitude",
+                "timeouts.client_idle_secs"
+            ],
+            "{found:?}"
+        );
+        // Type errors keep their line numbers.
+        assert!(found[0].message.contains("(line 3)"), "{found:?}");
+        assert!(found[1].message.contains("(line 6)"), "{found:?}");
+    }
+
+    #[test]
+    fn a_left_out_key_that_is_required_is_told_once() {
+        let found = problems("[[listener]]\nport = \"x\"\nroles = [\"primary\"]\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "listener[0].port");
     }
 
     #[test]

@@ -34,6 +34,26 @@ pub(super) fn problem(text: &str, error: &toml::de::Error) -> Problem {
     Problem::new(key, format!("{message} (line {line_no})"))
 }
 
+/// `text` with the line holding byte `at` commented out, when that line is a whole
+/// `key = value` (brackets and braces closed on it) outside any header: the rest of the file
+/// can then be read on. `None` for a header, a value spread over lines, or a comment already.
+pub(super) fn without_line(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[start..end];
+    let trimmed = line.trim_start();
+    let balanced = |open: char, close: char| {
+        line.chars().filter(|&c| c == open).count() == line.chars().filter(|&c| c == close).count()
+    };
+    let whole = trimmed.contains('=')
+        && !trimmed.starts_with('[')
+        && !trimmed.starts_with('#')
+        && balanced('[', ']')
+        && balanced('{', '}');
+    whole.then(|| format!("{}# {line}{}", &text[..start], &text[end..]))
+}
+
 /// The field named by serde's "missing field `x`" message.
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
@@ -277,8 +297,9 @@ mod tests {
             "location.longitude"
         );
         assert_eq!(key("limits.max_relays = \"x\"\n"), "limits.max_relays");
+        // `=` and `#` inside a string are not syntax (the URL's own problem comes after).
         let text = "[can]\napi_url = \"http://a=b#c\"\n[limits]\n\"max_relays\" = \"x\"\n";
-        assert_eq!(key(text), "limits.max_relays");
+        assert_eq!(problems(text)[0].key, "limits.max_relays");
     }
 
     #[test]

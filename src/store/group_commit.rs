@@ -304,19 +304,25 @@ mod tests {
     }
 
     /// Waits until a leader runs and `jobs` jobs sit in the queue behind its batch.
-    /// Bounded by wall time, not by a count of yields: on a loaded CI machine the writer
-    /// tasks may wait long for a thread.
+    /// Every writer holds a slot from before it queues until it has its answer, so `jobs + 1`
+    /// slots taken means this many writers exist: the leader's state left over from an earlier
+    /// write cannot pass for it. Bounded by wall time: on a loaded CI machine the writer tasks
+    /// may wait long for a thread.
     async fn wait_queued(store: &Store, jobs: usize) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let batcher = &store.shared.batcher;
         while std::time::Instant::now() < deadline {
             let ready = {
-                let queue = store.shared.batcher.lock();
-                queue.leading && queue.jobs.len() == jobs
+                let queue = batcher.lock();
+                let writers = MAX_QUEUED - batcher.slots.available_permits();
+                queue.leading && queue.jobs.len() == jobs && writers == jobs + 1
             };
             if ready {
                 return;
             }
-            tokio::task::yield_now().await;
+            // A short sleep, not a yield: a yielding loop can keep the writer task it just
+            // spawned (in this worker's LIFO slot) from running.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         panic!("never {jobs} jobs queued");
     }
