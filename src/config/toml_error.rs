@@ -11,7 +11,7 @@ use super::Problem;
 
 /// A TOML syntax or type error as one problem, named by the dotted key it concerns.
 pub(super) fn problem(text: &str, error: &toml::de::Error) -> Problem {
-    let message = error.message().replace('\n', " ");
+    let message = in_operator_words(&error.message().replace('\n', " "));
     let Some(span) = error.span() else {
         return Problem::new("(file)", message);
     };
@@ -52,6 +52,68 @@ pub(super) fn without_line(text: &str, at: usize) -> Option<String> {
         && balanced('[', ']')
         && balanced('{', '}');
     whole.then(|| format!("{}# {line}{}", &text[..start], &text[end..]))
+}
+
+/// serde's wording of a type error or an unknown key, said as an operator would: what the value
+/// must be, and the key that was probably meant. Other messages pass unchanged.
+fn in_operator_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        let found = match found.split_once(' ') {
+            Some(("string", value)) => format!("the text {value}"),
+            Some(("integer" | "float", value)) => format!("the number {}", value.trim_matches('`')),
+            Some(("boolean", value)) => value.trim_matches('`').to_owned(),
+            _ => found.to_owned(),
+        };
+        let expected = match expected {
+            "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => "a whole number".into(),
+            "f32" | "f64" => "a number".into(),
+            "a boolean" => "true or false".into(),
+            "a string" => "text in quotes".into(),
+            "a sequence" => "a list in [ ]".into(),
+            other => other.to_owned(),
+        };
+        return format!("must be {expected}, not {found}");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((unknown, rest)) = rest.split_once('`')
+    {
+        let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        return match closest(unknown, &known) {
+            Some(meant) => format!("unknown key `{unknown}`; did you mean `{meant}`?"),
+            None => format!(
+                "unknown key `{unknown}`; the keys here are {}",
+                known.join(", ")
+            ),
+        };
+    }
+    message.to_owned()
+}
+
+/// The key of `known` nearest to `unknown` by edit distance, when near enough to be a slip.
+fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
+    let (distance, meant) = known
+        .iter()
+        .map(|key| (edit_distance(unknown, key), *key))
+        .min()?;
+    (distance <= (unknown.chars().count() / 3).max(2)).then_some(meant)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// The field named by serde's "missing field `x`" message.
@@ -284,6 +346,39 @@ mod tests {
         assert_eq!(key("limits.bogus = 1\n"), "limits.bogus");
         let text = "[[listener]]\nport = 1\nroles = [\"primary\"]\n[[listener]]\nport = 2\n";
         assert_eq!(key(text), "listener[1].roles");
+    }
+
+    #[test]
+    fn type_errors_and_unknown_keys_are_said_in_the_operators_words() {
+        let found = problems("[[listener]]\nport = \"16987\"\nroles = [\"primary\"]\n");
+        assert!(
+            found[0]
+                .message
+                .starts_with("must be a whole number, not the text \"16987\" (line 2)"),
+            "{found:?}"
+        );
+        let found = problems("[limits]\nmax_conections = 10\n");
+        assert_eq!(found[0].key, "limits.max_conections");
+        assert!(
+            found[0]
+                .message
+                .starts_with("unknown key `max_conections`; did you mean `max_connections`?"),
+            "{found:?}"
+        );
+        let found = problems("[limits]\ncolour = 1\n");
+        assert!(
+            found[0]
+                .message
+                .contains("the keys here are max_connections, "),
+            "{found:?}"
+        );
+        let found = problems("test_mode = \"yes\"\n");
+        assert!(
+            found[0]
+                .message
+                .starts_with("must be true or false, not the text \"yes\""),
+            "{found:?}"
+        );
     }
 
     #[test]
