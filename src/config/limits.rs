@@ -219,8 +219,11 @@ mod tests {
         let found = problems("[limits]\nmax_relays = 0\nsearch_cache_bytes = 0\n");
         let keys: Vec<_> = found.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["limits.max_relays", "limits.search_cache_bytes"]);
-        assert_eq!(found[0].message, "must be 1 to 10000, not 0");
+        assert_eq!(found[0].message, "must be 1 to 10000, not 0 (line 2)");
         let found = problems("[limits]\nmax_hosted_identities = 20001\n");
-        assert_eq!(found[0].message, "must be 1 to 20000, not 20001 (spec §6)");
+        assert_eq!(
+            found[0].message,
+            "must be 1 to 20000, not 20001 (spec §6) (line 2)"
+        );
     }
 }

@@ -60,6 +60,14 @@ impl Problem {
             message: message.into(),
         }
     }
+
+    /// The problem with the file's line of its key, when known, at the end of the message.
+    fn at_line(mut self, line: Option<usize>) -> Problem {
+        if let Some(line) = line {
+            self.message = format!("{} (line {line})", self.message);
+        }
+        self
+    }
 }
 
 /// The inclusive bounds of one numeric key, and where they come from when not plain sense.
@@ -225,7 +233,10 @@ impl Config {
                         Ok(config) if problems.is_empty() => Ok(config),
                         Ok(_) => Err(problems),
                         Err(more) => {
-                            problems.extend(more);
+                            problems.extend(more.into_iter().map(|problem| {
+                                let line = toml_error::line_of_key(&text, &problem.key);
+                                problem.at_line(line)
+                            }));
                             Err(problems)
                         }
                     };
@@ -556,6 +567,13 @@ pub(super) mod tests {
         // Type errors keep their line numbers.
         assert!(found[0].message.contains("(line 3)"), "{found:?}");
         assert!(found[1].message.contains("(line 6)"), "{found:?}");
+    }
+
+    #[test]
+    fn a_value_out_of_bounds_names_its_line() {
+        let found = problems("test_mode = true\n\n[location]\nlongitude = 19.0\nlatitude = 91\n");
+        assert_eq!(found[0].key, "location.latitude");
+        assert!(found[0].message.ends_with("(line 5)"), "{found:?}");
     }
 
     #[test]

@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(found[0].key, "timeouts.search_cache_secs");
         assert_eq!(
             found[0].message,
-            "must be 60 to 86400, not 59 (spec §4.18: at least 60)"
+            "must be 60 to 86400, not 59 (spec §4.18: at least 60) (line 2)"
         );
     }
 }

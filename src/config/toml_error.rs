@@ -54,6 +54,33 @@ pub(super) fn without_line(text: &str, at: usize) -> Option<String> {
     whole.then(|| format!("{}# {line}{}", &text[..start], &text[end..]))
 }
 
+/// The line (from 1) where `key` (`table.key`, or a top-level `key`) is set in `text`, found
+/// by reading the table headers; `None` for keys in arrays of tables or not written at all.
+pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
+    if table.contains('[') {
+        return None;
+    }
+    let mut current = String::new();
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            current = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+            continue;
+        }
+        let written = trimmed
+            .split_once('=')
+            .map(|(name, _)| name.trim().trim_matches('"'));
+        if current == table && written == Some(field) {
+            return Some(number + 1);
+        }
+    }
+    None
+}
+
 /// serde's wording of a type error or an unknown key, said as an operator would: what the value
 /// must be, and the key that was probably meant. Other messages pass unchanged.
 fn in_operator_words(message: &str) -> String {
