@@ -65,10 +65,8 @@ pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
     for (number, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            current = trimmed
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_owned();
+            current.clear();
+            current.push_str(trimmed.trim_matches(|c| c == '[' || c == ']').trim());
             continue;
         }
         let written = trimmed
