@@ -27,6 +27,13 @@ pub enum Opening {
 
 /// Refuses to go on when creating the missing parts of `dir` would orphan or replace data.
 pub fn check(dir: &Path, opening: Opening) -> Result<(), StoreError> {
+    if let Some(closed) = closed_ancestor(dir) {
+        return Err(StoreError::Corrupt {
+            path: closed,
+            reason: "cannot be entered by this user, so the data directory inside it cannot be \
+                     reached: give the user search permission (x) on it, or move data_dir",
+        });
+    }
     let identity = dir.join(IDENTITY_FILE);
     let database = dir.join(DATABASE_FILE);
     let has_identity = exists(&identity)?;
@@ -48,6 +55,26 @@ pub fn check(dir: &Path, opening: Opening) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// The directory on the way to `dir` that this user may not enter (search), if any: the
+/// parent of the first path whose metadata is refused.
+fn closed_ancestor(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut ancestors: Vec<&Path> = dir
+        .ancestors()
+        .filter(|path| !path.as_os_str().is_empty())
+        .collect();
+    ancestors.reverse();
+    for path in ancestors {
+        match fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                return path.parent().map(Path::to_path_buf);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// What `check-config` can tell about `dir` without changing it: `run` would not refuse it

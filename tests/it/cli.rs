@@ -441,3 +441,53 @@ fn issue27_status_without_a_config_finds_the_server_where_it_would_be_and_names_
     }
     assert_eq!(printed.lines().count(), 1, "{printed}");
 }
+
+/// `command` run without the power to pass file permissions: as root, through `setpriv` with
+/// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped; as anyone else, as it is.
+fn without_permission_override(command: std::process::Command) -> std::process::Command {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root {
+        return command;
+    }
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped
+        .args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    wrapped
+}
+
+#[test]
+fn issue27_a_data_directory_behind_a_closed_directory_blames_that_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let closed = dir.path().join("closed");
+    std::fs::create_dir_all(closed.join("data")).expect("mkdir");
+    let config = write_config(dir.path(), &listeners(16987, 16988));
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        &format!("{:?}", dir.path().join("data").display().to_string()),
+        &format!("{:?}", closed.join("data").display().to_string()),
+    );
+    std::fs::write(&config, text).expect("config");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let mut command = server_command();
+    command.args(["check-config", "--config", &config]);
+    let out = without_permission_override(command)
+        .output()
+        .expect("binary runs");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let printed = stderr_of(&out);
+    assert!(
+        printed.contains(&format!(
+            "{}: cannot be entered by this user",
+            closed.display()
+        )),
+        "{printed}"
+    );
+    assert!(!printed.contains("identity.key"), "{printed}");
+}
