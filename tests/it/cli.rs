@@ -315,12 +315,7 @@ fn issue25_status_answers_beside_idle_observers_and_says_busy_when_they_are_many
     let mut server = ServerProcess::start(dir.path());
     let config = dir.path().join("config.toml").display().to_string();
     let socket = dir.path().join("data").join("status.sock");
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_socket(&socket);
     // Three connections that never ask.
     let mut idle: Vec<_> = (0..3)
         .map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect"))
@@ -407,12 +402,7 @@ fn issue27_status_without_a_config_finds_the_server_where_it_would_be_and_names_
         .spawn()
         .expect("server starts");
     let socket = dir.path().join("iop-data").join("status.sock");
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_socket(&socket);
     // Where `cargo run -- run` keeps its data: ./iop-data, seen from the directory it ran in.
     let found = server_command()
         .arg("status")
@@ -490,4 +480,14 @@ fn issue27_a_data_directory_behind_a_closed_directory_blames_that_directory() {
         "{printed}"
     );
     assert!(!printed.contains("identity.key"), "{printed}");
+}
+
+/// Waits (up to 5 s) for a starting server's observation socket to appear.
+fn wait_for_socket(socket: &Path) {
+    for _ in 0..100 {
+        if socket.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
