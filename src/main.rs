@@ -38,6 +38,13 @@ fn status_places(config: &Config, configured: bool) -> Vec<PathBuf> {
     places
 }
 
+/// Whether a socket this user may not open stands for a server that is there: the socket is
+/// visibly there, or it is in the service's runtime directory, which exists only while the
+/// service runs. (Behind a closed state directory nothing can be told either way.)
+fn server_behind(socket: &Path) -> bool {
+    socket.starts_with(observe::SERVICE_RUNTIME_DIR) || socket.symlink_metadata().is_ok()
+}
+
 /// `status`: asks the first server that answers at one of `places` for its snapshot and prints
 /// it; names every place tried when none answers.
 fn status(places: &[PathBuf], json: bool) -> ExitCode {
@@ -63,6 +70,18 @@ fn status(places: &[PathBuf], json: bool) -> ExitCode {
             eprintln!(
                 "error: the server is running but did not answer on {} in time (busy?): {error}",
                 path.display()
+            );
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+        let refused = tried.iter().find(|(path, error)| {
+            error.kind() == std::io::ErrorKind::PermissionDenied && server_behind(path)
+        });
+        if let Some((path, error)) = refused {
+            eprintln!(
+                "error: no permission to open {} ({error}): run status as root or as a member of \
+                 the group {}",
+                path.display(),
+                observe::SERVICE_STATUS_GROUP
             );
             return ExitCode::from(EXIT_NOT_RUNNING);
         }

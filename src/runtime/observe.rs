@@ -20,6 +20,9 @@ use crate::store::StoreError;
 
 /// Where systemd puts the service's runtime directory (`RuntimeDirectory=`).
 pub const SERVICE_RUNTIME_DIR: &str = "/run/iop-profile-server";
+/// The group the package creates and the unit runs the service as (`Group=`): its members may
+/// open the socket in the service's runtime directory, so `status` needs no root.
+pub const SERVICE_STATUS_GROUP: &str = "iop-profile-server-status";
 /// Longest wait for a snapshot, either side.
 const WAIT: Duration = Duration::from_secs(5);
 /// Largest snapshot a client reads.

@@ -491,3 +491,32 @@ fn wait_for_socket(socket: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn issue25_status_refused_by_the_socket_names_the_group_rather_than_a_stopped_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = ServerProcess::start(dir.path());
+    let socket = dir.path().join("data").join("status.sock");
+    wait_for_socket(&socket);
+    let config = dir.path().join("config.toml").display().to_string();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let mut command = server_command();
+    command.args(["status", "--config", &config]);
+    let out = without_permission_override(command)
+        .output()
+        .expect("binary runs");
+    assert!(server.terminate().success());
+    assert_eq!(out.status.code(), Some(1));
+    let printed = stderr_of(&out);
+    assert!(
+        printed.starts_with(&format!(
+            "error: no permission to open {}",
+            socket.display()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("member of the group iop-profile-server-status"),
+        "{printed}"
+    );
+}

@@ -34,3 +34,4 @@ mod relay;
 mod robustness;
 mod search;
 mod sharing;
+mod vm_flood;
