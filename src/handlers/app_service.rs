@@ -1,11 +1,11 @@
 //! Application services of a checked-in session: ApplicationServiceAdd and Remove
 //! (spec §4.10, §4.11). Calls and the relay live elsewhere.
 
+use super::ConversationBody;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_peer};
 use crate::context::Ctx;
 use crate::hub::registry::AddError;
-use crate::session::Session;
+use crate::session::{Peer, Session};
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_response::ResponseType};
 
@@ -13,9 +13,10 @@ use crate::wire::ps::{self, conversation_response::ResponseType};
 pub fn application_service_add(
     ctx: &Ctx,
     session: &Session,
+    peer: &Peer,
     request: &ps::ApplicationServiceAddRequest,
 ) -> Result<ConversationBody, Reject> {
-    let id = authenticated_peer(session)?.id;
+    let id = peer.id;
     let added = ctx
         .registry
         .with_services(id, session.connection, |services| {
@@ -35,9 +36,10 @@ pub fn application_service_add(
 pub fn application_service_remove(
     ctx: &Ctx,
     session: &Session,
+    peer: &Peer,
     request: &ps::ApplicationServiceRemoveRequest,
 ) -> Result<ConversationBody, Reject> {
-    let id = authenticated_peer(session)?.id;
+    let id = peer.id;
     let removed = ctx
         .registry
         .with_services(id, session.connection, |services| {

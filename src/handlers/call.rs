@@ -2,14 +2,14 @@
 //! IncomingCallNotification to the callee. The caller's answer is deferred: the hub's relay
 //! decides it when the callee answers, leaves, or its ring deadline passes.
 
+use super::ConversationBody;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_or_verified_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::NetworkId;
 use crate::hub::relay::Caller;
 use crate::hub::{Command, Reply, ServerRequestKind, carry_out};
-use crate::session::Session;
+use crate::session::{Peer, Session};
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_request};
 use crate::wire::request;
@@ -19,11 +19,11 @@ use crate::wire::request;
 pub async fn call_identity_application_service(
     ctx: &Ctx,
     session: &mut Session,
+    caller: Peer,
     id: u32,
     request: &ps::CallIdentityApplicationServiceRequest,
     now: Now,
 ) -> Result<Option<ConversationBody>, Reject> {
-    let caller = authenticated_or_verified_peer(session)?.clone();
     let callee = NetworkId::from_slice(&request.identity_network_id);
     let record = match callee {
         Some(callee) => ctx

@@ -8,8 +8,8 @@ use prost::Message as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::ConversationBody;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_peer};
 use crate::can::record::{ipfs_path, ipns_name};
 use crate::can::time::parse_rfc3339;
 use crate::can::verify::verify;
@@ -17,7 +17,7 @@ use crate::can::{CanApi, CanError};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::log_gate::LogGate;
-use crate::session::Session;
+use crate::session::Peer;
 use crate::store::records::HostedIdentity;
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_response::ResponseType};
@@ -28,18 +28,17 @@ static CAN_FAILURES: LogGate = LogGate::new(6);
 /// CanStoreDataRequest: replaces the client's object, or deletes it when `data` is absent.
 pub async fn can_store_data(
     ctx: &Ctx,
-    session: &Session,
+    peer: Peer,
     request: ps::CanStoreDataRequest,
     now: Instant,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_peer(session)?;
     if let Some(data) = &request.data
         && data.hosting_server_id != ctx.key.network_id().0
     {
         return Err(Reject::invalid("data.hostingServerId"));
     }
     let (api, _slot) = can_slot(ctx)?;
-    let identity = hosted(ctx, session).await?;
+    let identity = hosted(ctx, &peer).await?;
     if !identity.can_object_hash.is_empty() {
         api.unpin(&identity.can_object_hash)
             .await
@@ -71,13 +70,12 @@ pub async fn can_store_data(
 /// V1+V2 record through `routing/put` or `dht/put`, checked against today's IPNS rules first.
 pub async fn can_publish_ipns_record(
     ctx: &Ctx,
-    session: &Session,
+    peer: Peer,
     request: ps::CanPublishIpnsRecordRequest,
     now: Now,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_peer(session)?;
     let record = request.record.ok_or(Reject::invalid("record"))?;
-    let identity = hosted(ctx, session).await?;
+    let identity = hosted(ctx, &peer).await?;
     if identity.can_object_hash.is_empty() {
         return Err(Reject::status(Status::ErrorNotFound));
     }
@@ -139,9 +137,8 @@ fn can_slot(ctx: &Ctx) -> Result<(&CanApi, OwnedSemaphorePermit), Reject> {
     Ok((&can.api, slot))
 }
 
-/// The session's hosted identity; NOT_FOUND once its agreement was cancelled.
-async fn hosted(ctx: &Ctx, session: &Session) -> Result<HostedIdentity, Reject> {
-    let peer = authenticated_peer(session)?;
+/// The checked-in peer's hosted identity; NOT_FOUND once its agreement was cancelled.
+async fn hosted(ctx: &Ctx, peer: &Peer) -> Result<HostedIdentity, Reject> {
     ctx.store
         .hosted_identity(peer.id)
         .await?

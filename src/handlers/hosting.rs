@@ -3,16 +3,16 @@
 
 use prost::Message as _;
 
+use super::ConversationBody;
 use super::conversation::check_challenge_signature;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, sha256, verify};
 use crate::hub::addresses::Quota;
 use crate::log_gate::LogGate;
 use crate::profile_rules::MAX_TYPE_LEN;
-use crate::session::{Conversation, Session};
+use crate::session::{Conversation, Peer, Session};
 use crate::store::identities::RegisterOutcome;
 use crate::store::records::HostedIdentity;
 use crate::wire::Status;
@@ -158,10 +158,11 @@ pub async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
 pub async fn cancel_hosting_agreement(
     ctx: &Ctx,
     session: &Session,
+    peer: Peer,
     request: ps::CancelHostingAgreementRequest,
     now: Now,
 ) -> Result<ConversationBody, Reject> {
-    let id = authenticated_peer(session)?.id;
+    let id = peer.id;
     let redirect = if request.redirect_to_new_profile_server {
         let target = <[u8; 32]>::try_from(request.new_profile_server_network_id.as_slice())
             .map_err(|_| Reject::invalid("newProfileServerNetworkId"))?;

@@ -23,8 +23,8 @@ use reject::Reject;
 
 use crate::clock::Now;
 use crate::context::Ctx;
-use crate::session::gate::{self, RequestKind};
-use crate::session::{Conversation, Peer, Session};
+use crate::session::gate::{self, Admitted, RequestKind};
+use crate::session::{Peer, Session};
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_request, conversation_response, request, single_request};
 use crate::wire::{is_valid_version, response};
@@ -169,7 +169,7 @@ async fn conversation_request(
         budget: _held,
     } = received;
     let body = conversation.request_type.ok_or(Reject::violation(""))?;
-    admit(RequestKind::of_conversation(&body), session)?;
+    let admitted = admit(RequestKind::of_conversation(&body), session)?;
     let signature = conversation.signature.as_slice();
     let answer = match body {
         R::Start(request) => conversation::start(ctx, session, request),
@@ -179,41 +179,58 @@ async fn conversation_request(
         }
         R::CheckIn(request) => hosting::check_in(ctx, session, signature, &request).await,
         R::UpdateProfile(request) => {
-            profile::update_profile(ctx, session, signature, request, now).await
+            profile::update_profile(ctx, proven(admitted)?, signature, request, now).await
         }
         R::CancelHostingAgreement(request) => {
-            hosting::cancel_hosting_agreement(ctx, session, request, now).await
+            hosting::cancel_hosting_agreement(ctx, session, proven(admitted)?, request, now).await
         }
         R::ApplicationServiceAdd(request) => {
-            app_service::application_service_add(ctx, session, &request)
+            app_service::application_service_add(ctx, session, &proven(admitted)?, &request)
         }
         R::ApplicationServiceRemove(request) => {
-            app_service::application_service_remove(ctx, session, &request)
+            app_service::application_service_remove(ctx, session, &proven(admitted)?, &request)
         }
         R::AddRelatedIdentity(request) => {
-            relations::add_related_identity(ctx, session, signature, request).await
+            relations::add_related_identity(ctx, proven(admitted)?, signature, request).await
         }
         R::RemoveRelatedIdentity(request) => {
-            relations::remove_related_identity(ctx, session, request).await
+            relations::remove_related_identity(ctx, &proven(admitted)?, request).await
         }
         R::StartNeighborhoodInitialization(request) => {
-            neighborhood::start_neighborhood_initialization(ctx, session, &request).await
+            neighborhood::start_neighborhood_initialization(
+                ctx,
+                session,
+                proven(admitted)?,
+                &request,
+            )
+            .await
         }
         R::FinishNeighborhoodInitialization(_) => {
             neighborhood::finish_neighborhood_initialization()
         }
         R::NeighborhoodSharedProfileUpdate(request) => {
-            neighborhood::neighborhood_shared_profile_update(ctx, session, request, now).await
+            neighborhood::neighborhood_shared_profile_update(ctx, &proven(admitted)?, request, now)
+                .await
         }
         R::StopNeighborhoodUpdates(_) => {
-            neighborhood::stop_neighborhood_updates(ctx, session).await
+            neighborhood::stop_neighborhood_updates(ctx, &proven(admitted)?).await
         }
-        R::CanStoreData(request) => can::can_store_data(ctx, session, request, now.instant).await,
+        R::CanStoreData(request) => {
+            can::can_store_data(ctx, proven(admitted)?, request, now.instant).await
+        }
         R::CanPublishIpnsRecord(request) => {
-            can::can_publish_ipns_record(ctx, session, request, now).await
+            can::can_publish_ipns_record(ctx, proven(admitted)?, request, now).await
         }
         R::CallIdentityApplicationService(request) => {
-            return call::call_identity_application_service(ctx, session, id, &request, now).await;
+            return call::call_identity_application_service(
+                ctx,
+                session,
+                proven(admitted)?,
+                id,
+                &request,
+                now,
+            )
+            .await;
         }
         // Only the server sends this; `admit` refused it already.
         R::IncomingCallNotification(_) => Err(Reject::violation("")),
@@ -222,23 +239,16 @@ async fn conversation_request(
 }
 
 /// Runs the gates; a request only the server may send is a protocol violation (spec §1.4).
-fn admit(kind: Option<RequestKind>, session: &Session) -> Result<(), Reject> {
+fn admit(kind: Option<RequestKind>, session: &Session) -> Result<Admitted, Reject> {
     let kind = kind.ok_or(Reject::violation(""))?;
     gate::admit(kind, session).map_err(|refusal| Reject::status(refusal.0))
 }
 
-/// The checked-in identity of the session; the gate admits customer requests only then.
-pub fn authenticated_peer(session: &Session) -> Result<&Peer, Reject> {
-    match &session.conversation {
-        Conversation::Authenticated(peer) => Ok(peer),
-        _ => Err(Reject::status(Status::ErrorUnauthorized)),
-    }
-}
-
-/// The proven identity of a Verified or Authenticated session.
-pub fn authenticated_or_verified_peer(session: &Session) -> Result<&Peer, Reject> {
-    match &session.conversation {
-        Conversation::Verified(peer) | Conversation::Authenticated(peer) => Ok(peer),
-        _ => Err(Reject::status(Status::ErrorUnauthorized)),
+/// The identity the gate proved for a request that needs one (every request whose handler
+/// takes a [`Peer`]); UNAUTHORIZED, as the gate answers, should a rule ever say otherwise.
+fn proven(admitted: Admitted) -> Result<Peer, Reject> {
+    match admitted {
+        Admitted::Proven(peer) => Ok(peer),
+        Admitted::Anyone => Err(Reject::status(Status::ErrorUnauthorized)),
     }
 }

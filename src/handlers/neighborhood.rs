@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use super::ConversationBody;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_or_verified_peer};
 use crate::catalog::Received;
 use crate::clock::Now;
 use crate::config::is_public;
@@ -15,6 +15,7 @@ use crate::hub::addresses::Quota;
 use crate::hub::{Candidate, Side};
 use crate::log_gate::LogGate;
 use crate::neighborhood::items::Phase;
+use crate::session::{Peer, Session};
 use crate::store::followers::StartOutcome;
 use crate::store::records::PeerServer;
 use crate::wire::Status;
@@ -29,10 +30,11 @@ static FOLLOWER_STARTS_REFUSED: LogGate = LogGate::new(6);
 /// follower and starts streaming our hosted profiles to it on this connection.
 pub async fn start_neighborhood_initialization(
     ctx: &Arc<Ctx>,
-    session: &mut crate::session::Session,
+    session: &mut Session,
+    peer: Peer,
     request: &ps::StartNeighborhoodInitializationRequest,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_or_verified_peer(session)?.id;
+    let peer = peer.id;
     ctx.peer_health.showed_life(peer.0);
     let port = |value: u32, field: &'static str| {
         u16::try_from(value)
@@ -125,11 +127,8 @@ pub fn finish_neighborhood_initialization() -> Result<ConversationBody, Reject> 
 }
 
 /// StopNeighborhoodUpdatesRequest: the follower and its queued actions go (spec §4.19).
-pub async fn stop_neighborhood_updates(
-    ctx: &Ctx,
-    session: &crate::session::Session,
-) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_or_verified_peer(session)?.id;
+pub async fn stop_neighborhood_updates(ctx: &Ctx, peer: &Peer) -> Result<ConversationBody, Reject> {
+    let peer = peer.id;
     ctx.peer_health.answered(Side::Follower, peer.0);
     if !ctx.store.remove_follower(peer.0).await? {
         return Err(Reject::status(Status::ErrorNotFound));
@@ -144,11 +143,11 @@ pub async fn stop_neighborhood_updates(
 /// first bad one is applied, that one is answered with its `"$i.$field"` (spec §4.19).
 pub async fn neighborhood_shared_profile_update(
     ctx: &Ctx,
-    session: &crate::session::Session,
+    peer: &Peer,
     request: ps::NeighborhoodSharedProfileUpdateRequest,
     now: Now,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_or_verified_peer(session)?.id;
+    let peer = peer.id;
     ctx.peer_health.showed_life(peer.0);
     let neighbor = ctx.store.neighbor(peer.0).await?;
     if !neighbor.is_some_and(|n| n.initialized) {

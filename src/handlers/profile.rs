@@ -3,15 +3,15 @@
 
 use prost::Message as _;
 
+use super::ConversationBody;
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, verify};
 use crate::profile_rules::{
     BadImage, MAX_PROFILE_IMAGE_LEN, MAX_THUMBNAIL_LEN, check_image, check_profile_fields,
 };
-use crate::session::Session;
+use crate::session::Peer;
 use crate::store::identities::ProfileUpdate;
 use crate::store::records::HostedIdentity;
 use crate::wire::Status;
@@ -20,12 +20,11 @@ use crate::wire::ps::{self, conversation_response::ResponseType, single_response
 /// UpdateProfileRequest: validates in the specified order, then replaces the stored profile.
 pub async fn update_profile(
     ctx: &Ctx,
-    session: &Session,
+    peer: Peer,
     signature: &[u8],
     request: ps::UpdateProfileRequest,
     now: Now,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_peer(session)?;
     let record = hosted_record(ctx, peer.id).await?;
     let profile = request.profile.unwrap_or_default();
     check_profile_fields(&profile, Some(&peer.public_key))

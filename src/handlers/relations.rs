@@ -3,14 +3,14 @@
 
 use prost::Message as _;
 
+use super::ConversationBody;
 use super::hosting::{is_hosted, is_valid_timestamp};
 use super::reject::Reject;
-use super::{ConversationBody, authenticated_peer};
 use crate::clock::Now;
 use crate::context::Ctx;
 use crate::crypto::{sha256, verify};
 use crate::search::wildcard::Wildcard;
-use crate::session::Session;
+use crate::session::Peer;
 use crate::store::records::Relation;
 use crate::store::relations::AddRelationOutcome;
 use crate::wire::ps::{self, conversation_response::ResponseType, single_response};
@@ -88,11 +88,10 @@ async fn still_hosted(ctx: &Ctx, id: crate::crypto::NetworkId) -> Result<(), Rej
 /// AddRelatedIdentityRequest: every check in order, then the quota and uniqueness.
 pub async fn add_related_identity(
     ctx: &Ctx,
-    session: &Session,
+    peer: Peer,
     signature: &[u8],
     request: ps::AddRelatedIdentityRequest,
 ) -> Result<ConversationBody, Reject> {
-    let peer = authenticated_peer(session)?;
     still_hosted(ctx, peer.id).await?;
     let application = request.card_application.unwrap_or_default();
     let signed = request.signed_card.unwrap_or_default();
@@ -129,10 +128,10 @@ pub async fn add_related_identity(
 /// RemoveRelatedIdentityRequest: NOT_FOUND when no card has that application id.
 pub async fn remove_related_identity(
     ctx: &Ctx,
-    session: &Session,
+    peer: &Peer,
     request: ps::RemoveRelatedIdentityRequest,
 ) -> Result<ConversationBody, Reject> {
-    let id = authenticated_peer(session)?.id;
+    let id = peer.id;
     still_hosted(ctx, id).await?;
     if !ctx
         .store

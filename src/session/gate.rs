@@ -3,7 +3,7 @@
 //! The gates run in a fixed order: role first (BAD_ROLE), then conversation state
 //! (BAD_CONVERSATION_STATUS or UNAUTHORIZED). Field validation belongs to the handlers.
 
-use super::{Conversation, Session};
+use super::{Conversation, Peer, Session};
 use crate::role::{Role, RoleSet};
 use crate::wire::Status;
 use crate::wire::ps::{self, conversation_request, request, single_request};
@@ -206,29 +206,40 @@ impl RequestKind {
     }
 }
 
-/// Runs the role gate, then the conversation gate, for a request of `kind` in `session`.
-pub fn admit(kind: RequestKind, session: &Session) -> Result<(), Refusal> {
+/// What the gates let through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// A request that needs no proven identity.
+    Anyone,
+    /// A request that needs one, with the identity its conversation proved: Verified or
+    /// Authenticated, or only Authenticated where the request is a checked-in customer's.
+    Proven(Peer),
+}
+
+/// Runs the role gate, then the conversation gate, for a request of `kind` in `session`; a
+/// request that needs a proven identity is admitted with it, so its handler takes it from here.
+pub fn admit(kind: RequestKind, session: &Session) -> Result<Admitted, Refusal> {
     let rule = kind.rule();
     if !rule.roles.intersects(session.roles) {
         return Err(Refusal(Status::ErrorBadRole));
     }
     let state = &session.conversation;
-    let admitted = match rule.need {
-        Need::Nothing => true,
-        Need::NoConversation => matches!(state, Conversation::None),
-        Need::Started => matches!(state, Conversation::Started { .. }),
-        Need::Verified => {
-            matches!(
-                state,
-                Conversation::Verified(_) | Conversation::Authenticated(_)
-            )
+    let exactly = |admitted: bool| {
+        if admitted {
+            Ok(Admitted::Anyone)
+        } else {
+            Err(Refusal(Status::ErrorBadConversationStatus))
         }
-        Need::Authenticated => matches!(state, Conversation::Authenticated(_)),
     };
-    match (admitted, rule.need) {
-        (true, _) => Ok(()),
-        (false, Need::Verified | Need::Authenticated) => Err(Refusal(Status::ErrorUnauthorized)),
-        (false, _) => Err(Refusal(Status::ErrorBadConversationStatus)),
+    match (rule.need, state) {
+        (Need::Nothing, _) => Ok(Admitted::Anyone),
+        (Need::NoConversation, _) => exactly(matches!(state, Conversation::None)),
+        (Need::Started, _) => exactly(matches!(state, Conversation::Started { .. })),
+        (Need::Verified, Conversation::Verified(peer) | Conversation::Authenticated(peer))
+        | (Need::Authenticated, Conversation::Authenticated(peer)) => {
+            Ok(Admitted::Proven(peer.clone()))
+        }
+        (Need::Verified | Need::Authenticated, _) => Err(Refusal(Status::ErrorUnauthorized)),
     }
 }
 
@@ -246,8 +257,6 @@ mod tests {
             assert_eq!(RequestKind::NAMES[kind.index()], format!("{kind:?}"));
         }
     }
-    use crate::session::Peer;
-
     fn session(roles: &[Role], conversation: Conversation) -> Session {
         let mut session = Session::new(RoleSet::of(roles), 0, 1);
         session.conversation = conversation;
@@ -310,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             admit(RequestKind::CallIdentityApplicationService, &authenticated),
-            Ok(())
+            Ok(Admitted::Proven(Peer::new(vec![1])))
         );
     }
 
@@ -318,8 +327,11 @@ mod tests {
     fn ping_and_start_work_everywhere() {
         for role in Role::ALL {
             let fresh = session(&[role], Conversation::None);
-            assert_eq!(admit(RequestKind::Ping, &fresh), Ok(()));
-            assert_eq!(admit(RequestKind::StartConversation, &fresh), Ok(()));
+            assert_eq!(admit(RequestKind::Ping, &fresh), Ok(Admitted::Anyone));
+            assert_eq!(
+                admit(RequestKind::StartConversation, &fresh),
+                Ok(Admitted::Anyone)
+            );
         }
     }
 
@@ -334,6 +346,9 @@ mod tests {
             Err(Refusal(Status::ErrorBadRole))
         );
         let primary = session(&[Role::Primary], Conversation::None);
-        assert_eq!(admit(RequestKind::ListRoles, &primary), Ok(()));
+        assert_eq!(
+            admit(RequestKind::ListRoles, &primary),
+            Ok(Admitted::Anyone)
+        );
     }
 }
