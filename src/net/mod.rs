@@ -2,6 +2,7 @@
 //! client socket.
 
 pub(crate) mod connection;
+pub(crate) mod engine;
 pub(crate) mod frame_reader;
 pub(crate) mod listener;
 pub mod tls;

@@ -198,7 +198,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let links = link_health(&config, can.as_ref());
     let ctx = Arc::new(Ctx {
         connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
-        inflight_bytes: Arc::new(Semaphore::new(limits.max_inflight_bytes as usize)),
+        inflight: crate::context::Budget::new(limits.max_inflight_bytes as usize),
         key,
         store,
         role_ports: role_ports.clone(),

@@ -173,10 +173,7 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
             limits.max_connections as usize,
             ctx.connections.available_permits(),
         ),
-        inflight_bytes: usage(
-            limits.max_inflight_bytes as usize,
-            ctx.inflight_bytes.available_permits(),
-        ),
+        inflight_bytes: usage(ctx.inflight.limit(), ctx.inflight.available()),
         hosted,
         online: ctx.registry.online_count() as u64,
         cancelled,

@@ -1,5 +1,9 @@
 //! What every handler may use: the server key, the store, the configuration and the port map.
 
+pub mod budget;
+
+pub use budget::Budget;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,8 +36,8 @@ pub struct Ctx {
     pub external_address: std::net::IpAddr,
     /// Permits for open connections (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
-    /// Permits for incoming frame bytes held in memory (`limits.max_inflight_bytes`).
-    pub inflight_bytes: Arc<Semaphore>,
+    /// Incoming frame bytes held in memory (`limits.max_inflight_bytes`).
+    pub inflight: Budget,
     /// Checked-in identities and their services.
     pub registry: Registry,
     /// Calls and their relays.
