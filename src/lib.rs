@@ -10,11 +10,14 @@
 //! - `peers` are the outgoing links: the LOC client, neighbours we receive profiles from,
 //!   followers we deliver to (and the snapshot a new follower receives). They never use
 //!   `handlers` (nor `jobs`): what both need lives in a room below them.
-//! - `net` owns client sockets: accept, TLS, the per-connection task; [`net::tls`] is public
-//!   for test clients. `jobs` runs the timers (maintenance, relay deadlines).
+//! - `net` owns client sockets: accept, TLS, the per-connection task, which only reads, writes
+//!   and keeps deadlines; every protocol decision of a connection is its engine's, which takes
+//!   frames, commands and `now` and says what to write (`net::engine`, tested without sockets
+//!   by a two-party harness on simulated time). [`net::tls`] is public for test clients.
+//!   `jobs` runs the timers (maintenance, relay deadlines).
 //! - `handlers` answer requests, one module per feature area; they never touch a socket.
-//! - `context` bundles what handlers may use: key, store, config, hub, the catalog, budgets,
-//!   the task tracker.
+//! - `context` bundles what handlers may use: key, store, config, hub, the catalog, the
+//!   in-flight byte `Budget` (its limit, semaphore and address shares), the task tracker.
 //! - `catalog` is the one home of profile changes, hosted and shared: it commits a change (its
 //!   follower actions queued in the same transaction), updates the search index from the
 //!   profile it decoded, and wakes delivery to followers. Nothing else writes to the index.

@@ -17,7 +17,8 @@ use crate::can::health::{Health as CanHealth, LastError as CanLastError};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::crypto::ServerKey;
-use crate::hub::{Addresses, Outbox, PeerHealth, Registry, Relays};
+use crate::hub::relay::RelayTimeouts;
+use crate::hub::{AddressLimits, Addresses, Outbox, PeerHealth, Registry, Relays};
 use crate::metrics::Metrics;
 use crate::role::Role;
 use crate::store::Store;
@@ -215,7 +216,93 @@ pub struct ClientCan {
     pub unpins_queued: Notify,
 }
 
+/// What a server is made of before it serves: everything [`Ctx::new`] does not derive from
+/// the configuration itself.
+pub struct Parts {
+    /// The server's identity.
+    pub key: ServerKey,
+    /// The open database.
+    pub store: Store,
+    /// The checked configuration.
+    pub config: Config,
+    /// Every served role with its bound port.
+    pub role_ports: Vec<(Role, u16)>,
+    /// The address announced to LOC and to other servers.
+    pub external_address: std::net::IpAddr,
+    /// The catalog over `store`, its index built.
+    pub catalog: Catalog,
+    /// The CAN node, when configured.
+    pub can: Option<ClientCan>,
+    /// The LOC and CAN links' health.
+    pub links: LinkHealth,
+    /// The metrics, with their label sets.
+    pub metrics: Metrics,
+    /// The server's task tracker.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
+}
+
 impl Ctx {
+    /// The shared state of a server made of `parts`, with the limits of its configuration;
+    /// also the receiving end of [`Ctx::new_followers`], for the task that streams snapshots.
+    pub fn new(parts: Parts) -> (Ctx, tokio::sync::mpsc::Receiver<NewFollower>) {
+        let Parts {
+            key,
+            store,
+            config,
+            role_ports,
+            external_address,
+            catalog,
+            can,
+            links,
+            metrics,
+            tasks,
+            shutdown,
+        } = parts;
+        let limits = &config.limits;
+        let init_parallelism = limits.neighborhood_init_parallelism as usize;
+        let (new_followers, followers_to_share) =
+            tokio::sync::mpsc::channel(init_parallelism.max(1));
+        let relay_timeouts = RelayTimeouts {
+            answer: config.timeouts.call_answer,
+            join: config.timeouts.relay_join,
+        };
+        let search_slots = usize::from(config.runtime.worker_threads.max(1));
+        let ctx = Ctx {
+            connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            inflight: Budget::new(limits.max_inflight_bytes as usize),
+            relays: Relays::new(limits.max_relays as usize, relay_timeouts),
+            addresses: Addresses::new(AddressLimits {
+                connections: limits.max_connections_per_address,
+                registrations: limits.registrations_per_address_per_hour,
+                follower_starts: limits.follower_starts_per_address_per_hour,
+                inflight_share: limits.inflight_share() as usize,
+                // Every address with a connection, plus room for recent registrants.
+                capacity: limits.max_connections as usize + 4096,
+            }),
+            search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
+            search_slots: Arc::new(Semaphore::new(search_slots)),
+            key,
+            store,
+            role_ports,
+            external_address,
+            config,
+            registry: Registry::default(),
+            can,
+            links,
+            metrics,
+            catalog,
+            next_connection: AtomicU64::new(1),
+            peer_health: PeerHealth::default(),
+            new_followers,
+            started: tokio::time::Instant::now(),
+            tasks,
+            shutdown,
+        };
+        (ctx, followers_to_share)
+    }
+
     /// Runs `task` under the server's tracker. It must end soon after [`Ctx::shutdown`] is
     /// cancelled, because the database closes only after every task ended.
     pub fn spawn<F>(&self, task: F)

@@ -264,4 +264,6 @@ fn first_server_request_id(roles: RoleSet) -> u32 {
 }
 
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod tests;

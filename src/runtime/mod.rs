@@ -23,10 +23,8 @@ use tokio_util::task::TaskTracker;
 use crate::can::CanApi;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::context::{ClientCan, Ctx, LinkHealth};
+use crate::context::{ClientCan, Ctx, LinkHealth, Parts};
 use crate::crypto::{NetworkId, ServerKey};
-use crate::hub::relay::RelayTimeouts;
-use crate::hub::{AddressLimits, Addresses, PeerHealth, Registry, Relays};
 use crate::metrics::Metrics;
 use crate::net::connection::End;
 use crate::net::listener::{self, Port};
@@ -184,49 +182,24 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         });
     }
     let catalog = open_catalog(&store, &config).await?;
-    let init_parallelism = config.limits.neighborhood_init_parallelism as usize;
-    let (new_followers, followers_to_share) = tokio::sync::mpsc::channel(init_parallelism.max(1));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let limits = config.limits.clone();
-    let relay_timeouts = RelayTimeouts {
-        answer: config.timeouts.call_answer,
-        join: config.timeouts.relay_join,
-    };
-    let search_slots = usize::from(config.runtime.worker_threads.max(1));
     let can = client_can(&config);
     let links = link_health(&config, can.as_ref());
-    let ctx = Arc::new(Ctx {
-        connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
-        inflight: crate::context::Budget::new(limits.max_inflight_bytes as usize),
+    let (ctx, followers_to_share) = Ctx::new(Parts {
         key,
         store,
         role_ports: role_ports.clone(),
         external_address: address::external_address(&config),
         config,
-        registry: Registry::default(),
-        relays: Relays::new(limits.max_relays as usize, relay_timeouts),
-        addresses: Addresses::new(AddressLimits {
-            connections: limits.max_connections_per_address,
-            registrations: limits.registrations_per_address_per_hour,
-            follower_starts: limits.follower_starts_per_address_per_hour,
-            inflight_share: limits.inflight_share() as usize,
-            // Every address with a connection, plus room for recent registrants.
-            capacity: limits.max_connections as usize + 4096,
-        }),
-        links,
-        can,
-        metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
         catalog,
-        search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
-        search_slots: Arc::new(Semaphore::new(search_slots)),
-        next_connection: std::sync::atomic::AtomicU64::new(1),
-        peer_health: PeerHealth::default(),
-        new_followers,
-        started: tokio::time::Instant::now(),
+        can,
+        links,
+        metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     });
+    let ctx = Arc::new(ctx);
     for port in ports {
         tasks.spawn(listener::accept_loop(
             port,

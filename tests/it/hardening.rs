@@ -126,18 +126,6 @@ async fn a_frame_holding_the_whole_budget_does_not_stall_small_requests() {
 }
 
 #[tokio::test]
-async fn an_empty_message_is_a_violation_with_the_unknown_id() {
-    let server = TestServer::start(&Options::default()).await;
-    for bytes in [vec![0x0D, 0, 0, 0, 0], vec![0x0D, 2, 0, 0, 0, 0x12, 0x00]] {
-        let mut client = Client::plain(server.port(Role::Primary)).await;
-        client.send_raw(&bytes).await.expect("send");
-        let answer = client.receive().await;
-        assert_eq!(answer.id, UNKNOWN_MESSAGE_ID);
-        assert_status(&into_response(answer), Status::ErrorProtocolViolation);
-    }
-}
-
-#[tokio::test]
 async fn a_ping_whose_echo_would_exceed_a_frame_is_invalid() {
     let server = TestServer::start(&Options::default()).await;
     let mut client = Client::plain(server.port(Role::Primary)).await;
