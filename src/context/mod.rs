@@ -350,3 +350,33 @@ mod tests {
         assert_eq!(LinkHealth::new(None, None).loc(0), LinkState::Off);
     }
 }
+
+/// A server's shared state for unit tests: test mode, a temporary database, no LOC or CAN.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::search::Search;
+    use crate::session::End;
+    use crate::session::gate::RequestKind;
+    use crate::wire::MAX_SHARED_PROFILES;
+
+    /// The state, and the directory its database lives in (deleted when dropped).
+    pub(crate) fn ctx() -> (tempfile::TempDir, Arc<Ctx>) {
+        let (dir, store) = Store::open_temporary();
+        let config = Config::parse("test_mode = true\n").expect("test configuration");
+        let (ctx, _followers) = Ctx::new(Parts {
+            key: ServerKey::generate(),
+            catalog: Catalog::new(store.clone(), Search::default(), MAX_SHARED_PROFILES, 1),
+            store,
+            config,
+            role_ports: Vec::new(),
+            external_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            can: None,
+            links: LinkHealth::new(None, None),
+            metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        (dir, Arc::new(ctx))
+    }
+}

@@ -79,3 +79,61 @@ pub async fn call_identity_application_service(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::reject::Reject;
+    use crate::handlers::testing::{customer, now, session};
+
+    #[tokio::test]
+    async fn a_call_is_checked_for_a_hosted_callee_then_its_presence_and_service() {
+        let (_dir, ctx) = testing::ctx();
+        let mut caller = session();
+        let caller_peer = Peer::new(ServerKey::generate().public_key().to_vec());
+        let request = |id: Vec<u8>, service: &str| ps::CallIdentityApplicationServiceRequest {
+            identity_network_id: id,
+            service_name: service.into(),
+        };
+        let unknown = request(vec![1; 32], "chat");
+        let answer = call_identity_application_service(
+            &ctx,
+            &mut caller,
+            caller_peer.clone(),
+            1,
+            &unknown,
+            now(),
+        )
+        .await;
+        assert_eq!(answer.err(), Some(Reject::invalid("identityNetworkId")));
+
+        let (callee_session, callee) = customer(&ctx, &ServerKey::generate(), "Callee").await;
+        let no_service = request(callee.id.0.to_vec(), "chat");
+        let answer = call_identity_application_service(
+            &ctx,
+            &mut caller,
+            caller_peer.clone(),
+            2,
+            &no_service,
+            now(),
+        )
+        .await;
+        assert_eq!(answer.err(), Some(Reject::invalid("serviceName")));
+        ctx.registry.leave(callee.id, callee_session.connection);
+        let answer = call_identity_application_service(
+            &ctx,
+            &mut caller,
+            caller_peer,
+            3,
+            &no_service,
+            now(),
+        )
+        .await;
+        assert_eq!(
+            answer.err(),
+            Some(Reject::status(Status::ErrorNotAvailable))
+        );
+    }
+}

@@ -159,3 +159,35 @@ fn store_answer(hash: Vec<u8>) -> ConversationBody {
         hash,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+
+    #[tokio::test]
+    async fn without_a_can_node_client_requests_are_unsupported_after_their_own_checks() {
+        let (_dir, ctx) = testing::ctx();
+        let peer = Peer::new(ServerKey::generate().public_key().to_vec());
+        let foreign = ps::CanStoreDataRequest {
+            data: Some(crate::wire::can::CanIdentityData {
+                hosting_server_id: vec![9; 32],
+                ..Default::default()
+            }),
+        };
+        let answer = can_store_data(&ctx, peer.clone(), foreign, Instant::now()).await;
+        assert_eq!(answer.err(), Some(Reject::invalid("data.hostingServerId")));
+        let ours = ps::CanStoreDataRequest {
+            data: Some(crate::wire::can::CanIdentityData {
+                hosting_server_id: ctx.key.network_id().0.to_vec(),
+                ..Default::default()
+            }),
+        };
+        let answer = can_store_data(&ctx, peer, ours, Instant::now()).await;
+        assert_eq!(
+            answer.err().map(|r| r.status),
+            Some(Status::ErrorUnsupported)
+        );
+    }
+}

@@ -91,3 +91,62 @@ pub fn check_challenge_signature(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::testing::{challenge, session, started};
+
+    #[tokio::test]
+    async fn start_signs_the_client_challenge_and_refuses_what_it_cannot_speak() {
+        let (_dir, ctx) = testing::ctx();
+        let key = ServerKey::generate();
+        let mut fresh = session();
+        let request = |versions: Vec<Vec<u8>>, challenge_len: usize| ps::StartConversationRequest {
+            supported_versions: versions,
+            public_key: key.public_key().to_vec(),
+            client_challenge: vec![9; challenge_len],
+        };
+        let short = start(&ctx, &mut fresh, request(vec![vec![1, 0, 0]], 31));
+        assert_eq!(short.err(), Some(Reject::invalid("clientChallenge")));
+        let later = start(&ctx, &mut fresh, request(vec![vec![2, 0, 0]], 32));
+        assert_eq!(later.err(), Some(Reject::status(Status::ErrorUnsupported)));
+        assert_eq!(fresh.conversation, Conversation::None);
+        let answer = start(
+            &ctx,
+            &mut fresh,
+            request(vec![vec![2, 0, 0], vec![1, 0, 0]], 32),
+        )
+        .expect("1.0.0 is offered");
+        assert!(verify(ctx.key.public_key(), &[9; 32], &answer.signature));
+        assert!(matches!(fresh.conversation, Conversation::Started { .. }));
+    }
+
+    #[tokio::test]
+    async fn verify_identity_wants_our_challenge_signed_by_the_started_key() {
+        let (_dir, ctx) = testing::ctx();
+        let key = ServerKey::generate();
+        let mut session = started(&ctx, &key);
+        let wrong = ps::VerifyIdentityRequest {
+            challenge: vec![0; 32],
+        };
+        let signature = key.sign(&wrong.encode_to_vec());
+        assert_eq!(
+            verify_identity(&mut session, &signature, &wrong).err(),
+            Some(Reject::invalid("challenge"))
+        );
+        let right = ps::VerifyIdentityRequest {
+            challenge: challenge(&session),
+        };
+        let stranger = ServerKey::generate().sign(&right.encode_to_vec());
+        assert_eq!(
+            verify_identity(&mut session, &stranger, &right).err(),
+            Some(Reject::status(Status::ErrorInvalidSignature))
+        );
+        let signature = key.sign(&right.encode_to_vec());
+        assert!(verify_identity(&mut session, &signature, &right).is_ok());
+        assert!(matches!(session.conversation, Conversation::Verified(_)));
+    }
+}

@@ -184,3 +184,68 @@ pub async fn cancel_hosting_agreement(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::testing::{challenge, contract, customer, now, started};
+
+    #[tokio::test]
+    async fn registration_checks_the_signature_and_start_time_then_refuses_a_second() {
+        let (_dir, ctx) = testing::ctx();
+        let key = ServerKey::generate();
+        let session = started(&ctx, &key);
+        let now = now();
+        let (_, request) = contract(&key, now);
+        let forged = ServerKey::generate().sign(b"anything");
+        let answer = register_hosting(&ctx, &session, &forged, request, now).await;
+        assert_eq!(
+            answer.err(),
+            Some(Reject::status(Status::ErrorInvalidSignature))
+        );
+        let mut old = now;
+        old.unix_ms -= START_TIME_TOLERANCE_MS + 1;
+        let (signature, request) = contract(&key, old);
+        let answer = register_hosting(&ctx, &session, &signature, request, now).await;
+        assert_eq!(answer.err(), Some(Reject::invalid("contract.startTime")));
+        let (signature, request) = contract(&key, now);
+        let answer = register_hosting(&ctx, &session, &signature, request.clone(), now).await;
+        let registered = answer.expect("registered");
+        // The server countersigns the contract as it was sent.
+        let bytes = request.contract.clone().unwrap_or_default().encode_to_vec();
+        assert!(verify(ctx.key.public_key(), &bytes, &registered.signature));
+        let again = register_hosting(&ctx, &session, &signature, request, now).await;
+        assert_eq!(
+            again.err(),
+            Some(Reject::status(Status::ErrorAlreadyExists))
+        );
+    }
+
+    #[tokio::test]
+    async fn check_in_needs_a_hosted_identity_and_cancelling_ends_the_hosting() {
+        let (_dir, ctx) = testing::ctx();
+        let stranger = ServerKey::generate();
+        let mut session = started(&ctx, &stranger);
+        let request = ps::CheckInRequest {
+            challenge: challenge(&session),
+        };
+        let signature = stranger.sign(&request.encode_to_vec());
+        let answer = check_in(&ctx, &mut session, &signature, &request).await;
+        assert_eq!(answer.err(), Some(Reject::status(Status::ErrorNotFound)));
+
+        let key = ServerKey::generate();
+        let (session, peer) = customer(&ctx, &key, "Alice").await;
+        assert!(ctx.registry.online(peer.id).is_some());
+        let cancel = ps::CancelHostingAgreementRequest::default();
+        cancel_hosting_agreement(&ctx, &session, peer.clone(), cancel, now())
+            .await
+            .expect("cancelled");
+        assert!(!is_hosted(&ctx, peer.id).await.expect("store"));
+        assert!(ctx.registry.online(peer.id).is_none(), "no longer online");
+        let again = ps::CancelHostingAgreementRequest::default();
+        let answer = cancel_hosting_agreement(&ctx, &session, peer, again, now()).await;
+        assert_eq!(answer.err(), Some(Reject::status(Status::ErrorNotFound)));
+    }
+}

@@ -14,6 +14,8 @@ pub mod reject;
 pub mod relations;
 pub mod relay;
 pub mod search;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -250,5 +252,74 @@ fn proven(admitted: Admitted) -> Result<Peer, Reject> {
     match admitted {
         Admitted::Proven(peer) => Ok(peer),
         Admitted::Anyone => Err(Reject::status(Status::ErrorUnauthorized)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::wire::request as build;
+
+    async fn handled(ctx: &Arc<Ctx>, session: &mut Session, message: ps::Message) -> Outcome {
+        let Some(ps::message::MessageType::Request(request)) = message.message_type else {
+            panic!("a request");
+        };
+        let received = Received {
+            id: message.id,
+            now: super::testing::now(),
+            budget: ctx.inflight.nothing().expect("budget"),
+        };
+        handle(ctx, session, received, request).await
+    }
+
+    fn status_of(outcome: &Outcome) -> i32 {
+        let (Outcome::Reply(message) | Outcome::ReplyAndClose(message)) = outcome else {
+            panic!("an answer expected");
+        };
+        response_status(message)
+    }
+
+    #[tokio::test]
+    async fn answers_are_counted_by_type_and_status_and_violations_close() {
+        let (_dir, ctx) = testing::ctx();
+        let mut session = super::testing::session();
+        let ping = build::single(
+            1,
+            single_request::RequestType::Ping(ps::PingRequest::default()),
+        );
+        let outcome = handled(&ctx, &mut session, ping).await;
+        assert!(matches!(outcome, Outcome::Reply(_)));
+        let ping_kind = Some(RequestKind::Ping.index());
+        assert_eq!(ctx.metrics.requests.get(ping_kind, Status::Ok as i32), 1);
+
+        // ListRoles is the primary port's: refused by the gate, counted with its refusal.
+        let list = build::single(
+            2,
+            single_request::RequestType::ListRoles(ps::ListRolesRequest {}),
+        );
+        let outcome = handled(&ctx, &mut session, list).await;
+        assert_eq!(status_of(&outcome), Status::ErrorBadRole as i32);
+        let list_kind = Some(RequestKind::ListRoles.index());
+        assert_eq!(
+            ctx.metrics
+                .requests
+                .get(list_kind, Status::ErrorBadRole as i32),
+            1
+        );
+
+        let mut old = build::single(
+            3,
+            single_request::RequestType::Ping(ps::PingRequest::default()),
+        );
+        if let Some(ps::message::MessageType::Request(ps::Request {
+            conversation_type: Some(request::ConversationType::SingleRequest(single)),
+        })) = &mut old.message_type
+        {
+            single.version = vec![0, 0, 0];
+        }
+        let outcome = handled(&ctx, &mut session, old).await;
+        assert!(matches!(outcome, Outcome::ReplyAndClose(_)));
+        assert_eq!(status_of(&outcome), Status::ErrorProtocolViolation as i32);
     }
 }

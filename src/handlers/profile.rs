@@ -161,3 +161,62 @@ pub async fn profile_stats(ctx: &Ctx) -> Result<single_response::ResponseType, R
         ps::ProfileStatsResponse { stats },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::testing::{customer, now, profile};
+
+    fn information(id: NetworkId) -> ps::GetProfileInformationRequest {
+        ps::GetProfileInformationRequest {
+            identity_network_id: id.0.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_signed_profile_is_kept_as_signed_and_a_bad_signature_changes_nothing() {
+        let (_dir, ctx) = testing::ctx();
+        let key = ServerKey::generate();
+        let (_session, peer) = customer(&ctx, &key, "Alice").await;
+        let renamed = profile(&key, "Alicia");
+        let update = ps::UpdateProfileRequest {
+            profile: Some(renamed.clone()),
+            ..Default::default()
+        };
+        let forged = ServerKey::generate().sign(&renamed.encode_to_vec());
+        let answer = update_profile(&ctx, peer.clone(), &forged, update, now()).await;
+        assert_eq!(
+            answer.err().map(|r| r.status),
+            Some(Status::ErrorInvalidSignature)
+        );
+        let Ok(single_response::ResponseType::GetProfileInformation(found)) =
+            get_profile_information(&ctx, information(peer.id)).await
+        else {
+            panic!("profile information");
+        };
+        assert!(found.is_hosted && found.is_online);
+        let signed = found.signed_profile.expect("signed profile");
+        assert_eq!(signed.profile, profile(&key, "Alice").encode_to_vec());
+        assert!(crate::crypto::verify(
+            key.public_key(),
+            &signed.profile,
+            &signed.signature
+        ));
+        let Ok(single_response::ResponseType::ProfileStats(stats)) = profile_stats(&ctx).await
+        else {
+            panic!("stats");
+        };
+        assert_eq!(stats.stats.len(), 1);
+        assert_eq!(stats.stats[0].count, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_identity_is_not_found() {
+        let (_dir, ctx) = testing::ctx();
+        let answer = get_profile_information(&ctx, information(NetworkId([5; 32]))).await;
+        assert_eq!(answer.err(), Some(Reject::status(Status::ErrorNotFound)));
+    }
+}

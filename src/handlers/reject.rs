@@ -70,3 +70,30 @@ impl From<StoreError> for Reject {
         Reject::status(Status::ErrorInternal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_close_the_connection_and_other_answers_keep_it() {
+        assert!(Reject::violation("version").closes_connection());
+        assert!(!Reject::invalid("name").closes_connection());
+        assert!(
+            Reject::status(Status::ErrorNotFound)
+                .and_close()
+                .closes_connection()
+        );
+    }
+
+    #[test]
+    fn the_message_carries_the_status_details_and_request_id() {
+        let message = Reject::invalid("profile.name").to_message(9);
+        assert_eq!(message.id, 9);
+        let Some(ps::message::MessageType::Response(response)) = message.message_type else {
+            panic!("a response");
+        };
+        assert_eq!(response.status, Status::ErrorInvalidValue as i32);
+        assert_eq!(response.details, "profile.name");
+    }
+}

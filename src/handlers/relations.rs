@@ -182,3 +182,86 @@ pub async fn get_identity_relationships_information(
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::testing::{customer, now};
+
+    /// A card `issuer` gives `recipient`, valid around `now`, and the recipient's application.
+    fn card(
+        issuer: &ServerKey,
+        recipient: &ServerKey,
+        application_id: &[u8],
+    ) -> (Vec<u8>, ps::AddRelatedIdentityRequest) {
+        let valid_from = now().unix_ms - 1_000;
+        let mut card = ps::RelationshipCard {
+            card_id: vec![0; 32],
+            version: VERSION_1_0_0.to_vec(),
+            issuer_public_key: issuer.public_key().to_vec(),
+            recipient_public_key: recipient.public_key().to_vec(),
+            r#type: "Friend".into(),
+            valid_from,
+            valid_to: valid_from + 86_400_000,
+        };
+        card.card_id = sha256(&card.encode_to_vec()).to_vec();
+        let signed = ps::SignedRelationshipCard {
+            issuer_signature: issuer.sign(&card.card_id),
+            card: Some(card.clone()),
+        };
+        let application = ps::CardApplicationInformation {
+            application_id: application_id.to_vec(),
+            card_id: card.card_id,
+        };
+        let signature = recipient.sign(&application.encode_to_vec());
+        let request = ps::AddRelatedIdentityRequest {
+            card_application: Some(application),
+            signed_card: Some(signed),
+        };
+        (signature, request)
+    }
+
+    #[tokio::test]
+    async fn a_card_is_stored_once_found_by_anyone_and_removed_by_its_application_id() {
+        let (_dir, ctx) = testing::ctx();
+        let recipient = ServerKey::generate();
+        let (_session, peer) = customer(&ctx, &recipient, "Alice").await;
+        let issuer = ServerKey::generate();
+        let (signature, request) = card(&issuer, &recipient, b"app-1");
+        add_related_identity(&ctx, peer.clone(), &signature, request.clone())
+            .await
+            .expect("added");
+        let again = add_related_identity(&ctx, peer.clone(), &signature, request).await;
+        assert_eq!(
+            again.err(),
+            Some(Reject::status(Status::ErrorAlreadyExists))
+        );
+        let (_, forged) = card(&issuer, &recipient, b"app-2");
+        let bad = add_related_identity(&ctx, peer.clone(), &signature, forged).await;
+        assert_eq!(
+            bad.err(),
+            Some(Reject::status(Status::ErrorInvalidSignature))
+        );
+
+        let lookup = ps::GetIdentityRelationshipsInformationRequest {
+            identity_network_id: peer.id.0.to_vec(),
+            ..Default::default()
+        };
+        let Ok(single_response::ResponseType::GetIdentityRelationshipsInformation(found)) =
+            get_identity_relationships_information(&ctx, lookup.clone(), now()).await
+        else {
+            panic!("relationships");
+        };
+        assert_eq!(found.relationships.len(), 1);
+        let remove = |id: &[u8]| ps::RemoveRelatedIdentityRequest {
+            application_id: id.to_vec(),
+        };
+        remove_related_identity(&ctx, &peer, remove(b"app-1"))
+            .await
+            .expect("removed");
+        let gone = remove_related_identity(&ctx, &peer, remove(b"app-1")).await;
+        assert_eq!(gone.err(), Some(Reject::status(Status::ErrorNotFound)));
+    }
+}

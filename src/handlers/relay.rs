@@ -101,3 +101,29 @@ pub fn close_call(
         token: request.token,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::handlers::testing::{now, session};
+
+    #[tokio::test]
+    async fn unknown_tokens_are_not_found_and_a_send_without_a_relay_closes() {
+        let (_dir, ctx) = testing::ctx();
+        let mut stranger = session();
+        let close = ps::CloseCallRequest { token: vec![1; 16] };
+        let answer = close_call(&ctx, &stranger, close);
+        assert_eq!(answer.err(), Some(Reject::status(Status::ErrorNotFound)));
+        let send = ps::ApplicationServiceSendMessageRequest {
+            token: vec![2; 16],
+            message: b"hello".to_vec(),
+        };
+        let budget = ctx.inflight.nothing().expect("budget");
+        let answer = application_service_send_message(&ctx, &mut stranger, 7, send, budget, now());
+        let refused = answer.expect_err("no relay has that token");
+        assert_eq!(refused.status, Status::ErrorNotFound);
+        assert!(refused.closes_connection());
+        assert!(stranger.relay.is_none());
+    }
+}

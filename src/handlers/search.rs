@@ -225,3 +225,81 @@ async fn load(
     }
     Ok(profiles)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::testing;
+    use crate::crypto::ServerKey;
+    use crate::handlers::testing::{customer, now, session};
+
+    fn by_name(name: &str, max_response: u32) -> ps::ProfileSearchRequest {
+        ps::ProfileSearchRequest {
+            max_response_record_count: max_response,
+            max_total_record_count: 100,
+            name: name.into(),
+            latitude: NO_LOCATION,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_search_answers_its_first_slice_and_keeps_the_rest_until_it_expires() {
+        let (_dir, ctx) = testing::ctx();
+        for name in ["Alice", "Alan", "Bob"] {
+            customer(&ctx, &ServerKey::generate(), name).await;
+        }
+        let mut searcher = session();
+        let at = now();
+        let ResponseType::ProfileSearch(found) =
+            profile_search(&ctx, &mut searcher, by_name("Al*", 1), at)
+                .await
+                .expect("search")
+        else {
+            panic!("a search answer");
+        };
+        assert_eq!(found.total_record_count, 2);
+        assert_eq!(found.profiles.len(), 1);
+        let part = ps::ProfileSearchPartRequest {
+            record_index: 1,
+            record_count: 1,
+        };
+        let ResponseType::ProfileSearchPart(rest) =
+            profile_search_part(&ctx, &mut searcher, &part, at)
+                .await
+                .expect("the rest")
+        else {
+            panic!("a part answer");
+        };
+        assert_eq!(rest.profiles.len(), 1);
+        let beyond = ps::ProfileSearchPartRequest {
+            record_index: 1,
+            record_count: 2,
+        };
+        let answer = profile_search_part(&ctx, &mut searcher, &beyond, at).await;
+        assert_eq!(answer.err(), Some(Reject::invalid("recordCount")));
+        let mut later = at;
+        later.instant += ctx.config.timeouts.search_cache;
+        let answer = profile_search_part(&ctx, &mut searcher, &part, later).await;
+        assert_eq!(
+            answer.err(),
+            Some(Reject::status(Status::ErrorNotAvailable))
+        );
+    }
+
+    #[test]
+    fn requests_are_checked_in_the_order_of_the_table() {
+        let mut request = by_name("x", 0);
+        request.r#type = "t".repeat(65);
+        // Both are wrong; the record counts come first.
+        assert_eq!(
+            query(&request).err(),
+            Some(Reject::invalid("maxResponseRecordCount"))
+        );
+        request.max_response_record_count = 1;
+        assert_eq!(query(&request).err(), Some(Reject::invalid("type")));
+        let mut located = by_name("x", 1);
+        located.latitude = 0;
+        assert_eq!(query(&located).err(), Some(Reject::invalid("radius")));
+    }
+}

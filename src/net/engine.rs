@@ -17,47 +17,10 @@ use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
 use crate::hub::{AddressSlot, Command, ServerRequest, carry_out};
 use crate::role::{Role, RoleSet};
+pub use crate::session::End;
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
 use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
-
-/// Why a connection ended, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The peer closed the connection.
-    PeerClosed,
-    /// No complete message within the idle timeout.
-    Idle,
-    /// `session_max_secs` reached.
-    SessionLimit,
-    /// The server is shutting down.
-    Shutdown,
-    /// A final answer (a protocol violation, or a refusal that ends the session) was sent.
-    FinalAnswer,
-    /// Another task asked to close it (e.g. a newer check-in).
-    Replaced,
-    /// Reading or writing failed or timed out.
-    Io,
-}
-
-impl End {
-    /// The label of each way to end in the metrics (`iop_connections_closed_total`), in
-    /// declaration order.
-    pub const LABELS: [&'static str; 7] = [
-        "peer_closed",
-        "timeout_idle",
-        "timeout_session",
-        "shutdown",
-        "final_answer",
-        "replaced",
-        "io_error",
-    ];
-
-    /// This end's position in [`End::LABELS`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What the connection must do after an event: write `bytes` (whole frames, in order), keep
 /// `budgets` until they are written, then end when `end` says so.

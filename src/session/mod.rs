@@ -3,8 +3,11 @@
 //! Sync and clock-free: handlers mutate a [`Session`] in place, the connection task owns it. Nothing
 //! here touches sockets or storage.
 
+pub mod end;
 pub mod gate;
 pub mod pending;
+
+pub use end::End;
 
 use crate::crypto::NetworkId;
 use crate::hub::AddressSlot;

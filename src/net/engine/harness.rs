@@ -6,22 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::{End, Engine, Output, Peer};
-use crate::catalog::Catalog;
 use crate::clock::Now;
-use crate::config::Config;
-use crate::context::{Ctx, LinkHealth, Parts};
+use crate::context::Ctx;
 use crate::crypto::ServerKey;
-use crate::metrics::Metrics;
 use crate::role::{Role, RoleSet};
-use crate::search::Search;
-use crate::session::gate::RequestKind;
-use crate::store::Store;
 use crate::wire::ps::{self, conversation_request, conversation_response, single_request};
-use crate::wire::{MAX_SHARED_PROFILES, frame, request};
+use crate::wire::{frame, request};
 
 /// One server's shared state with a simulated clock.
 pub struct Server {
@@ -35,23 +26,9 @@ pub struct Server {
 impl Server {
     /// A server in test mode on a temporary database, at a fixed start time.
     pub fn new() -> Server {
-        let (dir, store) = Store::open_temporary();
-        let config = Config::parse("test_mode = true\n").expect("test configuration");
-        let (ctx, _followers) = Ctx::new(Parts {
-            key: ServerKey::generate(),
-            catalog: Catalog::new(store.clone(), Search::default(), MAX_SHARED_PROFILES, 1),
-            store,
-            config,
-            role_ports: Vec::new(),
-            external_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            can: None,
-            links: LinkHealth::new(None, None),
-            metrics: Metrics::new(&RequestKind::NAMES, &End::LABELS),
-            tasks: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-        });
+        let (dir, ctx) = crate::context::testing::ctx();
         Server {
-            ctx: Arc::new(ctx),
+            ctx,
             now: Now {
                 instant: tokio::time::Instant::now(),
                 unix_ms: 1_800_000_000_000,

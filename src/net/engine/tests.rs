@@ -12,23 +12,6 @@ use std::time::Duration;
 const CLIENT_ROLES: [Role; 2] = [Role::ClNonCustomer, Role::ClCustomer];
 
 #[test]
-fn every_end_has_its_own_metrics_label() {
-    let ends = [
-        (End::PeerClosed, "peer_closed"),
-        (End::Idle, "timeout_idle"),
-        (End::SessionLimit, "timeout_session"),
-        (End::Shutdown, "shutdown"),
-        (End::FinalAnswer, "final_answer"),
-        (End::Replaced, "replaced"),
-        (End::Io, "io_error"),
-    ];
-    assert_eq!(ends.len(), End::LABELS.len());
-    for (end, label) in ends {
-        assert_eq!(End::LABELS[end.index()], label, "{end:?}");
-    }
-}
-
-#[test]
 fn server_request_ids_follow_the_reference_bitmask() {
     assert_eq!(
         first_server_request_id(RoleSet::of(&[Role::ClCustomer])),
