@@ -6,7 +6,7 @@
 
 /// Which container format an image uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageFormat {
+pub(crate) enum ImageFormat {
     /// Portable Network Graphics.
     Png,
     /// JPEG (JFIF/Exif, baseline or progressive).
@@ -14,7 +14,7 @@ pub enum ImageFormat {
 }
 
 /// The format of `data` when it is a structurally complete PNG or JPEG, else `None`.
-pub fn detect(data: &[u8]) -> Option<ImageFormat> {
+pub(crate) fn detect(data: &[u8]) -> Option<ImageFormat> {
     if data.starts_with(&PNG_SIGNATURE) {
         return is_complete_png(data).then_some(ImageFormat::Png);
     }

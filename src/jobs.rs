@@ -19,7 +19,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(119 * 60);
 const IMAGE_CLEANUP_INTERVAL: Duration = Duration::from_secs(37 * 60);
 
 /// Runs the maintenance jobs until `shutdown`: each once at start, then on its interval.
-pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+pub(crate) async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut purge = tokio::time::interval(PURGE_INTERVAL);
     let mut images = tokio::time::interval(IMAGE_CLEANUP_INTERVAL);
     // Orphaned image files are reported when their number changes, not on every sweep.
@@ -52,7 +52,7 @@ pub async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 /// Fires the relays' deadlines as they fall due, until `shutdown`: one task for every call.
-pub async fn relay_deadlines(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+pub(crate) async fn relay_deadlines(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
         let next = ctx.relays.next_deadline();
         let due = async {

@@ -14,7 +14,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// `text` from a peer, with every control character written as an escape (`\n`, `\u{1b}`),
 /// shortened to at most `max_chars` characters of that (an ellipsis marks a cut, the one
 /// character more).
-pub fn peer_text(text: &str, max_chars: usize) -> String {
+pub(crate) fn peer_text(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 8));
     let mut count = 0;
     for c in text.chars() {
@@ -35,7 +35,7 @@ pub fn peer_text(text: &str, max_chars: usize) -> String {
 
 /// One kind of log line and its rate.
 #[derive(Debug)]
-pub struct LogGate {
+pub(crate) struct LogGate {
     per_minute: u32,
     state: Mutex<State>,
 }
@@ -49,7 +49,7 @@ struct State {
 
 impl LogGate {
     /// A gate letting `per_minute` lines through per minute.
-    pub const fn new(per_minute: u32) -> LogGate {
+    pub(crate) const fn new(per_minute: u32) -> LogGate {
         LogGate {
             per_minute,
             state: Mutex::new(State {
@@ -62,7 +62,7 @@ impl LogGate {
 
     /// Whether a line may be written at `now`: `Some(n)` when it may, `n` being the lines held
     /// back since the last one that passed.
-    pub fn pass(&self, now: Instant) -> Option<u64> {
+    pub(crate) fn pass(&self, now: Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state
             .window

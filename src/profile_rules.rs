@@ -9,20 +9,20 @@ use crate::wire::ps;
 use crate::wire::{MAX_PUBLIC_KEY_LEN, VERSION_1_0_0, is_valid_latitude, is_valid_longitude};
 
 /// Spec §4.5, §4.8: identity types are 1 to 64 bytes.
-pub const MAX_TYPE_LEN: usize = 64;
+pub(crate) const MAX_TYPE_LEN: usize = 64;
 /// Spec §4.8: names are 1 to 64 bytes.
 const MAX_NAME_LEN: usize = 64;
 /// Spec §4.8: extra data is at most 200 bytes.
 const MAX_EXTRA_DATA_LEN: usize = 200;
 /// Spec §4.8: profile images are at most 20,480 bytes.
-pub const MAX_PROFILE_IMAGE_LEN: usize = 20_480;
+pub(crate) const MAX_PROFILE_IMAGE_LEN: usize = 20_480;
 /// Spec §4.8, §4.19: thumbnails are at most 5,120 bytes.
-pub const MAX_THUMBNAIL_LEN: usize = 5_120;
+pub(crate) const MAX_THUMBNAIL_LEN: usize = 5_120;
 
 /// The field checks of a `ProfileInformation` shared with neighbourhood updates (spec §4.8
 /// steps 2–10), returning the camelCase path below `profile` of the first bad field. With
 /// `owner`, the public key must also be that key (step 3).
-pub fn check_profile_fields(
+pub(crate) fn check_profile_fields(
     profile: &ps::ProfileInformation,
     owner: Option<&[u8]>,
 ) -> Result<(), &'static str> {
@@ -60,11 +60,11 @@ pub fn check_profile_fields(
 
 /// Image bytes that are too large, not a PNG/JPEG, or do not match the profile's hash.
 #[derive(Debug, PartialEq, Eq)]
-pub struct BadImage;
+pub(crate) struct BadImage;
 
 /// Checks image bytes against the hash the profile names (spec §4.8 steps 14 and 15).
 /// `Ok(None)` when the profile has no such image.
-pub fn check_image(
+pub(crate) fn check_image(
     hash: &[u8],
     data: Vec<u8>,
     max_len: usize,

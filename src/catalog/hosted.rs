@@ -10,7 +10,7 @@ use crate::wire::ps;
 
 impl Catalog {
     /// Registers an identity (uninitialised: nothing to index or share yet).
-    pub async fn register_hosting(
+    pub(crate) async fn register_hosting(
         &self,
         id: NetworkId,
         record: HostedIdentity,
@@ -23,7 +23,7 @@ impl Catalog {
     /// Replaces the profile of a hosted identity; `profile` is the decoded form of
     /// `update.profile`, which the index takes. False when the identity is not hosted (any
     /// more).
-    pub async fn update_profile(
+    pub(crate) async fn update_profile(
         &self,
         id: NetworkId,
         update: ProfileUpdate,
@@ -43,7 +43,7 @@ impl Catalog {
     }
 
     /// Ends a hosting agreement; false when the identity is not hosted or cancelled already.
-    pub async fn cancel_hosting(
+    pub(crate) async fn cancel_hosting(
         &self,
         id: NetworkId,
         redirect: Option<[u8; 32]>,
@@ -60,7 +60,7 @@ impl Catalog {
 
     /// Deletes cancelled identities whose redirect period is over (no longer in the index since
     /// their cancellation). Returns how many.
-    pub async fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
+    pub(crate) async fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
         self.store.purge_expired(now_ms).await
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
-pub use shared::Received;
+pub(crate) use shared::Received;
 
 use crate::search::Search;
 use crate::store::Store;
@@ -25,7 +25,7 @@ use crate::store::Store;
 const STRIPES: usize = 64;
 
 /// Profile changes and what follows from them (see the module notes).
-pub struct Catalog {
+pub(crate) struct Catalog {
     store: Store,
     search: Arc<Search>,
     deliveries: Notify,
@@ -38,7 +38,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// A catalog over `store` whose search index is `search`, built from the same store.
-    pub fn new(store: Store, search: Search, max_shared: u32, check_threads: usize) -> Catalog {
+    pub(crate) fn new(store: Store, search: Search, max_shared: u32, check_threads: usize) -> Catalog {
         Catalog {
             store,
             search: Arc::new(search),
@@ -50,17 +50,17 @@ impl Catalog {
     }
 
     /// The search index, for queries.
-    pub fn search(&self) -> &Search {
+    pub(crate) fn search(&self) -> &Search {
         &self.search
     }
 
     /// Waits until follower actions were queued or a follower finished its initialisation.
-    pub async fn deliveries_wanted(&self) {
+    pub(crate) async fn deliveries_wanted(&self) {
         self.deliveries.notified().await;
     }
 
     /// Asks the follower delivery to run now (a follower became ready for its queue).
-    pub fn wake_delivery(&self) {
+    pub(crate) fn wake_delivery(&self) {
         self.deliveries.notify_one();
     }
 

@@ -23,7 +23,7 @@ const REFRESH_RESOLUTION_MS: i64 = 60_000;
 
 /// What became of a neighbour's update.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Received {
+pub(crate) enum Received {
     /// Every item was applied.
     Applied,
     /// The items before the first bad one were applied; this is its `"$i.$field"`.
@@ -35,7 +35,7 @@ pub enum Received {
 impl Catalog {
     /// Checks and applies the items neighbour `server` sent, in order (see
     /// [`crate::neighborhood::items`]); live changes become searchable as they commit.
-    pub async fn receive_shared(
+    pub(crate) async fn receive_shared(
         &self,
         server: [u8; 32],
         items: Vec<ps::SharedProfileUpdateItem>,
@@ -124,7 +124,7 @@ impl Catalog {
     /// Neighbour `server` sent Finish: it becomes initialised and its profiles, indexed as they
     /// arrived, searchable.
     /// False when it was dropped meanwhile.
-    pub async fn finish_neighbor(&self, server: [u8; 32], now_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn finish_neighbor(&self, server: [u8; 32], now_ms: i64) -> Result<bool, StoreError> {
         let _serial = self.serialise(&server).await;
         if !self.store.finish_neighbor(server, now_ms).await? {
             return Ok(false);
@@ -135,7 +135,7 @@ impl Catalog {
 
     /// Deletes every profile `server` shares with us and takes them out of search; with
     /// `forget`, the neighbour itself goes too.
-    pub async fn clear_neighbor(&self, server: [u8; 32], forget: bool) -> Result<(), StoreError> {
+    pub(crate) async fn clear_neighbor(&self, server: [u8; 32], forget: bool) -> Result<(), StoreError> {
         let _serial = self.serialise(&server).await;
         self.store.clear_neighbor(server, forget).await?;
         self.search.update(|index| index.remove_server(&server));

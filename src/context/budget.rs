@@ -15,7 +15,7 @@ use crate::hub::AddressSlot;
 
 /// Why bytes could not be reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Short {
+pub(crate) enum Short {
     /// The server is stopping (the budget was closed).
     Closed,
     /// The bytes did not come free within the wait.
@@ -24,14 +24,14 @@ pub enum Short {
 
 /// Incoming frame bytes the server may hold at once.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     bytes: Arc<Semaphore>,
     limit: usize,
 }
 
 impl Budget {
     /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Budget {
+    pub(crate) fn new(limit: usize) -> Budget {
         Budget {
             bytes: Arc::new(Semaphore::new(limit)),
             limit,
@@ -39,22 +39,22 @@ impl Budget {
     }
 
     /// The whole budget.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// Bytes nobody holds now.
-    pub fn available(&self) -> usize {
+    pub(crate) fn available(&self) -> usize {
         self.bytes.available_permits()
     }
 
     /// A permit for no bytes, the account a frame starts with; none once the budget closed.
-    pub fn nothing(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn nothing(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.bytes).try_acquire_many_owned(0).ok()
     }
 
     /// Waits up to `wait` for `bytes` (at most the whole budget is ever asked for).
-    pub async fn reserve(
+    pub(crate) async fn reserve(
         &self,
         bytes: usize,
         wait: Duration,
@@ -65,7 +65,7 @@ impl Budget {
     /// Reserves `bytes` that arrived for a frame being received: first from the address's
     /// share, added to `share_held` until the frame is whole (so one address cannot hold the
     /// whole budget with frames it never finishes), then from the whole budget.
-    pub async fn reserve_arriving(
+    pub(crate) async fn reserve_arriving(
         &self,
         slot: Option<&AddressSlot>,
         share_held: &mut Option<OwnedSemaphorePermit>,
@@ -84,7 +84,7 @@ impl Budget {
 
     /// Whether a body of `body_len` bytes whose decoding allocates `extra` more could ever be
     /// held: no honest message comes near the whole budget.
-    pub fn could_hold(&self, body_len: usize, extra: usize) -> bool {
+    pub(crate) fn could_hold(&self, body_len: usize, extra: usize) -> bool {
         body_len.saturating_add(extra) <= self.limit
     }
 }

@@ -1,8 +1,8 @@
 //! What every handler may use: the server key, the store, the configuration and the port map.
 
-pub mod budget;
+pub(crate) mod budget;
 
-pub use budget::Budget;
+pub(crate) use budget::Budget;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
@@ -24,7 +24,7 @@ use crate::role::Role;
 use crate::store::Store;
 
 /// Shared server state, one per running server.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The server's identity.
     pub key: ServerKey,
     /// The database.
@@ -74,7 +74,7 @@ pub struct Ctx {
 
 /// A follower whose StartNeighborhoodInitialization was accepted: the snapshot it receives on
 /// its own connection (spec §5.7 A.3).
-pub struct NewFollower {
+pub(crate) struct NewFollower {
     /// Its network id.
     pub id: [u8; 32],
     /// Its connection, on which the snapshot goes.
@@ -98,7 +98,7 @@ pub enum LinkState {
 /// every call to the CAN node records CAN's ([`crate::can::health`]). Times are Unix
 /// milliseconds, 0 for "not since the server started".
 #[derive(Debug)]
-pub struct LinkHealth {
+pub(crate) struct LinkHealth {
     loc: AtomicU8,
     loc_changed_ms: AtomicI64,
     /// When LOC last gave the neighbourhood (Unix ms).
@@ -112,7 +112,7 @@ pub struct LinkHealth {
 impl LinkHealth {
     /// LOC down, or off when not configured (`loc_refresh`: how often it gives the
     /// neighbourhood); CAN as the calls to `can` find it (off without).
-    pub fn new(loc_refresh: Option<Duration>, can: Option<Arc<CanHealth>>) -> LinkHealth {
+    pub(crate) fn new(loc_refresh: Option<Duration>, can: Option<Arc<CanHealth>>) -> LinkHealth {
         let loc = if loc_refresh.is_some() {
             LinkState::Down
         } else {
@@ -131,7 +131,7 @@ impl LinkHealth {
 
     /// Records whether LOC works, at `now_ms`: up when it registered our service and gave the
     /// neighbourhood (on every refresh too).
-    pub fn set_loc(&self, up: bool, now_ms: i64) {
+    pub(crate) fn set_loc(&self, up: bool, now_ms: i64) {
         if up {
             self.loc_read_ms.store(now_ms, Ordering::Relaxed);
         }
@@ -139,13 +139,13 @@ impl LinkHealth {
     }
 
     /// Records that the server's IPNS record was published at `now_ms`.
-    pub fn can_published(&self, now_ms: i64) {
+    pub(crate) fn can_published(&self, now_ms: i64) {
         self.can_published_ms.store(now_ms, Ordering::Relaxed);
     }
 
     /// The LOC link's state at `now_ms`: up only while the neighbourhood was given recently
     /// (a connection that stays open but stops answering counts as down).
-    pub fn loc(&self, now_ms: i64) -> LinkState {
+    pub(crate) fn loc(&self, now_ms: i64) -> LinkState {
         let state = decode_state(self.loc.load(Ordering::Relaxed));
         let read = self.loc_read_ms.load(Ordering::Relaxed);
         if state == LinkState::Up && now_ms.saturating_sub(read) > self.loc_fresh_ms {
@@ -155,7 +155,7 @@ impl LinkHealth {
     }
 
     /// The CAN link's state: up while the node answered the last call.
-    pub fn can(&self) -> LinkState {
+    pub(crate) fn can(&self) -> LinkState {
         match self.can.as_ref().map(|can| can.answers()) {
             None => LinkState::Off,
             Some(Some(true)) => LinkState::Up,
@@ -164,22 +164,22 @@ impl LinkHealth {
     }
 
     /// The last CAN call that failed.
-    pub fn can_last_error(&self) -> Option<CanLastError> {
+    pub(crate) fn can_last_error(&self) -> Option<CanLastError> {
         self.can.as_ref()?.last_error()
     }
 
     /// When the LOC link last changed state.
-    pub fn loc_changed_ms(&self) -> Option<i64> {
+    pub(crate) fn loc_changed_ms(&self) -> Option<i64> {
         positive(&self.loc_changed_ms)
     }
 
     /// When the CAN link last changed state.
-    pub fn can_changed_ms(&self) -> Option<i64> {
+    pub(crate) fn can_changed_ms(&self) -> Option<i64> {
         self.can.as_ref()?.changed_ms()
     }
 
     /// When the server's IPNS record was last published.
-    pub fn can_published_ms(&self) -> Option<i64> {
+    pub(crate) fn can_published_ms(&self) -> Option<i64> {
         positive(&self.can_published_ms)
     }
 }
@@ -207,7 +207,7 @@ fn decode_state(value: u8) -> LinkState {
 }
 
 /// CAN as client requests use it.
-pub struct ClientCan {
+pub(crate) struct ClientCan {
     /// The node's API.
     pub api: CanApi,
     /// Permits for client CAN requests in progress (`can.max_concurrent_requests`).
@@ -218,7 +218,7 @@ pub struct ClientCan {
 
 /// What a server is made of before it serves: everything [`Ctx::new`] does not derive from
 /// the configuration itself.
-pub struct Parts {
+pub(crate) struct Parts {
     /// The server's identity.
     pub key: ServerKey,
     /// The open database.
@@ -246,7 +246,7 @@ pub struct Parts {
 impl Ctx {
     /// The shared state of a server made of `parts`, with the limits of its configuration;
     /// also the receiving end of [`Ctx::new_followers`], for the task that streams snapshots.
-    pub fn new(parts: Parts) -> (Ctx, tokio::sync::mpsc::Receiver<NewFollower>) {
+    pub(crate) fn new(parts: Parts) -> (Ctx, tokio::sync::mpsc::Receiver<NewFollower>) {
         let Parts {
             key,
             store,
@@ -305,7 +305,7 @@ impl Ctx {
 
     /// Runs `task` under the server's tracker. It must end soon after [`Ctx::shutdown`] is
     /// cancelled, because the database closes only after every task ended.
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -313,7 +313,7 @@ impl Ctx {
     }
 
     /// The port serving `role` (0 when no port serves it).
-    pub fn port_of(&self, role: Role) -> u16 {
+    pub(crate) fn port_of(&self, role: Role) -> u16 {
         self.role_ports
             .iter()
             .find(|(r, _)| *r == role)
@@ -321,14 +321,14 @@ impl Ctx {
     }
 
     /// Tells the CAN task that objects were queued for unpinning.
-    pub fn unpins_queued(&self) {
+    pub(crate) fn unpins_queued(&self) {
         if let Some(can) = &self.can {
             can.unpins_queued.notify_one();
         }
     }
 
     /// A number no other connection of this run has.
-    pub fn connection_number(&self) -> u64 {
+    pub(crate) fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 }

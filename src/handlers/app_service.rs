@@ -10,7 +10,7 @@ use crate::wire::Status;
 use crate::wire::ps::{self, conversation_response::ResponseType};
 
 /// ApplicationServiceAddRequest: all names valid and the union at most 50, else nothing changes.
-pub fn application_service_add(
+pub(crate) fn application_service_add(
     ctx: &Ctx,
     session: &Session,
     peer: &Peer,
@@ -33,7 +33,7 @@ pub fn application_service_add(
 }
 
 /// ApplicationServiceRemoveRequest: NOT_FOUND when the name is not enabled.
-pub fn application_service_remove(
+pub(crate) fn application_service_remove(
     ctx: &Ctx,
     session: &Session,
     peer: &Peer,

@@ -8,12 +8,12 @@ use crate::wire::ps::{self, single_response::ResponseType};
 
 /// Longest Ping payload whose echo still fits in one frame: the answer's envelope (id,
 /// status, version, clock and the field headers) takes at most 64 bytes of the body.
-pub const MAX_PING_PAYLOAD: usize = frame::MAX_BODY_LEN - 64;
+pub(crate) const MAX_PING_PAYLOAD: usize = frame::MAX_BODY_LEN - 64;
 
 /// PingRequest: echoes the payload with the server clock in ms (spec §4.1). The proto asks for
 /// at most 64 bytes and the reference server does not check; a payload whose echo would not
 /// fit in a frame is refused as INVALID_VALUE "payload".
-pub fn ping(request: ps::PingRequest, now: Now) -> Result<ResponseType, Reject> {
+pub(crate) fn ping(request: ps::PingRequest, now: Now) -> Result<ResponseType, Reject> {
     if request.payload.len() > MAX_PING_PAYLOAD {
         return Err(Reject::invalid("payload"));
     }
@@ -24,7 +24,7 @@ pub fn ping(request: ps::PingRequest, now: Now) -> Result<ResponseType, Reject> 
 }
 
 /// ListRolesRequest: one entry per served role with its bound port (spec §4.2).
-pub fn list_roles(ctx: &Ctx) -> ResponseType {
+pub(crate) fn list_roles(ctx: &Ctx) -> ResponseType {
     let roles = ctx
         .role_ports
         .iter()

@@ -16,7 +16,7 @@ use crate::wire::request;
 
 /// CallIdentityApplicationServiceRequest: checks in the specified order, then rings the callee.
 /// The answer is deferred (`Ok(None)`) until the callee answers, fails or times out.
-pub async fn call_identity_application_service(
+pub(crate) async fn call_identity_application_service(
     ctx: &Ctx,
     session: &mut Session,
     caller: Peer,

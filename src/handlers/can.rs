@@ -26,7 +26,7 @@ use crate::wire::ps::{self, conversation_response::ResponseType};
 static CAN_FAILURES: LogGate = LogGate::new(6);
 
 /// CanStoreDataRequest: replaces the client's object, or deletes it when `data` is absent.
-pub async fn can_store_data(
+pub(crate) async fn can_store_data(
     ctx: &Ctx,
     peer: Peer,
     request: ps::CanStoreDataRequest,
@@ -68,7 +68,7 @@ pub async fn can_store_data(
 /// CanPublishIpnsRecordRequest: checks the client's record against its object and contract,
 /// then publishes it through the fork's `name/upload`, or on a stock node (no `name/upload`) a
 /// V1+V2 record through `routing/put` or `dht/put`, checked against today's IPNS rules first.
-pub async fn can_publish_ipns_record(
+pub(crate) async fn can_publish_ipns_record(
     ctx: &Ctx,
     peer: Peer,
     request: ps::CanPublishIpnsRecordRequest,

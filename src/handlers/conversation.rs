@@ -14,7 +14,7 @@ use crate::wire::{MAX_PUBLIC_KEY_LEN, Status, VERSION_1_0_0};
 const CHALLENGE_LEN: usize = 32;
 
 /// StartConversationRequest (spec §3.2): validates, negotiates 1.0.0, signs the client challenge.
-pub fn start(
+pub(crate) fn start(
     ctx: &Ctx,
     session: &mut Session,
     request: ps::StartConversationRequest,
@@ -50,7 +50,7 @@ pub fn start(
 }
 
 /// VerifyIdentityRequest (spec §3.4): challenge echo, then signature; the session becomes Verified.
-pub fn verify_identity(
+pub(crate) fn verify_identity(
     session: &mut Session,
     signature: &[u8],
     request: &ps::VerifyIdentityRequest,
@@ -69,7 +69,7 @@ pub fn verify_identity(
 
 /// The checks CheckIn and VerifyIdentity share (spec §3.4 steps 2 and 3): the challenge must be
 /// the one sent in StartConversation, and `signed` must carry the peer's signature.
-pub fn check_challenge_signature(
+pub(crate) fn check_challenge_signature(
     session: &Session,
     signature: &[u8],
     challenge: &[u8],

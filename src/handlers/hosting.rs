@@ -27,12 +27,12 @@ const START_TIME_TOLERANCE_MS: i64 = 3_600_000;
 const CONTRACT_LENGTH_MS: i64 = 10 * 365 * 24 * 3_600_000;
 
 /// Whether `ms` is a representable timestamp (spec §1.3).
-pub fn is_valid_timestamp(ms: i64) -> bool {
+pub(crate) fn is_valid_timestamp(ms: i64) -> bool {
     (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms)
 }
 
 /// ListHostingPlansRequest: the one free plan for any identity type, while slots are free.
-pub async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
+pub(crate) async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
     if ctx.store.hosted_count().await? >= u64::from(ctx.config.limits.max_hosted_identities) {
         return Err(Reject::status(Status::ErrorQuotaExceeded));
     }
@@ -53,7 +53,7 @@ pub async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseTy
 static REGISTRATIONS_REFUSED: LogGate = LogGate::new(6);
 
 /// RegisterHostingRequest: checks the signed contract, then stores the agreement (spec §4.5).
-pub async fn register_hosting(
+pub(crate) async fn register_hosting(
     ctx: &Ctx,
     session: &Session,
     signature: &[u8],
@@ -117,7 +117,7 @@ pub async fn register_hosting(
 
 /// CheckInRequest: challenge, signature, hosted check; the session becomes Authenticated and
 /// replaces any older connection of the identity (spec §3.4).
-pub async fn check_in(
+pub(crate) async fn check_in(
     ctx: &Ctx,
     session: &mut Session,
     signature: &[u8],
@@ -146,7 +146,7 @@ pub async fn check_in(
 }
 
 /// Whether the identity is hosted here and has not cancelled.
-pub async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
+pub(crate) async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
     Ok(ctx
         .store
         .hosted_identity(id)
@@ -155,7 +155,7 @@ pub async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
 }
 
 /// CancelHostingAgreementRequest: ends hosting, optionally naming the new server (spec §4.9).
-pub async fn cancel_hosting_agreement(
+pub(crate) async fn cancel_hosting_agreement(
     ctx: &Ctx,
     session: &Session,
     peer: Peer,

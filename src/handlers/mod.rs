@@ -2,18 +2,18 @@
 //!
 //! Handlers never touch a socket. They return a body or a [`Reject`]; the connection writes it.
 
-pub mod app_service;
-pub mod basic;
-pub mod call;
-pub mod can;
-pub mod conversation;
-pub mod hosting;
-pub mod neighborhood;
-pub mod profile;
-pub mod reject;
-pub mod relations;
-pub mod relay;
-pub mod search;
+pub(crate) mod app_service;
+pub(crate) mod basic;
+pub(crate) mod call;
+pub(crate) mod can;
+pub(crate) mod conversation;
+pub(crate) mod hosting;
+pub(crate) mod neighborhood;
+pub(crate) mod profile;
+pub(crate) mod reject;
+pub(crate) mod relations;
+pub(crate) mod relay;
+pub(crate) mod search;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -33,7 +33,7 @@ use crate::wire::{is_valid_version, response};
 
 /// What the connection does with a handled request.
 #[derive(Debug, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Send this response and go on.
     Reply(ps::Message),
     /// Send this response, then close the connection.
@@ -44,7 +44,7 @@ pub enum Outcome {
 
 /// One request as it arrived: its message id, when, and the in-flight bytes it holds.
 #[derive(Debug)]
-pub struct Received {
+pub(crate) struct Received {
     /// The request's message id, echoed in the answer.
     pub id: u32,
     /// When the request arrived.
@@ -55,7 +55,7 @@ pub struct Received {
 
 /// A successful conversation answer and the server's signature over it (empty when none).
 #[derive(Debug)]
-pub struct ConversationBody {
+pub(crate) struct ConversationBody {
     /// `ConversationResponse.signature`.
     pub signature: Vec<u8>,
     /// The response body.
@@ -64,7 +64,7 @@ pub struct ConversationBody {
 
 impl ConversationBody {
     /// A body the server does not sign.
-    pub fn unsigned(body: conversation_response::ResponseType) -> ConversationBody {
+    pub(crate) fn unsigned(body: conversation_response::ResponseType) -> ConversationBody {
         ConversationBody {
             signature: Vec::new(),
             body,
@@ -77,7 +77,7 @@ impl ConversationBody {
 /// `budget` holds the request's bytes against `limits.max_inflight_bytes`; a relayed message
 /// keeps it until the delivery is written, so queued deliveries stay within the budget.
 /// `received.now` is when the request arrived: handlers never read the clock themselves.
-pub async fn handle(
+pub(crate) async fn handle(
     ctx: &Arc<Ctx>,
     session: &mut Session,
     received: Received,

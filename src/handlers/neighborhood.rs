@@ -28,7 +28,7 @@ static FOLLOWER_STARTS_REFUSED: LogGate = LogGate::new(6);
 
 /// StartNeighborhoodInitializationRequest: checks in the order of spec §4.19, records the
 /// follower and starts streaming our hosted profiles to it on this connection.
-pub async fn start_neighborhood_initialization(
+pub(crate) async fn start_neighborhood_initialization(
     ctx: &Arc<Ctx>,
     session: &mut Session,
     peer: Peer,
@@ -122,12 +122,12 @@ fn follower_address(
 
 /// FinishNeighborhoodInitializationRequest from a client: we never start an initialisation on
 /// a connection someone else opened, so there is nothing to finish (spec §4.19, PS08017).
-pub fn finish_neighborhood_initialization() -> Result<ConversationBody, Reject> {
+pub(crate) fn finish_neighborhood_initialization() -> Result<ConversationBody, Reject> {
     Err(Reject::status(Status::ErrorRejected))
 }
 
 /// StopNeighborhoodUpdatesRequest: the follower and its queued actions go (spec §4.19).
-pub async fn stop_neighborhood_updates(ctx: &Ctx, peer: &Peer) -> Result<ConversationBody, Reject> {
+pub(crate) async fn stop_neighborhood_updates(ctx: &Ctx, peer: &Peer) -> Result<ConversationBody, Reject> {
     let peer = peer.id;
     ctx.peer_health.answered(Side::Follower, peer.0);
     if !ctx.store.remove_follower(peer.0).await? {
@@ -141,7 +141,7 @@ pub async fn stop_neighborhood_updates(ctx: &Ctx, peer: &Peer) -> Result<Convers
 
 /// NeighborhoodSharedProfileUpdateRequest from an initialised neighbour: every item before the
 /// first bad one is applied, that one is answered with its `"$i.$field"` (spec §4.19).
-pub async fn neighborhood_shared_profile_update(
+pub(crate) async fn neighborhood_shared_profile_update(
     ctx: &Ctx,
     peer: &Peer,
     request: ps::NeighborhoodSharedProfileUpdateRequest,

@@ -18,7 +18,7 @@ use crate::wire::Status;
 use crate::wire::ps::{self, conversation_response::ResponseType, single_response};
 
 /// UpdateProfileRequest: validates in the specified order, then replaces the stored profile.
-pub async fn update_profile(
+pub(crate) async fn update_profile(
     ctx: &Ctx,
     peer: Peer,
     signature: &[u8],
@@ -80,7 +80,7 @@ async fn hosted_record(ctx: &Ctx, id: NetworkId) -> Result<HostedIdentity, Rejec
 }
 
 /// GetProfileInformationRequest (spec §4.12).
-pub async fn get_profile_information(
+pub(crate) async fn get_profile_information(
     ctx: &Ctx,
     request: ps::GetProfileInformationRequest,
 ) -> Result<single_response::ResponseType, Reject> {
@@ -146,7 +146,7 @@ async fn image(ctx: &Ctx, hash: &[u8]) -> Result<Vec<u8>, Reject> {
 }
 
 /// ProfileStatsRequest: initialised, non-cancelled hosted profiles by type (spec §4.17).
-pub async fn profile_stats(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
+pub(crate) async fn profile_stats(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
     let stats = ctx
         .store
         .profile_stats()

@@ -7,7 +7,7 @@ use crate::wire::{Status, ps, response};
 
 /// An error response. Internal causes are logged where they are mapped, never sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
+pub(crate) struct Reject {
     /// Status code on the wire.
     pub status: Status,
     /// `Response.details`, e.g. the camelCase path of an invalid field.
@@ -27,39 +27,39 @@ impl Reject {
     }
 
     /// A rejection with no details.
-    pub fn status(status: Status) -> Reject {
+    pub(crate) fn status(status: Status) -> Reject {
         Reject::new(status, Cow::Borrowed(""))
     }
 
     /// `status` with `details`.
-    pub fn with_details(status: Status, details: impl Into<Cow<'static, str>>) -> Reject {
+    pub(crate) fn with_details(status: Status, details: impl Into<Cow<'static, str>>) -> Reject {
         Reject::new(status, details.into())
     }
 
     /// ERROR_INVALID_VALUE naming the offending field.
-    pub fn invalid(field: impl Into<Cow<'static, str>>) -> Reject {
+    pub(crate) fn invalid(field: impl Into<Cow<'static, str>>) -> Reject {
         Reject::new(Status::ErrorInvalidValue, field.into())
     }
 
     /// ERROR_PROTOCOL_VIOLATION with details; the connection will be closed.
-    pub fn violation(details: &'static str) -> Reject {
+    pub(crate) fn violation(details: &'static str) -> Reject {
         Reject::new(Status::ErrorProtocolViolation, Cow::Borrowed(details))
     }
 
     /// This rejection, and then close the connection.
     #[must_use]
-    pub fn and_close(mut self) -> Reject {
+    pub(crate) fn and_close(mut self) -> Reject {
         self.close = true;
         self
     }
 
     /// Whether answering this must end the connection (spec §1.4).
-    pub fn closes_connection(&self) -> bool {
+    pub(crate) fn closes_connection(&self) -> bool {
         self.close
     }
 
     /// The error response for request `id`.
-    pub fn to_message(&self, id: u32) -> ps::Message {
+    pub(crate) fn to_message(&self, id: u32) -> ps::Message {
         response::error(id, self.status, &self.details)
     }
 }

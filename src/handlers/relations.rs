@@ -86,7 +86,7 @@ async fn still_hosted(ctx: &Ctx, id: crate::crypto::NetworkId) -> Result<(), Rej
 }
 
 /// AddRelatedIdentityRequest: every check in order, then the quota and uniqueness.
-pub async fn add_related_identity(
+pub(crate) async fn add_related_identity(
     ctx: &Ctx,
     peer: Peer,
     signature: &[u8],
@@ -126,7 +126,7 @@ pub async fn add_related_identity(
 }
 
 /// RemoveRelatedIdentityRequest: NOT_FOUND when no card has that application id.
-pub async fn remove_related_identity(
+pub(crate) async fn remove_related_identity(
     ctx: &Ctx,
     peer: &Peer,
     request: ps::RemoveRelatedIdentityRequest,
@@ -147,7 +147,7 @@ pub async fn remove_related_identity(
 
 /// GetIdentityRelationshipsInformationRequest: the identity's cards through the type, validity
 /// and issuer filters; an unknown identity simply has none.
-pub async fn get_identity_relationships_information(
+pub(crate) async fn get_identity_relationships_information(
     ctx: &Ctx,
     request: ps::GetIdentityRelationshipsInformationRequest,
     now: Now,

@@ -23,7 +23,7 @@ fn refused(ctx: &Ctx, refusal: Refused) -> Reject {
 }
 
 /// ApplicationServiceSendMessageRequest: an init or a data message; `Ok(None)` defers the answer.
-pub fn application_service_send_message(
+pub(crate) fn application_service_send_message(
     ctx: &Ctx,
     session: &mut Session,
     id: u32,
@@ -78,12 +78,12 @@ pub fn application_service_send_message(
 }
 
 /// The OK body of a send, echoing the token (HEAD proto).
-pub fn sent(token: Vec<u8>) -> ResponseType {
+pub(crate) fn sent(token: Vec<u8>) -> ResponseType {
     ResponseType::ApplicationServiceSendMessage(ps::ApplicationServiceSendMessageResponse { token })
 }
 
 /// CloseCallRequest: a party of the call ends it; NOT_FOUND for unknown tokens or strangers.
-pub fn close_call(
+pub(crate) fn close_call(
     ctx: &Ctx,
     session: &Session,
     request: ps::CloseCallRequest,

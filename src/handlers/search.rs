@@ -104,7 +104,7 @@ async fn run_off_runtime(
 }
 
 /// ProfileSearchRequest: runs the query, answers the first slice, caches the rest.
-pub async fn profile_search(
+pub(crate) async fn profile_search(
     ctx: &Arc<Ctx>,
     session: &mut Session,
     request: ps::ProfileSearchRequest,
@@ -161,7 +161,7 @@ fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool, now
 }
 
 /// ProfileSearchPartRequest: a slice of the cached results (spec §4.18).
-pub async fn profile_search_part(
+pub(crate) async fn profile_search_part(
     ctx: &Ctx,
     session: &mut Session,
     request: &ps::ProfileSearchPartRequest,

@@ -17,11 +17,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// The span over which quotas are counted.
-pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+pub(crate) const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What an address may do only so often per [`QUOTA_WINDOW`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quota {
+pub(crate) enum Quota {
     /// RegisterHosting that reached the database.
     Registration,
     /// StartNeighborhoodInitialization that was accepted.
@@ -30,7 +30,7 @@ pub enum Quota {
 
 /// The per-address limits.
 #[derive(Debug, Clone, Copy)]
-pub struct AddressLimits {
+pub(crate) struct AddressLimits {
     /// Open connections per address.
     pub connections: u32,
     /// Registrations per address per [`QUOTA_WINDOW`].
@@ -71,14 +71,14 @@ fn window_is_over(window: Option<(Instant, u32)>, now: Instant) -> bool {
 
 /// The table of addresses.
 #[derive(Debug)]
-pub struct Addresses {
+pub(crate) struct Addresses {
     limits: AddressLimits,
     table: Mutex<HashMap<IpAddr, Entry>>,
 }
 
 /// An open connection's share of its address; dropping it frees the share.
 #[derive(Debug)]
-pub struct AddressSlot {
+pub(crate) struct AddressSlot {
     addresses: Arc<Addresses>,
     ip: IpAddr,
     share: Arc<Semaphore>,
@@ -86,7 +86,7 @@ pub struct AddressSlot {
 
 impl AddressSlot {
     /// The address's permits for bytes of frames still arriving, shared by its connections.
-    pub fn inflight_share(&self) -> &Arc<Semaphore> {
+    pub(crate) fn inflight_share(&self) -> &Arc<Semaphore> {
         &self.share
     }
 }
@@ -105,7 +105,7 @@ impl Drop for AddressSlot {
 
 impl Addresses {
     /// An empty table.
-    pub fn new(limits: AddressLimits) -> Arc<Addresses> {
+    pub(crate) fn new(limits: AddressLimits) -> Arc<Addresses> {
         Arc::new(Addresses {
             limits,
             table: Mutex::new(HashMap::new()),
@@ -118,7 +118,7 @@ impl Addresses {
     }
 
     /// A new connection from `ip`, or `None` when the address already holds its share.
-    pub fn connect(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Option<AddressSlot> {
+    pub(crate) fn connect(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Option<AddressSlot> {
         let mut table = self.table();
         if !table.contains_key(&ip) && table.len() >= self.limits.capacity {
             make_room(&mut table, now);
@@ -142,7 +142,7 @@ impl Addresses {
 
     /// Counts one use of `quota` by the connection holding `slot`; `false` when its address
     /// had its share of the current hour (nothing is counted then).
-    pub fn take(&self, slot: &AddressSlot, quota: Quota, now: Instant) -> bool {
+    pub(crate) fn take(&self, slot: &AddressSlot, quota: Quota, now: Instant) -> bool {
         let limit = match quota {
             Quota::Registration => self.limits.registrations,
             Quota::FollowerStart => self.limits.follower_starts,

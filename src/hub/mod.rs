@@ -6,21 +6,21 @@
 //! relay decisions take `now` and return [`Effect`]s; [`carry_out`] is the one place where
 //! those meet the connections' queues.
 
-pub mod addresses;
-pub mod outbox;
-pub mod peer_health;
-pub mod registry;
-pub mod relay;
+pub(crate) mod addresses;
+pub(crate) mod outbox;
+pub(crate) mod peer_health;
+pub(crate) mod registry;
+pub(crate) mod relay;
 
-pub use addresses::{AddressLimits, AddressSlot, Addresses};
-pub use outbox::{Command, Outbox, Reply, ServerRequest, ServerRequestKind};
-pub use peer_health::{Candidate, PeerHealth, Side};
-pub use registry::Registry;
-pub use relay::Relays;
+pub(crate) use addresses::{AddressLimits, AddressSlot, Addresses};
+pub(crate) use outbox::{Command, Outbox, Reply, ServerRequest, ServerRequestKind};
+pub(crate) use peer_health::{Candidate, PeerHealth, Side};
+pub(crate) use registry::Registry;
+pub(crate) use relay::Relays;
 
 /// Something a decision wants done to a connection.
 #[derive(Debug)]
-pub struct Effect {
+pub(crate) struct Effect {
     /// The connection.
     pub to: Outbox,
     /// What it must do.
@@ -32,7 +32,7 @@ pub struct Effect {
 
 impl Effect {
     /// Queue `frame` for writing.
-    pub fn send(to: &Outbox, frame: Vec<u8>) -> Effect {
+    pub(crate) fn send(to: &Outbox, frame: Vec<u8>) -> Effect {
         Effect {
             to: to.clone(),
             command: Command::Send(frame),
@@ -41,7 +41,7 @@ impl Effect {
     }
 
     /// Close the connection.
-    pub fn close(to: &Outbox) -> Effect {
+    pub(crate) fn close(to: &Outbox) -> Effect {
         Effect {
             to: to.clone(),
             command: Command::Close,
@@ -52,7 +52,7 @@ impl Effect {
 
 /// Queues every effect; a refused one that names a relay ends it, and so on until nothing is
 /// left. Never waits: a full queue refuses instead of growing.
-pub fn carry_out(relays: &Relays, effects: Vec<Effect>) {
+pub(crate) fn carry_out(relays: &Relays, effects: Vec<Effect>) {
     let mut work = std::collections::VecDeque::from(effects);
     while let Some(effect) = work.pop_front() {
         if effect.to.try_push(effect.command).is_err()

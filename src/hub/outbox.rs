@@ -12,7 +12,7 @@ use crate::wire::ps;
 /// Kept small (the request lives behind a box): every connection's queue allocates room for
 /// a block of these up front, idle or not.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Write an already encoded frame.
     Send(Vec<u8>),
     /// Send a server-initiated request; its answer goes to its `reply`.
@@ -23,7 +23,7 @@ pub enum Command {
 
 impl Command {
     /// A server-initiated request of `kind`, whose answer goes to `reply`.
-    pub fn request(
+    pub(crate) fn request(
         kind: ServerRequestKind,
         message: ps::Message,
         reply: Reply,
@@ -40,7 +40,7 @@ impl Command {
 
 /// A request the server sends to a connection's peer.
 #[derive(Debug)]
-pub struct ServerRequest {
+pub(crate) struct ServerRequest {
     /// Type of the request, checked against the answer.
     pub kind: ServerRequestKind,
     /// The request; its id is assigned by the connection.
@@ -53,7 +53,7 @@ pub struct ServerRequest {
 
 /// The type of a server-initiated request, used to check the answer's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServerRequestKind {
+pub(crate) enum ServerRequestKind {
     /// IncomingCallNotificationRequest (conversation).
     IncomingCallNotification,
     /// NeighborhoodSharedProfileUpdateRequest (conversation).
@@ -66,7 +66,7 @@ pub enum ServerRequestKind {
 
 /// Where the answer to a server-initiated request goes.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// A task awaits it.
     Channel(oneshot::Sender<ps::Response>),
     /// A relayed message: the answer is acknowledged on the sender's connection, in the order
@@ -83,7 +83,7 @@ pub enum Reply {
 
 /// The acknowledgement owed to the sender of a relayed message.
 #[derive(Debug, Clone)]
-pub struct RelayAck {
+pub(crate) struct RelayAck {
     /// The relay the message travelled through.
     pub relay: u64,
     /// The sender's connection.
@@ -96,7 +96,7 @@ pub struct RelayAck {
 
 /// Why a command could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum OutboxError {
+pub(crate) enum OutboxError {
     /// The connection's queue is full: it is not keeping up.
     #[error("connection queue is full")]
     Full,
@@ -107,19 +107,19 @@ pub enum OutboxError {
 
 /// Sending side of a connection's command queue; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     sender: mpsc::Sender<Command>,
 }
 
 impl Outbox {
     /// A new queue holding at most `capacity` commands.
-    pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Command>) {
+    pub(crate) fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Command>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         (Outbox { sender }, receiver)
     }
 
     /// Queues a command, waiting while the queue is full (callers bound the wait).
-    pub async fn push(&self, command: Command) -> Result<(), OutboxError> {
+    pub(crate) async fn push(&self, command: Command) -> Result<(), OutboxError> {
         self.sender
             .send(command)
             .await
@@ -127,7 +127,7 @@ impl Outbox {
     }
 
     /// Queues a command without waiting; a full queue is an error, never growth.
-    pub fn try_push(&self, command: Command) -> Result<(), OutboxError> {
+    pub(crate) fn try_push(&self, command: Command) -> Result<(), OutboxError> {
         self.sender.try_send(command).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => OutboxError::Full,
             mpsc::error::TrySendError::Closed(_) => OutboxError::Closed,
@@ -137,7 +137,7 @@ impl Outbox {
 
 /// The way to reach one connection.
 #[derive(Clone, Debug)]
-pub struct Link {
+pub(crate) struct Link {
     /// Unique number of the connection within this server run.
     pub connection: u64,
     /// The connection's command queue.

@@ -13,13 +13,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 /// Signs of life kept per side until its task takes them.
-pub const MAX_SIGNS: usize = 256;
+pub(crate) const MAX_SIGNS: usize = 256;
 
 /// A server that started following us: LOC neighbourhoods are mutual, so it is a neighbour
 /// of ours too, even when our LOC has not learnt its Profile service yet (LOC 2.0 accepts and
 /// renews a peer without its services).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Its network id, proven by its signature.
     pub id: [u8; 32],
     /// The address it gave (its own source address outside test mode).
@@ -30,7 +30,7 @@ pub struct Candidate {
 
 /// Which relation to us a server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
+pub(crate) enum Side {
     /// It shares its profiles with us.
     Neighbor,
     /// We share ours with it.
@@ -39,7 +39,7 @@ pub enum Side {
 
 /// Liveness of neighbours and followers (see the module notes).
 #[derive(Debug, Default)]
-pub struct PeerHealth {
+pub(crate) struct PeerHealth {
     inner: Mutex<Inner>,
     neighbor_signs: Notify,
     follower_signs: Notify,
@@ -57,7 +57,7 @@ struct Inner {
 
 /// The failing servers of one side: how many, and since when the oldest failure lasts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Failing {
+pub(crate) struct Failing {
     /// How many do not answer.
     pub count: u64,
     /// When the longest-lasting failure began (Unix ms).
@@ -66,25 +66,25 @@ pub struct Failing {
 
 impl PeerHealth {
     /// `id` did not answer at `now_ms`; a failure already recorded keeps its start.
-    pub fn failed(&self, side: Side, id: [u8; 32], now_ms: i64) {
+    pub(crate) fn failed(&self, side: Side, id: [u8; 32], now_ms: i64) {
         self.lock().failing.entry((side, id)).or_insert(now_ms);
     }
 
     /// `id` answered (or is no longer ours to ask): its failure is over.
-    pub fn answered(&self, side: Side, id: [u8; 32]) {
+    pub(crate) fn answered(&self, side: Side, id: [u8; 32]) {
         self.lock().failing.remove(&(side, id));
     }
 
     /// Forgets the failures of `side`'s servers other than `current` (those that are no longer
     /// neighbours or followers).
-    pub fn keep_only(&self, side: Side, current: &[[u8; 32]]) {
+    pub(crate) fn keep_only(&self, side: Side, current: &[[u8; 32]]) {
         self.lock()
             .failing
             .retain(|(of, id), _| *of != side || current.contains(id));
     }
 
     /// The failing servers of `side`.
-    pub fn failing(&self, side: Side) -> Failing {
+    pub(crate) fn failing(&self, side: Side) -> Failing {
         let inner = self.lock();
         let mut failing = Failing::default();
         for ((of, _), since) in &inner.failing {
@@ -98,7 +98,7 @@ impl PeerHealth {
 
     /// `id` showed life (it sent us a neighbourhood request): the tasks of both sides may try
     /// it again at once.
-    pub fn showed_life(&self, id: [u8; 32]) {
+    pub(crate) fn showed_life(&self, id: [u8; 32]) {
         let mut inner = self.lock();
         for side in [Side::Neighbor, Side::Follower] {
             let signs = inner.signs.entry(side).or_default();
@@ -112,7 +112,7 @@ impl PeerHealth {
     }
 
     /// `candidate` started following us: the neighbour task may take it as a neighbour.
-    pub fn follower_started(&self, candidate: Candidate) {
+    pub(crate) fn follower_started(&self, candidate: Candidate) {
         let mut inner = self.lock();
         if inner.candidates.len() < MAX_SIGNS {
             inner.candidates.push_back(candidate);
@@ -122,12 +122,12 @@ impl PeerHealth {
     }
 
     /// The followers to consider as neighbours since the last call.
-    pub fn take_candidates(&self) -> Vec<Candidate> {
+    pub(crate) fn take_candidates(&self) -> Vec<Candidate> {
         self.lock().candidates.drain(..).collect()
     }
 
     /// The servers that showed life since the last call, for `side`'s task.
-    pub fn take_signs(&self, side: Side) -> Vec<[u8; 32]> {
+    pub(crate) fn take_signs(&self, side: Side) -> Vec<[u8; 32]> {
         let mut inner = self.lock();
         inner
             .signs
@@ -137,7 +137,7 @@ impl PeerHealth {
     }
 
     /// Waits until a server showed life for `side`.
-    pub async fn signs_given(&self, side: Side) {
+    pub(crate) async fn signs_given(&self, side: Side) {
         match side {
             Side::Neighbor => self.neighbor_signs.notified().await,
             Side::Follower => self.follower_signs.notified().await,

@@ -12,16 +12,16 @@ use super::outbox::{Command, Link};
 use crate::crypto::NetworkId;
 
 /// Spec §4.10: services per session.
-pub const MAX_SERVICES: usize = 50;
+pub(crate) const MAX_SERVICES: usize = 50;
 /// Spec §4.10: bytes per service name.
-pub const MAX_SERVICE_NAME_LEN: usize = 32;
+pub(crate) const MAX_SERVICE_NAME_LEN: usize = 32;
 
 /// One service name (at most 32 bytes).
-pub type ServiceName = heapless::String<MAX_SERVICE_NAME_LEN>;
+pub(crate) type ServiceName = heapless::String<MAX_SERVICE_NAME_LEN>;
 
 /// Why ApplicationServiceAdd failed.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AddError {
+pub(crate) enum AddError {
     /// The name at this index is empty or too long.
     Invalid(usize),
     /// The set would exceed [`MAX_SERVICES`].
@@ -30,11 +30,11 @@ pub enum AddError {
 
 /// The application services of one session, at most 50.
 #[derive(Debug, Default, Clone)]
-pub struct ServiceSet(heapless::Vec<ServiceName, MAX_SERVICES>);
+pub(crate) struct ServiceSet(heapless::Vec<ServiceName, MAX_SERVICES>);
 
 impl ServiceSet {
     /// Adds every name or none: the first invalid name, or a union above the limit, changes nothing.
-    pub fn add_all(&mut self, names: &[String]) -> Result<(), AddError> {
+    pub(crate) fn add_all(&mut self, names: &[String]) -> Result<(), AddError> {
         let mut fresh: Vec<ServiceName> = Vec::new();
         for (index, name) in names.iter().enumerate() {
             let parsed = ServiceName::try_from(name.as_str())
@@ -58,7 +58,7 @@ impl ServiceSet {
     }
 
     /// Removes a name; false when it was not there.
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         match self.0.iter().position(|n| n.as_str() == name) {
             Some(index) => {
                 self.0.swap_remove(index);
@@ -69,12 +69,12 @@ impl ServiceSet {
     }
 
     /// Whether `name` is enabled.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|n| n.as_str() == name)
     }
 
     /// The names, in no particular order.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.0.iter().map(|n| n.as_str().to_owned()).collect()
     }
 }
@@ -86,7 +86,7 @@ struct Online {
 
 /// The online-presence registry.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     online: Mutex<HashMap<NetworkId, Online>>,
 }
 
@@ -96,7 +96,7 @@ impl Registry {
     }
 
     /// Records `link` as the identity's authenticated connection and tells an older one to close.
-    pub fn check_in(&self, id: NetworkId, link: Link) {
+    pub(crate) fn check_in(&self, id: NetworkId, link: Link) {
         let previous = self.lock().insert(
             id,
             Online {
@@ -111,7 +111,7 @@ impl Registry {
     }
 
     /// Removes the identity, but only if `connection` is still its registered one.
-    pub fn leave(&self, id: NetworkId, connection: u64) {
+    pub(crate) fn leave(&self, id: NetworkId, connection: u64) {
         let mut online = self.lock();
         if online
             .get(&id)
@@ -122,24 +122,24 @@ impl Registry {
     }
 
     /// How many identities have an authenticated connection.
-    pub fn online_count(&self) -> usize {
+    pub(crate) fn online_count(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether the identity has an authenticated connection.
-    pub fn is_online(&self, id: NetworkId) -> bool {
+    pub(crate) fn is_online(&self, id: NetworkId) -> bool {
         self.lock().contains_key(&id)
     }
 
     /// The identity's link and enabled services, when online.
-    pub fn online(&self, id: NetworkId) -> Option<(Link, ServiceSet)> {
+    pub(crate) fn online(&self, id: NetworkId) -> Option<(Link, ServiceSet)> {
         self.lock()
             .get(&id)
             .map(|o| (o.link.clone(), o.services.clone()))
     }
 
     /// Runs `change` on the services of the identity's session on `connection`.
-    pub fn with_services<R>(
+    pub(crate) fn with_services<R>(
         &self,
         id: NetworkId,
         connection: u64,

@@ -22,11 +22,11 @@ use crate::wire::ps::{self, conversation_response, single_response};
 use crate::wire::{Status, VERSION_1_0_0, frame, response};
 
 /// Relay tokens are 16 random bytes, like the reference server's GUIDs.
-pub type Token = [u8; 16];
+pub(crate) type Token = [u8; 16];
 
 /// How long each step of a call may take (`timeouts.call_answer_secs`, `relay_join_secs`).
 #[derive(Clone, Copy, Debug)]
-pub struct RelayTimeouts {
+pub(crate) struct RelayTimeouts {
     /// The callee's time to answer IncomingCallNotification (spec: 10 s).
     pub answer: Duration,
     /// Time for the first init after acceptance, and for the second after the first (30 s).
@@ -35,7 +35,7 @@ pub struct RelayTimeouts {
 
 /// Which party of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// The identity that placed the call.
     Caller,
     /// The called identity.
@@ -60,7 +60,7 @@ impl Side {
 
 /// A clAppService connection's membership in a relay: one relay per connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The relay.
     pub relay: u64,
     /// The side this connection speaks for.
@@ -69,7 +69,7 @@ pub struct Binding {
 
 /// The caller's side of a call being placed.
 #[derive(Debug)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The caller's identity.
     pub id: NetworkId,
     /// The caller's connection, which receives the deferred answer.
@@ -80,7 +80,7 @@ pub struct Caller {
 
 /// A newly placed call.
 #[derive(Debug)]
-pub struct NewCall {
+pub(crate) struct NewCall {
     /// Relay id.
     pub relay: u64,
     /// Token sent to the callee in the notification.
@@ -91,7 +91,7 @@ pub struct NewCall {
 
 /// What an init message led to.
 #[derive(Debug)]
-pub enum Joined {
+pub(crate) enum Joined {
     /// First party in: its init is answered when the other arrives (or NOT_FOUND at timeout).
     Waiting(Binding),
     /// Both in: answer this init now; the first party's answer is among the effects.
@@ -101,7 +101,7 @@ pub enum Joined {
 /// A relay request refused with NOT_FOUND and the connection closed; the relays involved are
 /// gone, and their other parties are told through the effects.
 #[derive(Debug)]
-pub struct Refused(pub Vec<Effect>);
+pub(crate) struct Refused(pub Vec<Effect>);
 
 /// The caller's answer, owed until the callee answers the notification.
 struct Ringing {
@@ -148,7 +148,7 @@ struct Inner {
 }
 
 /// Every relay of the server, bounded by `limits.max_relays`.
-pub struct Relays {
+pub(crate) struct Relays {
     inner: Mutex<Inner>,
     max: usize,
     timeouts: RelayTimeouts,
@@ -158,7 +158,7 @@ pub struct Relays {
 
 impl Relays {
     /// An empty set holding at most `max` relays.
-    pub fn new(max: usize, timeouts: RelayTimeouts) -> Relays {
+    pub(crate) fn new(max: usize, timeouts: RelayTimeouts) -> Relays {
         Relays {
             inner: Mutex::default(),
             max,
@@ -172,12 +172,12 @@ impl Relays {
     }
 
     /// Relays alive now, ringing to teardown.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.lock().relays.len()
     }
 
     /// `limits.max_relays`.
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
@@ -187,7 +187,7 @@ impl Relays {
     }
 
     /// Creates a ringing relay with fresh tokens; `None` when the limit is reached.
-    pub fn place_call(&self, caller: Caller, callee: NetworkId, now: Instant) -> Option<NewCall> {
+    pub(crate) fn place_call(&self, caller: Caller, callee: NetworkId, now: Instant) -> Option<NewCall> {
         let mut inner = self.lock();
         if inner.relays.len() >= self.max {
             return None;
@@ -221,7 +221,7 @@ impl Relays {
     /// the notification could not be sent). Only a ringing relay changes (spec §4.13): OK gives
     /// the caller its token and starts the join timer, REJECTED is passed on, anything else is
     /// NOT_AVAILABLE and the relay ends.
-    pub fn call_answered(&self, relay: u64, status: Option<Status>, now: Instant) -> Vec<Effect> {
+    pub(crate) fn call_answered(&self, relay: u64, status: Option<Status>, now: Instant) -> Vec<Effect> {
         let mut inner = self.lock();
         let Some(entry) = inner.relays.get_mut(&relay) else {
             return Vec::new();
@@ -249,7 +249,7 @@ impl Relays {
     }
 
     /// Processes an init message (the first message on a clAppService connection).
-    pub fn join(
+    pub(crate) fn join(
         &self,
         token: &[u8],
         link: Link,
@@ -301,7 +301,7 @@ impl Relays {
 
     /// Where a data message from the connection bound by `binding` goes, or why it is refused.
     /// Any refusal ends the relay (spec §5.5); a token of another relay ends that one too.
-    pub fn route(&self, binding: Binding, token: &[u8]) -> Result<Link, Refused> {
+    pub(crate) fn route(&self, binding: Binding, token: &[u8]) -> Result<Link, Refused> {
         let mut inner = self.lock();
         let known = lookup(&inner, token);
         if known == Some((binding.relay, binding.side))
@@ -322,7 +322,7 @@ impl Relays {
 
     /// The recipient of a relayed message answered (`ok`) or failed: the sender learns it, in
     /// the order the recipient answered. A failure ends the relay (spec §5.5).
-    pub fn acknowledge(&self, ack: RelayAck, ok: bool) -> Vec<Effect> {
+    pub(crate) fn acknowledge(&self, ack: RelayAck, ok: bool) -> Vec<Effect> {
         let relay = ack.relay;
         let answer = if ok {
             send_ok(ack.message_id, ack.token)
@@ -341,7 +341,7 @@ impl Relays {
 
     /// A server-initiated request that gets no answer: its connection ended, or its table of
     /// pending requests was full (the 21st unacknowledged message, spec §5.5).
-    pub fn unanswered(&self, reply: Reply, now: Instant) -> Vec<Effect> {
+    pub(crate) fn unanswered(&self, reply: Reply, now: Instant) -> Vec<Effect> {
         match reply {
             Reply::Relay(ack) => self.acknowledge(ack, false),
             Reply::Call { relay, .. } => self.call_answered(relay, None, now),
@@ -353,14 +353,14 @@ impl Relays {
     /// Ends a relay (a party left or failed). Open parties are closed, a caller still waiting
     /// for the callee gets NOT_AVAILABLE, and the waiting party of a half-joined relay gets
     /// NOT_FOUND for its init when `notify_waiting`.
-    pub fn end(&self, relay: u64, notify_waiting: bool) -> Vec<Effect> {
+    pub(crate) fn end(&self, relay: u64, notify_waiting: bool) -> Vec<Effect> {
         take(&mut self.lock(), relay).map_or_else(Vec::new, |r| release(r, notify_waiting))
     }
 
     /// A connection ended: calls it placed that still ring are torn down, so a callee that
     /// accepts later gets NOT_FOUND for its init (spec §4.13), and the relay it was bound to
     /// ends.
-    pub fn connection_closed(&self, connection: u64, bound: Option<Binding>) -> Vec<Effect> {
+    pub(crate) fn connection_closed(&self, connection: u64, bound: Option<Binding>) -> Vec<Effect> {
         let mut inner = self.lock();
         let placed: Vec<u64> = inner
             .relays
@@ -385,7 +385,7 @@ impl Relays {
 
     /// CloseCall (HEAD proto): ends the call of `token` when `requester` is that token's party;
     /// `None` when the token is unknown or belongs to someone else.
-    pub fn close_call(&self, token: &[u8], requester: Option<NetworkId>) -> Option<Vec<Effect>> {
+    pub(crate) fn close_call(&self, token: &[u8], requester: Option<NetworkId>) -> Option<Vec<Effect>> {
         let mut inner = self.lock();
         let (relay, side) = lookup(&inner, token)?;
         let party = inner.relays.get(&relay).map(|r| r.parties[side.index()]);
@@ -398,7 +398,7 @@ impl Relays {
     /// Fires every deadline that is due at `now` (spec §4.13, §5.5 timers): a call nobody
     /// answered gives the caller NOT_AVAILABLE; an accepted call nobody joined vanishes; a
     /// half-joined one gives the waiting party NOT_FOUND.
-    pub fn expire(&self, now: Instant) -> Vec<Effect> {
+    pub(crate) fn expire(&self, now: Instant) -> Vec<Effect> {
         let mut inner = self.lock();
         let due: Vec<u64> = inner
             .relays
@@ -413,12 +413,12 @@ impl Relays {
     }
 
     /// The earliest pending deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.lock().relays.values().filter_map(|r| r.deadline).min()
     }
 
     /// Completes once a deadline may have been set since the last call; for the timer task.
-    pub async fn deadline_set(&self) {
+    pub(crate) async fn deadline_set(&self) {
         self.deadline_set.notified().await;
     }
 }
@@ -457,7 +457,7 @@ fn release(relay: Relay, notify_waiting: bool) -> Vec<Effect> {
 }
 
 /// The encoded OK answer to an ApplicationServiceSendMessageRequest, echoing the token.
-pub fn send_ok(id: u32, token: Vec<u8>) -> Vec<u8> {
+pub(crate) fn send_ok(id: u32, token: Vec<u8>) -> Vec<u8> {
     let body = single_response::ResponseType::ApplicationServiceSendMessage(
         ps::ApplicationServiceSendMessageResponse { token },
     );

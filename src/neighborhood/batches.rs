@@ -13,7 +13,7 @@ const ITEM_BUDGET: usize = MAX_FRAME_LEN - 32 - 64;
 
 /// Items gathered for one update request.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     items: Vec<ps::SharedProfileUpdateItem>,
     bytes: usize,
     /// Most items, besides the frame's limit.
@@ -28,7 +28,7 @@ impl Default for Batch {
 
 impl Batch {
     /// An empty batch that takes at most `max_items` items.
-    pub fn at_most(max_items: usize) -> Batch {
+    pub(crate) fn at_most(max_items: usize) -> Batch {
         Batch {
             items: Vec::new(),
             bytes: 0,
@@ -37,12 +37,12 @@ impl Batch {
     }
 
     /// Doubles how many items the batch takes.
-    pub fn allow_twice_as_many(&mut self) {
+    pub(crate) fn allow_twice_as_many(&mut self) {
         self.max_items = self.max_items.saturating_mul(2);
     }
 
     /// Adds `item` when it fits; hands it back when the batch is full (never when empty).
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         item: ps::SharedProfileUpdateItem,
     ) -> Result<(), Box<ps::SharedProfileUpdateItem>> {
@@ -58,12 +58,12 @@ impl Batch {
     }
 
     /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// The items, leaving the batch empty.
-    pub fn take(&mut self) -> Vec<ps::SharedProfileUpdateItem> {
+    pub(crate) fn take(&mut self) -> Vec<ps::SharedProfileUpdateItem> {
         self.bytes = 0;
         std::mem::take(&mut self.items)
     }
@@ -71,7 +71,7 @@ impl Batch {
 
 /// An `add` (or, with `change`, a `change`) item carrying a stored profile, exactly the bytes
 /// and signature its owner gave, and its thumbnail.
-pub fn profile_item(
+pub(crate) fn profile_item(
     profile: &SharedProfile,
     thumbnail: Vec<u8>,
     change: bool,
@@ -97,7 +97,7 @@ pub fn profile_item(
 }
 
 /// A `delete` item for identity `id`.
-pub fn delete_item(id: &[u8]) -> ps::SharedProfileUpdateItem {
+pub(crate) fn delete_item(id: &[u8]) -> ps::SharedProfileUpdateItem {
     ps::SharedProfileUpdateItem {
         action_type: Some(ActionType::Delete(ps::SharedProfileDeleteItem {
             identity_network_id: id.to_vec(),
@@ -106,7 +106,7 @@ pub fn delete_item(id: &[u8]) -> ps::SharedProfileUpdateItem {
 }
 
 /// A `refresh` item.
-pub fn refresh_item() -> ps::SharedProfileUpdateItem {
+pub(crate) fn refresh_item() -> ps::SharedProfileUpdateItem {
     ps::SharedProfileUpdateItem {
         action_type: Some(ActionType::Refresh(ps::SharedProfileRefreshAllItem {})),
     }

@@ -19,7 +19,7 @@ use crate::wire::ps;
 
 /// The update requests for one window.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Each request's items with the last queue position it covers, in order.
     pub requests: Vec<(Vec<ps::SharedProfileUpdateItem>, u64)>,
     /// Identities whose `add` was not sent and whose removal is still queued beyond the window.
@@ -27,7 +27,7 @@ pub struct Plan {
 }
 
 /// Cuts the window into update requests (see the module notes).
-pub fn plan(window: &DeliveryWindow) -> Plan {
+pub(crate) fn plan(window: &DeliveryWindow) -> Plan {
     let mut present: HashMap<[u8; 32], bool> = HashMap::new();
     let mut unsent: Vec<[u8; 32]> = Vec::new();
     let mut requests = Vec::new();

@@ -21,7 +21,7 @@ use crate::wire::ps::{self, shared_profile_update_item::ActionType};
 
 /// When the items arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// During the neighbour's initialisation: only `add` items are allowed.
     Initialization,
     /// After it: any item.
@@ -30,7 +30,7 @@ pub enum Phase {
 
 /// One item after the checks that need nothing stored.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     action: Action,
     /// The first failing check that comes before the stored-state checks (spec order).
     early: Option<String>,
@@ -40,7 +40,7 @@ pub struct Prepared {
 
 /// What an item does once every check passed.
 #[derive(Debug, Clone)]
-pub enum Action {
+pub(crate) enum Action {
     /// An `add` (`adding`) or `change` item.
     Upsert {
         /// True for `add`.
@@ -62,19 +62,19 @@ pub enum Action {
 
 impl Prepared {
     /// What the item does when it passes.
-    pub fn action(&self) -> &Action {
+    pub(crate) fn action(&self) -> &Action {
         &self.action
     }
 
     /// Whether this is a `refresh` item that passes: it changes no profile.
-    pub fn is_refresh(&self) -> bool {
+    pub(crate) fn is_refresh(&self) -> bool {
         matches!(self.action, Action::Refresh) && self.early.is_none() && self.late.is_none()
     }
 }
 
 /// Runs the checks that need nothing stored on every item, spread over up to `threads`
 /// threads; the result keeps the items' order.
-pub fn prepare(
+pub(crate) fn prepare(
     items: Vec<ps::SharedProfileUpdateItem>,
     phase: Phase,
     threads: usize,
@@ -187,7 +187,7 @@ fn upsert(
 }
 
 /// What the in-order checks read and change: the profiles one neighbour shares.
-pub trait Stored {
+pub(crate) trait Stored {
     /// How many profiles the neighbour shares now.
     fn count(&self) -> u32;
     /// The type of the stored profile of `id`, `None` when the neighbour shares none.
@@ -224,7 +224,7 @@ impl Stored for SharedEditor<'_> {
 
 /// How far [`Applier::apply`] got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// Items up to the returned position were applied; more remain.
     Paused,
     /// Every item was applied.
@@ -236,7 +236,7 @@ pub enum Progress {
 
 /// Goes through prepared items in order, across as many transactions as it takes.
 #[derive(Debug, Clone)]
-pub struct Applier {
+pub(crate) struct Applier {
     items: Arc<[Prepared]>,
     /// The next item to check.
     next: usize,
@@ -248,7 +248,7 @@ pub struct Applier {
 
 impl Applier {
     /// Starts at the first of `items`, with the neighbour allowed `max` profiles.
-    pub fn new(items: Arc<[Prepared]>, max: u32) -> Applier {
+    pub(crate) fn new(items: Arc<[Prepared]>, max: u32) -> Applier {
         Applier {
             items,
             next: 0,
@@ -258,13 +258,13 @@ impl Applier {
     }
 
     /// The items and the position of the next one to check.
-    pub fn position(&self) -> (&[Prepared], usize) {
+    pub(crate) fn position(&self) -> (&[Prepared], usize) {
         (&self.items, self.next)
     }
 
     /// Checks and applies items in order to `stored` until the first bad one, the end, or
     /// `budget` items that change something (refreshes change nothing per profile).
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         stored: &mut impl Stored,
         budget: usize,

@@ -2,6 +2,6 @@
 //! are valid and what they change, and how a snapshot is cut into frames. Pure: the handlers and
 //! the `peers` tasks load what the decisions need, then store what they return.
 
-pub mod batches;
-pub mod delivery;
-pub mod items;
+pub(crate) mod batches;
+pub(crate) mod delivery;
+pub(crate) mod items;

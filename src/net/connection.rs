@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-pub use super::engine::End;
+pub(crate) use super::engine::End;
 use super::engine::{self, Engine, Output};
 use super::frame_reader::{Frame, FrameReader, ReadError, Step};
 use crate::clock::Now;
@@ -35,7 +35,7 @@ const COALESCE_BYTES: usize = 64 * 1024;
 const CLOSE_DRAIN_LIMIT: usize = 2 * frame::MAX_FRAME_LEN;
 
 /// The connection's fixed parameters.
-pub struct Setup {
+pub(crate) struct Setup {
     /// Its share of the peer's IP address; none for an address exempt from the limits.
     pub address_slot: Option<AddressSlot>,
     /// The IP address the peer connects from.
@@ -52,7 +52,7 @@ pub struct Setup {
 ///
 /// The connection is built before the returned future, so the stream is stored in the task
 /// once (an `async fn` would keep a slot for its argument beside the connection).
-pub fn serve<S>(
+pub(crate) fn serve<S>(
     stream: S,
     ctx: Arc<Ctx>,
     setup: Setup,

@@ -17,7 +17,7 @@ use crate::context::Ctx;
 use crate::handlers::{self, Outcome, Received};
 use crate::hub::{AddressSlot, Command, ServerRequest, carry_out};
 use crate::role::{Role, RoleSet};
-pub use crate::session::End;
+pub(crate) use crate::session::End;
 use crate::session::pending::{Matched, Pending};
 use crate::session::{Conversation, Session};
 use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
@@ -25,7 +25,7 @@ use crate::wire::{Status, UNKNOWN_MESSAGE_ID, frame, ps, response};
 /// What the connection must do after an event: write `bytes` (whole frames, in order), keep
 /// `budgets` until they are written, then end when `end` says so.
 #[derive(Debug, Default)]
-pub struct Output {
+pub(crate) struct Output {
     /// Frames to write, in order.
     pub bytes: Vec<u8>,
     /// In-flight budget of relayed payloads, released once their frames are written.
@@ -37,7 +37,7 @@ pub struct Output {
 impl Output {
     /// A protocol violation by message `id`: the error answer, after which the connection
     /// ends.
-    pub fn violation(&mut self, id: u32) {
+    pub(crate) fn violation(&mut self, id: u32) {
         let answer = response::error(id, Status::ErrorProtocolViolation, "");
         self.append(frame::encode(&answer));
         self.end = Some(End::FinalAnswer);
@@ -54,7 +54,7 @@ impl Output {
 }
 
 /// Who is on the other end, as the listener accepted it.
-pub struct Peer {
+pub(crate) struct Peer {
     /// Roles served on the port.
     pub roles: RoleSet,
     /// The IP address the peer connects from.
@@ -64,7 +64,7 @@ pub struct Peer {
 }
 
 /// The protocol state machine of one connection.
-pub struct Engine {
+pub(crate) struct Engine {
     ctx: Arc<Ctx>,
     session: Session,
     pending: Pending,
@@ -72,7 +72,7 @@ pub struct Engine {
 
 impl Engine {
     /// A fresh connection from `peer`.
-    pub fn new(ctx: Arc<Ctx>, peer: Peer) -> Engine {
+    pub(crate) fn new(ctx: Arc<Ctx>, peer: Peer) -> Engine {
         let capacity =
             usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(usize::MAX);
         let mut session = Session::new(peer.roles, ctx.connection_number(), capacity);
@@ -86,17 +86,17 @@ impl Engine {
     }
 
     /// The queue through which other tasks reach this connection, once somebody made it.
-    pub fn commands(&mut self) -> Option<&mut mpsc::Receiver<Command>> {
+    pub(crate) fn commands(&mut self) -> Option<&mut mpsc::Receiver<Command>> {
         self.session.commands.as_mut()
     }
 
     /// The address's share of the in-flight budget, if the address has one.
-    pub fn address_slot(&self) -> Option<&AddressSlot> {
+    pub(crate) fn address_slot(&self) -> Option<&AddressSlot> {
         self.session.address.as_ref()
     }
 
     /// A whole frame `body` arrived at `now`, its memory held by `budget`.
-    pub async fn frame(
+    pub(crate) async fn frame(
         &mut self,
         body: Vec<u8>,
         budget: OwnedSemaphorePermit,
@@ -164,7 +164,7 @@ impl Engine {
     }
 
     /// A command another task queued for this connection, at `now`.
-    pub fn command(&mut self, command: Command, now: Instant, out: &mut Output) {
+    pub(crate) fn command(&mut self, command: Command, now: Instant, out: &mut Output) {
         match command {
             Command::Send(bytes) => out.append(bytes),
             Command::Request(request) => {
@@ -193,7 +193,7 @@ impl Engine {
     /// The connection ended at `now`: it leaves the presence registry, every relayed message
     /// it still owed an answer is refused, a call ringing it gets NOT_AVAILABLE, and its
     /// relays end.
-    pub fn leave(&mut self, now: Instant) {
+    pub(crate) fn leave(&mut self, now: Instant) {
         let ctx = Arc::clone(&self.ctx);
         let connection = self.session.connection;
         if let Conversation::Authenticated(peer) = &self.session.conversation {

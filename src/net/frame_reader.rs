@@ -15,13 +15,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::wire::frame::{self, FrameError, HEADER_LEN};
 
 /// Bodies up to this length are read without charging the in-flight budget.
-pub const FREE_LANE_LEN: usize = 4096;
+pub(crate) const FREE_LANE_LEN: usize = 4096;
 /// Most body bytes read, and then charged, in one step.
-pub const CHUNK: usize = 16 * 1024;
+pub(crate) const CHUNK: usize = 16 * 1024;
 
 /// What one read step produced.
 #[derive(Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// Some bytes arrived; the frame is not complete yet.
     Progress,
     /// A valid header arrived announcing this many body bytes: call [`FrameReader::begin_body`].
@@ -37,7 +37,7 @@ pub enum Step {
 
 /// A complete frame body held within the in-flight byte budget.
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     /// The bytes after the 5-byte header.
     pub body: Vec<u8>,
     /// Returned to the budget when the frame is dropped; holds no permits for a body read in
@@ -47,7 +47,7 @@ pub struct Frame {
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The socket failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
@@ -70,7 +70,7 @@ struct PartialBody {
 
 /// Incremental frame reader for one connection.
 #[derive(Default)]
-pub struct FrameReader {
+pub(crate) struct FrameReader {
     header: [u8; HEADER_LEN],
     header_filled: usize,
     body: Option<PartialBody>,
@@ -79,7 +79,7 @@ pub struct FrameReader {
 impl FrameReader {
     /// Performs one read and reports what it completed. Cancel-safe: all state changes happen
     /// after the only await point, which consumes nothing when cancelled.
-    pub async fn step<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<Step, ReadError> {
+    pub(crate) async fn step<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<Step, ReadError> {
         if let Some(body) = &mut self.body {
             if body.filled > body.paid {
                 return Ok(Step::Arrived(body.filled - body.paid));
@@ -117,7 +117,7 @@ impl FrameReader {
     /// Starts the body of `len` bytes announced by the last header. `permit` (usually holding
     /// no permits) becomes the frame's; a body in the free lane is read without more.
     /// A zero-length body completes at once.
-    pub fn begin_body(&mut self, len: usize, permit: OwnedSemaphorePermit) -> Option<Frame> {
+    pub(crate) fn begin_body(&mut self, len: usize, permit: OwnedSemaphorePermit) -> Option<Frame> {
         let paid = if len <= FREE_LANE_LEN {
             len
         } else {
@@ -137,7 +137,7 @@ impl FrameReader {
     }
 
     /// Adds permits for bytes reported by [`Step::Arrived`]; returns the frame once complete.
-    pub fn charge(&mut self, permit: OwnedSemaphorePermit) -> Option<Frame> {
+    pub(crate) fn charge(&mut self, permit: OwnedSemaphorePermit) -> Option<Frame> {
         let body = self.body.as_mut()?;
         body.paid += permit.num_permits();
         body.permit.merge(permit);

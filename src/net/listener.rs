@@ -25,7 +25,7 @@ static OVER_ADDRESS_LIMIT: LogGate = LogGate::new(6);
 static ACCEPT_FAILED: LogGate = LogGate::new(6);
 
 /// One bound port with what it serves.
-pub struct Port {
+pub(crate) struct Port {
     /// The bound socket.
     pub listener: TcpListener,
     /// Roles served.
@@ -35,7 +35,7 @@ pub struct Port {
 }
 
 /// Accepts connections until `shutdown`, spawning each on `tasks`.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     port: Port,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,

@@ -26,7 +26,7 @@ use crate::wire::ps::{
 use crate::wire::{Status, VERSION_1_0_0, decode_cost, frame, request};
 
 /// Spec §6: the longest wait for one message from another server (C#: 60 s).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest wait for a TCP connection and its TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most memory one message from another server may take once decoded, beyond its own bytes:
@@ -37,7 +37,7 @@ const MAX_QUEUED_REQUESTS: usize = 4;
 
 /// Why talking to another server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     /// It could not be reached, or the connection broke.
     #[error("connection failed: {0}")]
     Io(String),
@@ -71,7 +71,7 @@ pub struct TlsInfo {
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One connection to another server.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     stream: Box<dyn Io>,
     /// What TLS negotiated; `None` on a plain connection.
     tls: Option<TlsInfo>,
@@ -82,12 +82,12 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// Connects to `address`, over TLS for every role but primary.
-    pub async fn connect(address: SocketAddr, role: Role) -> Result<PeerClient, PeerError> {
+    pub(crate) async fn connect(address: SocketAddr, role: Role) -> Result<PeerClient, PeerError> {
         PeerClient::connect_with(address, role.is_tls()).await
     }
 
     /// Connects to `address`, over TLS when `use_tls`.
-    pub async fn connect_with(address: SocketAddr, use_tls: bool) -> Result<PeerClient, PeerError> {
+    pub(crate) async fn connect_with(address: SocketAddr, use_tls: bool) -> Result<PeerClient, PeerError> {
         let io = |e: std::io::Error| PeerError::Io(e.to_string());
         let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
@@ -125,7 +125,7 @@ impl PeerClient {
     }
 
     /// Sends a single request and waits for its answer; an error status is an error.
-    pub async fn single(
+    pub(crate) async fn single(
         &mut self,
         body: single_request::RequestType,
     ) -> Result<single_response::ResponseType, PeerError> {
@@ -140,7 +140,7 @@ impl PeerClient {
     }
 
     /// Sends a conversation request signed with `signature` and waits for its answer.
-    pub async fn conversation(
+    pub(crate) async fn conversation(
         &mut self,
         signature: Vec<u8>,
         body: conversation_request::RequestType,
@@ -158,18 +158,18 @@ impl PeerClient {
     }
 
     /// What TLS negotiated; `None` on a plain connection.
-    pub fn tls(&self) -> Option<&TlsInfo> {
+    pub(crate) fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
     }
 
     /// Closes the connection politely (TLS close_notify, then FIN), waiting a moment at most.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = timeout(CLOSE_WAIT, self.stream.shutdown()).await;
     }
 
     /// StartConversation and VerifyIdentity with our key; the other server must prove it owns
     /// a key whose SHA-256 is `expected` (spec §5.7 A.7, B.2).
-    pub async fn verify(&mut self, key: &ServerKey, expected: NetworkId) -> Result<(), PeerError> {
+    pub(crate) async fn verify(&mut self, key: &ServerKey, expected: NetworkId) -> Result<(), PeerError> {
         let (network_id, challenge) = self.start_conversation(key).await?;
         if network_id != expected {
             return Err(PeerError::WrongIdentity);
@@ -182,7 +182,7 @@ impl PeerClient {
 
     /// StartConversation with our key: the other server must sign our challenge with the key
     /// it presents. Returns its network id and its challenge for us.
-    pub async fn start_conversation(
+    pub(crate) async fn start_conversation(
         &mut self,
         key: &ServerKey,
     ) -> Result<(NetworkId, Vec<u8>), PeerError> {
@@ -207,7 +207,7 @@ impl PeerClient {
     }
 
     /// The next request the other server sends on this connection.
-    pub async fn next_request(&mut self) -> Result<(u32, ps::Request), PeerError> {
+    pub(crate) async fn next_request(&mut self) -> Result<(u32, ps::Request), PeerError> {
         if let Some(queued) = self.queued.pop_front() {
             return Ok(queued);
         }
@@ -218,7 +218,7 @@ impl PeerClient {
     }
 
     /// Answers the other server's request `id` with a conversation response.
-    pub async fn answer(
+    pub(crate) async fn answer(
         &mut self,
         id: u32,
         outcome: Result<conversation_response::ResponseType, (Status, String)>,
@@ -315,7 +315,7 @@ enum Incoming {
 }
 
 /// The srNeighbor port the server at `ip` reports on its primary port (spec §5.7 A.7).
-pub async fn sr_neighbor_port(ip: IpAddr, primary_port: u16) -> Result<u16, PeerError> {
+pub(crate) async fn sr_neighbor_port(ip: IpAddr, primary_port: u16) -> Result<u16, PeerError> {
     let mut client = PeerClient::connect(SocketAddr::new(ip, primary_port), Role::Primary).await?;
     let answer = client
         .single(single_request::RequestType::ListRoles(

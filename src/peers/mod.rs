@@ -4,22 +4,22 @@
 //! Each peer runs as a task started by `runtime` under the server's tracker, reconnects with a
 //! pause after failures, and puts a timeout on every wait. Nothing here serves a client socket.
 
-pub mod can;
-pub mod client;
-pub mod followers;
-pub mod loc;
-pub mod neighbors;
-pub mod snapshot;
+pub(crate) mod can;
+pub(crate) mod client;
+pub(crate) mod followers;
+pub(crate) mod loc;
+pub(crate) mod neighbors;
+pub(crate) mod snapshot;
 
 use std::time::Duration;
 
 /// The first wait after a failed initialisation or delivery; it doubles with each failure in a
 /// row up to `action_retry_secs`.
-pub const FIRST_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(5);
 
 /// The wait after `failures` failures in a row: [`FIRST_RETRY`] doubled each time, at most
 /// `longest`.
-pub fn retry_delay(failures: u32, longest: Duration) -> Duration {
+pub(crate) fn retry_delay(failures: u32, longest: Duration) -> Duration {
     FIRST_RETRY
         .checked_mul(2_u32.saturating_pow(failures.min(20)))
         .map_or(longest, |delay| delay.min(longest))

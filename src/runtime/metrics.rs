@@ -29,7 +29,7 @@ const MAX_READERS: usize = 64;
 const MAX_SCRAPES: usize = 4;
 
 /// Serves `/metrics` on `listener` until shutdown.
-pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, listener: TcpListener) {
     if let Ok(address) = listener.local_addr() {
         if !address.ip().is_loopback() {
             tracing::warn!(
@@ -149,7 +149,7 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 }
 
 /// Every metric of the server now, as exposition text.
-pub async fn exposition(ctx: &Ctx) -> Result<String, crate::store::StoreError> {
+pub(crate) async fn exposition(ctx: &Ctx) -> Result<String, crate::store::StoreError> {
     let snapshot = observe::snapshot(ctx).await?;
     let mut out = Exposition::default();
     ctx.metrics.write(&mut out);

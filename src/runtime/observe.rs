@@ -146,7 +146,7 @@ fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)], failing: Failin
 }
 
 /// The snapshot of `ctx` now.
-pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
+pub(crate) async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
     let limits = &ctx.config.limits;
     let (hosted, cancelled) = ctx.store.hosted_counts().await?;
     let can_error = ctx.links.can_last_error();
@@ -210,7 +210,7 @@ pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
 /// Serves snapshots on `path` until shutdown, [`MAX_OBSERVERS`] connections at a time, each
 /// within [`WAIT`]; a connection beyond them is answered "busy" at once. A stale socket file
 /// from an earlier run is replaced; the file is removed on shutdown.
-pub async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
+pub(crate) async fn serve(ctx: Arc<Ctx>, path: PathBuf) {
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(listener) => listener,

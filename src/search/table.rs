@@ -12,7 +12,7 @@ use std::collections::HashMap;
 const COMPACT_MIN_BYTES: usize = 64 * 1024;
 
 /// One profile's searchable fields, as the index hands them in.
-pub struct Row {
+pub(super) struct Row {
     /// Identity network id.
     pub id: [u8; 32],
     /// The server's number for a neighbour profile; unused for hosted ones.
@@ -38,7 +38,7 @@ struct Span {
 
 /// The columns; position `i` of every column is the same profile.
 #[derive(Default)]
-pub struct Table {
+pub(super) struct Table {
     ids: Vec<[u8; 32]>,
     servers: Vec<u32>,
     kinds: Vec<u32>,
@@ -56,7 +56,7 @@ pub struct Table {
 
 impl Table {
     /// Adds `row`, or replaces the profile with its id in place.
-    pub fn upsert(&mut self, row: Row) {
+    pub(super) fn upsert(&mut self, row: Row) {
         let span = self.append_name(&row.name);
         if let Some(&at) = self.positions.get(&row.id) {
             self.unlist(at);
@@ -87,7 +87,7 @@ impl Table {
     }
 
     /// Removes the profile `id`; the last profile takes its position.
-    pub fn remove(&mut self, id: &[u8; 32]) {
+    pub(super) fn remove(&mut self, id: &[u8; 32]) {
         let Some(at) = self.positions.remove(id) else {
             return;
         };
@@ -163,7 +163,7 @@ impl Table {
     }
 
     /// Releases spare capacity (after the bulk load at start-up).
-    pub fn shrink(&mut self) {
+    pub(super) fn shrink(&mut self) {
         self.ids.shrink_to_fit();
         self.servers.shrink_to_fit();
         self.kinds.shrink_to_fit();
@@ -176,12 +176,12 @@ impl Table {
     }
 
     /// Number of profiles.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.ids.len()
     }
 
     /// Ids of the profiles whose server number is `server`.
-    pub fn ids_of_server(&self, server: u32) -> Vec<[u8; 32]> {
+    pub(super) fn ids_of_server(&self, server: u32) -> Vec<[u8; 32]> {
         self.ids
             .iter()
             .zip(&self.servers)
@@ -191,18 +191,18 @@ impl Table {
     }
 
     /// Type numbers by position.
-    pub fn kinds(&self) -> &[u32] {
+    pub(super) fn kinds(&self) -> &[u32] {
         &self.kinds
     }
 
     /// Locations by position.
-    pub fn points(&self) -> &[(i32, i32)] {
+    pub(super) fn points(&self) -> &[(i32, i32)] {
         &self.points
     }
 
     /// The positions, in increasing order, whose lower-cased name contains what `finder`
     /// looks for: one pass over the packed names instead of a search per name.
-    pub fn names_containing(&self, finder: &memchr::memmem::Finder<'_>) -> Vec<u32> {
+    pub(super) fn names_containing(&self, finder: &memchr::memmem::Finder<'_>) -> Vec<u32> {
         let needle = finder.needle().len();
         let mut found: Vec<u32> = Vec::new();
         for offset in finder.find_iter(self.names.as_bytes()) {
@@ -227,19 +227,19 @@ impl Table {
     }
 
     /// The lower-cased name at position `at`.
-    pub fn name(&self, at: usize) -> &str {
+    pub(super) fn name(&self, at: usize) -> &str {
         self.spans
             .get(at)
             .map_or("", |span| name_in(&self.names, *span))
     }
 
     /// The extra data at position `at`.
-    pub fn extra_data(&self, at: usize) -> &str {
+    pub(super) fn extra_data(&self, at: usize) -> &str {
         self.extra.get(at).map_or("", |text| text)
     }
 
     /// The id and server number at position `at`.
-    pub fn id_and_server(&self, at: usize) -> Option<([u8; 32], u32)> {
+    pub(super) fn id_and_server(&self, at: usize) -> Option<([u8; 32], u32)> {
         Some((*self.ids.get(at)?, *self.servers.get(at)?))
     }
 }

@@ -2,7 +2,7 @@
 
 /// Why a connection ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The peer closed the connection.
     PeerClosed,
     /// No complete message within the idle timeout.
@@ -22,7 +22,7 @@ pub enum End {
 impl End {
     /// The label of each way to end in the metrics (`iop_connections_closed_total`), in
     /// declaration order.
-    pub const LABELS: [&'static str; 7] = [
+    pub(crate) const LABELS: [&'static str; 7] = [
         "peer_closed",
         "timeout_idle",
         "timeout_session",
@@ -33,7 +33,7 @@ impl End {
     ];
 
     /// This end's position in [`End::LABELS`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

@@ -10,7 +10,7 @@ use crate::wire::ps::{self, conversation_request, request, single_request};
 
 /// Every request type a client may send, without its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestKind {
+pub(crate) enum RequestKind {
     Ping,
     ListRoles,
     ListHostingPlans,
@@ -42,7 +42,7 @@ pub enum RequestKind {
 
 /// The conversation state a request needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// No requirement.
     Nothing,
     /// Exactly NoConversation.
@@ -57,7 +57,7 @@ pub enum Need {
 
 /// Where a request may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// Roles any of which the port must serve.
     pub roles: RoleSet,
     /// Conversation state needed.
@@ -66,11 +66,11 @@ pub struct Rule {
 
 /// A request rejected by a gate, with the status to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refusal(pub Status);
+pub(crate) struct Refusal(pub Status);
 
 impl RequestKind {
     /// The name of every kind, indexed by [`RequestKind::index`] (for metrics labels).
-    pub const NAMES: [&'static str; 27] = [
+    pub(crate) const NAMES: [&'static str; 27] = [
         "Ping",
         "ListRoles",
         "ListHostingPlans",
@@ -101,12 +101,12 @@ impl RequestKind {
     ];
 
     /// The kind's position in [`RequestKind::NAMES`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
     /// The kind of any request; `None` for an empty one or one only the server may send.
-    pub fn of_request(request: &ps::Request) -> Option<RequestKind> {
+    pub(crate) fn of_request(request: &ps::Request) -> Option<RequestKind> {
         match &request.conversation_type {
             Some(request::ConversationType::SingleRequest(single)) => single
                 .request_type
@@ -121,7 +121,7 @@ impl RequestKind {
     }
 
     /// The kind of a single request; `None` for requests only the server may send (spec §1.4).
-    pub fn of_single(request: &single_request::RequestType) -> Option<RequestKind> {
+    pub(crate) fn of_single(request: &single_request::RequestType) -> Option<RequestKind> {
         use single_request::RequestType as R;
         Some(match request {
             R::Ping(_) => RequestKind::Ping,
@@ -141,7 +141,7 @@ impl RequestKind {
     }
 
     /// The kind of a conversation request; `None` for requests only the server may send.
-    pub fn of_conversation(request: &conversation_request::RequestType) -> Option<RequestKind> {
+    pub(crate) fn of_conversation(request: &conversation_request::RequestType) -> Option<RequestKind> {
         use conversation_request::RequestType as R;
         Some(match request {
             R::Start(_) => RequestKind::StartConversation,
@@ -166,7 +166,7 @@ impl RequestKind {
     }
 
     /// The spec §2.3 table row for this request.
-    pub fn rule(self) -> Rule {
+    pub(crate) fn rule(self) -> Rule {
         use RequestKind as K;
         use Role::{ClAppService, ClCustomer, ClNonCustomer, Primary, SrNeighbor};
         let clients = RoleSet::of(&[ClNonCustomer, ClCustomer]);
@@ -208,7 +208,7 @@ impl RequestKind {
 
 /// What the gates let through.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Admitted {
+pub(crate) enum Admitted {
     /// A request that needs no proven identity.
     Anyone,
     /// A request that needs one, with the identity its conversation proved: Verified or
@@ -218,7 +218,7 @@ pub enum Admitted {
 
 /// Runs the role gate, then the conversation gate, for a request of `kind` in `session`; a
 /// request that needs a proven identity is admitted with it, so its handler takes it from here.
-pub fn admit(kind: RequestKind, session: &Session) -> Result<Admitted, Refusal> {
+pub(crate) fn admit(kind: RequestKind, session: &Session) -> Result<Admitted, Refusal> {
     let rule = kind.rule();
     if !rule.roles.intersects(session.roles) {
         return Err(Refusal(Status::ErrorBadRole));

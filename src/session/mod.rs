@@ -3,11 +3,11 @@
 //! Sync and clock-free: handlers mutate a [`Session`] in place, the connection task owns it. Nothing
 //! here touches sockets or storage.
 
-pub mod end;
-pub mod gate;
-pub mod pending;
+pub(crate) mod end;
+pub(crate) mod gate;
+pub(crate) mod pending;
 
-pub use end::End;
+pub(crate) use end::End;
 
 use crate::crypto::NetworkId;
 use crate::hub::AddressSlot;
@@ -21,7 +21,7 @@ use crate::search::index::Hit;
 /// Each variant holds only what is valid in that state: the challenge exists only once started,
 /// and a proven identity only after VerifyIdentity or CheckIn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Conversation {
+pub(crate) enum Conversation {
     /// Nothing exchanged yet.
     #[default]
     None,
@@ -40,7 +40,7 @@ pub enum Conversation {
 
 /// The identity on the other end of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Raw public key as sent in StartConversation (1..=128 bytes).
     pub public_key: Vec<u8>,
     /// SHA-256 of the public key.
@@ -49,7 +49,7 @@ pub struct Peer {
 
 impl Peer {
     /// The peer owning `public_key`.
-    pub fn new(public_key: Vec<u8>) -> Peer {
+    pub(crate) fn new(public_key: Vec<u8>) -> Peer {
         let id = NetworkId::of_key(&public_key);
         Peer { public_key, id }
     }
@@ -57,7 +57,7 @@ impl Peer {
 
 impl Conversation {
     /// The peer of a started, verified or authenticated conversation.
-    pub fn peer(&self) -> Option<&Peer> {
+    pub(crate) fn peer(&self) -> Option<&Peer> {
         match self {
             Conversation::None => None,
             Conversation::Started { peer, .. }
@@ -67,7 +67,7 @@ impl Conversation {
     }
 
     /// Moves a started conversation to Verified; any other state is left alone.
-    pub fn verify(&mut self) {
+    pub(crate) fn verify(&mut self) {
         *self = match std::mem::take(self) {
             Conversation::Started { peer, .. } => Conversation::Verified(peer),
             other => other,
@@ -75,7 +75,7 @@ impl Conversation {
     }
 
     /// Moves a started conversation to Authenticated; any other state is left alone.
-    pub fn authenticate(&mut self) {
+    pub(crate) fn authenticate(&mut self) {
         *self = match std::mem::take(self) {
             Conversation::Started { peer, .. } => Conversation::Authenticated(peer),
             other => other,
@@ -85,7 +85,7 @@ impl Conversation {
 
 /// Everything the server remembers about one connection.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// Roles served on the port the connection arrived at.
     pub roles: RoleSet,
     /// The conversation state.
@@ -114,14 +114,14 @@ pub struct Session {
 
 /// Counts events in one-second windows.
 #[derive(Debug, Default)]
-pub struct PerSecond {
+pub(crate) struct PerSecond {
     window: Option<(tokio::time::Instant, u32)>,
 }
 
 impl PerSecond {
     /// Counts one event at `now`; `false` (and nothing counted) when `limit` events already
     /// happened in the current second.
-    pub fn take(&mut self, now: tokio::time::Instant, limit: u32) -> bool {
+    pub(crate) fn take(&mut self, now: tokio::time::Instant, limit: u32) -> bool {
         let second = std::time::Duration::from_secs(1);
         let (start, count) = match self.window {
             Some((start, count)) if now.duration_since(start) < second => (start, count),
@@ -137,7 +137,7 @@ impl PerSecond {
 
 /// One connection's cached search results (spec §4.18): ids only, profiles are loaded per part.
 #[derive(Debug)]
-pub struct SearchCache {
+pub(crate) struct SearchCache {
     /// The results in their fixed order.
     pub hits: Vec<Hit>,
     /// Whether the search asked for thumbnails (selects the part limits).
@@ -151,7 +151,7 @@ pub struct SearchCache {
 impl Session {
     /// A fresh session of connection number `connection` on a port serving `roles`; other
     /// tasks may queue up to `queue_capacity` commands for it.
-    pub fn new(roles: RoleSet, connection: u64, queue_capacity: usize) -> Session {
+    pub(crate) fn new(roles: RoleSet, connection: u64, queue_capacity: usize) -> Session {
         Session {
             roles,
             conversation: Conversation::None,
@@ -169,7 +169,7 @@ impl Session {
 
     /// How other tasks reach this connection. The queue is made on the first call: most
     /// connections never check in, join a relay or follow, and an idle one should hold little.
-    pub fn link(&mut self) -> Link {
+    pub(crate) fn link(&mut self) -> Link {
         let outbox = self.outbox.get_or_insert_with(|| {
             let (outbox, commands) = Outbox::channel(self.queue_capacity);
             self.commands = Some(commands);

@@ -11,7 +11,7 @@ use crate::hub::outbox::{RelayAck, Reply, ServerRequestKind};
 use crate::wire::{Status, ps};
 
 /// Spec §1.4: at most 20 unfinished server→client requests per connection.
-pub const MAX_PENDING: usize = 20;
+pub(crate) const MAX_PENDING: usize = 20;
 
 /// How long an entry is kept after its requester stopped waiting, so a late answer is still
 /// recognised instead of closing the connection.
@@ -19,7 +19,7 @@ const LATE_ANSWER_GRACE: Duration = Duration::from_secs(60);
 
 /// Why a server-initiated request got no answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PendingError {
+pub(crate) enum PendingError {
     /// Twenty requests are already unanswered on the connection.
     #[error("too many unanswered requests on the connection")]
     Full,
@@ -27,7 +27,7 @@ pub enum PendingError {
 
 /// What the connection must do with an incoming response.
 #[derive(Debug)]
-pub enum Matched {
+pub(crate) enum Matched {
     /// Delivered (or dropped because the requester gave up).
     Delivered,
     /// The recipient of a relayed message answered; `ok` tells whether it accepted it.
@@ -60,14 +60,14 @@ type Entries = heapless::Vec<Entry, MAX_PENDING>;
 
 /// The pending server→client requests of one connection. The table is allocated with the
 /// first request: most connections never get one, and it is over a kilobyte.
-pub struct Pending {
+pub(crate) struct Pending {
     entries: Option<Box<Entries>>,
     next_id: u32,
 }
 
 impl Pending {
     /// An empty table whose ids start at `first_id` (spec §1.4 uses `(role mask << 24) + 1`).
-    pub fn new(first_id: u32) -> Pending {
+    pub(crate) fn new(first_id: u32) -> Pending {
         Pending {
             entries: None,
             next_id: first_id,
@@ -75,7 +75,7 @@ impl Pending {
     }
 
     /// Reserves an id for a new request, or fails when 20 are already pending.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         kind: ServerRequestKind,
         now: Instant,
@@ -99,7 +99,7 @@ impl Pending {
     }
 
     /// Matches an incoming response by id and hands it to whoever waits for it.
-    pub fn answer(&mut self, id: u32, response: ps::Response) -> Matched {
+    pub(crate) fn answer(&mut self, id: u32, response: ps::Response) -> Matched {
         let Some(entries) = self.entries.as_mut() else {
             return Matched::Violation;
         };
@@ -126,7 +126,7 @@ impl Pending {
     }
 
     /// Ends the table with the connection: whatever is still owed an answer.
-    pub fn into_unanswered(self) -> impl Iterator<Item = Reply> {
+    pub(crate) fn into_unanswered(self) -> impl Iterator<Item = Reply> {
         self.entries
             .into_iter()
             .flat_map(|entries| entries.into_iter())

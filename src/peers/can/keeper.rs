@@ -17,15 +17,15 @@ use tokio::time::Instant;
 use crate::store::records::CanContact;
 
 /// Wait after a failed call.
-pub const RETRY: Duration = Duration::from_secs(10);
+pub(super) const RETRY: Duration = Duration::from_secs(10);
 /// First refresh after the start-up publication.
-pub const FIRST_REFRESH: Duration = Duration::from_secs(2 * 3600);
+pub(super) const FIRST_REFRESH: Duration = Duration::from_secs(2 * 3600);
 /// Refresh interval after the first.
-pub const REFRESH: Duration = Duration::from_secs(7 * 3600);
+pub(super) const REFRESH: Duration = Duration::from_secs(7 * 3600);
 
 /// What the keeper wants done next.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     /// Add the current contact object (the stored one carries an old address or port, or
     /// there is none).
     Add,
@@ -38,7 +38,7 @@ pub enum Action {
 
 /// The state of the server's contact record.
 #[derive(Debug)]
-pub struct Keeper {
+pub(super) struct Keeper {
     /// As it must be persisted.
     stored: CanContact,
     /// The address and port the object must carry.
@@ -56,7 +56,7 @@ pub struct Keeper {
 
 impl Keeper {
     /// Starts from what was saved; the record is due at once.
-    pub fn new(stored: CanContact, address: Vec<u8>, port: u16, now: Instant) -> Keeper {
+    pub(super) fn new(stored: CanContact, address: Vec<u8>, port: u16, now: Instant) -> Keeper {
         Keeper {
             stored,
             address,
@@ -69,12 +69,12 @@ impl Keeper {
     }
 
     /// What to persist.
-    pub fn stored(&self) -> &CanContact {
+    pub(super) fn stored(&self) -> &CanContact {
         &self.stored
     }
 
     /// The external address the object must carry (4 or 16 bytes).
-    pub fn address(&self) -> &[u8] {
+    pub(super) fn address(&self) -> &[u8] {
         &self.address
     }
 
@@ -84,7 +84,7 @@ impl Keeper {
     }
 
     /// The next action at `now`. A [`Action::Publish`] reserves its sequence number.
-    pub fn next(&mut self, now: Instant) -> Action {
+    pub(super) fn next(&mut self, now: Instant) -> Action {
         if let Some(at) = self.retry_at.filter(|&at| now < at) {
             return Action::Wait(at);
         }
@@ -105,7 +105,7 @@ impl Keeper {
 
     /// The current object was added as `hash`; its record is due at once. Returns the object
     /// it replaces (empty when none), which is to be unpinned.
-    pub fn added(&mut self, hash: Vec<u8>, now: Instant) -> Vec<u8> {
+    pub(super) fn added(&mut self, hash: Vec<u8>, now: Instant) -> Vec<u8> {
         let old = std::mem::replace(&mut self.stored.object_hash, hash);
         self.stored.ip_address.clone_from(&self.address);
         self.stored.primary_port = self.port;
@@ -118,12 +118,12 @@ impl Keeper {
 
     /// The node came back after being unreachable: it may have lost the record, so it is due
     /// again at once.
-    pub fn node_back(&mut self, now: Instant) {
+    pub(super) fn node_back(&mut self, now: Instant) {
         self.publish_due = self.publish_due.min(now);
     }
 
     /// The record was published.
-    pub fn published(&mut self, now: Instant) {
+    pub(super) fn published(&mut self, now: Instant) {
         self.reserved = None;
         self.published += 1;
         let wait = if self.published == 1 {
@@ -136,7 +136,7 @@ impl Keeper {
 
     /// The node holds a record with sequence `at_least` already (e.g. the database was
     /// restored from a backup): the next number goes above it.
-    pub fn sequence_taken(&mut self, at_least: u64) {
+    pub(super) fn sequence_taken(&mut self, at_least: u64) {
         self.stored.ipns_sequence = self.stored.ipns_sequence.max(at_least);
         if self.reserved.is_some_and(|reserved| reserved <= at_least) {
             self.reserved = None;
@@ -144,7 +144,7 @@ impl Keeper {
     }
 
     /// A call failed; try again after [`RETRY`].
-    pub fn failed(&mut self, now: Instant) {
+    pub(super) fn failed(&mut self, now: Instant) {
         self.retry_at = Some(now + RETRY);
     }
 }

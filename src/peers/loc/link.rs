@@ -76,7 +76,7 @@ pub(super) struct Link {
 
 impl Link {
     /// A fresh conversation and its first frame, RegisterService with id 1.
-    pub fn new(settings: &LocSettings, now: Instant) -> (Link, Vec<u8>) {
+    pub(super) fn new(settings: &LocSettings, now: Instant) -> (Link, Vec<u8>) {
         let mut link = Link {
             service_type: settings.service_type,
             primary_port: settings.primary_port,
@@ -97,17 +97,17 @@ impl Link {
     }
 
     /// Whether LOC confirmed our registration on this connection.
-    pub fn is_registered(&self) -> bool {
+    pub(super) fn is_registered(&self) -> bool {
         self.phase != Phase::Registering
     }
 
     /// Whether an answer is awaited.
-    pub fn is_waiting(&self) -> bool {
+    pub(super) fn is_waiting(&self) -> bool {
         self.waiting.is_some()
     }
 
     /// When [`Link::on_timer`] has something to do: an answer's deadline or the next refresh.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    pub(super) fn next_wakeup(&self) -> Option<Instant> {
         match (self.waiting, self.phase) {
             (Some(waiting), _) => Some(waiting.deadline),
             (None, Phase::Attached { refresh_at }) => Some(refresh_at),
@@ -118,7 +118,7 @@ impl Link {
     /// An answer overdue is an error; a refresh due registers the service again (LOC keeps one
     /// service per type: another server's registration may have replaced ours) and then reads
     /// the neighbourhood.
-    pub fn on_timer(&mut self, now: Instant) -> Result<Option<Vec<u8>>, LocError> {
+    pub(super) fn on_timer(&mut self, now: Instant) -> Result<Option<Vec<u8>>, LocError> {
         if let Some(waiting) = self.waiting {
             return if now >= waiting.deadline {
                 Err(LocError::Timeout)
@@ -136,13 +136,13 @@ impl Link {
     }
 
     /// DeregisterService for shutdown; its answer is awaited for [`DEREGISTER_TIMEOUT`].
-    pub fn deregister(&mut self, now: Instant) -> Vec<u8> {
+    pub(super) fn deregister(&mut self, now: Instant) -> Vec<u8> {
         let id = self.expect(Request::Deregister, now, DEREGISTER_TIMEOUT);
         codec::deregister_service(id, self.service_type)
     }
 
     /// Handles one frame body from LOC.
-    pub fn on_frame(&mut self, now: Instant, body: &[u8]) -> Result<Output, LocError> {
+    pub(super) fn on_frame(&mut self, now: Instant, body: &[u8]) -> Result<Output, LocError> {
         match codec::parse(body)? {
             Incoming::Response { id, answer } => self.on_answer(now, id, answer),
             Incoming::Notification { id, events } => {
