@@ -124,7 +124,11 @@ impl Catalog {
     /// Neighbour `server` sent Finish: it becomes initialised and its profiles, indexed as they
     /// arrived, searchable.
     /// False when it was dropped meanwhile.
-    pub(crate) async fn finish_neighbor(&self, server: [u8; 32], now_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn finish_neighbor(
+        &self,
+        server: [u8; 32],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let _serial = self.serialise(&server).await;
         if !self.store.finish_neighbor(server, now_ms).await? {
             return Ok(false);
@@ -135,7 +139,11 @@ impl Catalog {
 
     /// Deletes every profile `server` shares with us and takes them out of search; with
     /// `forget`, the neighbour itself goes too.
-    pub(crate) async fn clear_neighbor(&self, server: [u8; 32], forget: bool) -> Result<(), StoreError> {
+    pub(crate) async fn clear_neighbor(
+        &self,
+        server: [u8; 32],
+        forget: bool,
+    ) -> Result<(), StoreError> {
         let _serial = self.serialise(&server).await;
         self.store.clear_neighbor(server, forget).await?;
         self.search.update(|index| index.remove_server(&server));

@@ -127,7 +127,10 @@ pub(crate) fn finish_neighborhood_initialization() -> Result<ConversationBody, R
 }
 
 /// StopNeighborhoodUpdatesRequest: the follower and its queued actions go (spec §4.19).
-pub(crate) async fn stop_neighborhood_updates(ctx: &Ctx, peer: &Peer) -> Result<ConversationBody, Reject> {
+pub(crate) async fn stop_neighborhood_updates(
+    ctx: &Ctx,
+    peer: &Peer,
+) -> Result<ConversationBody, Reject> {
     let peer = peer.id;
     ctx.peer_health.answered(Side::Follower, peer.0);
     if !ctx.store.remove_follower(peer.0).await? {

@@ -187,7 +187,12 @@ impl Relays {
     }
 
     /// Creates a ringing relay with fresh tokens; `None` when the limit is reached.
-    pub(crate) fn place_call(&self, caller: Caller, callee: NetworkId, now: Instant) -> Option<NewCall> {
+    pub(crate) fn place_call(
+        &self,
+        caller: Caller,
+        callee: NetworkId,
+        now: Instant,
+    ) -> Option<NewCall> {
         let mut inner = self.lock();
         if inner.relays.len() >= self.max {
             return None;
@@ -221,7 +226,12 @@ impl Relays {
     /// the notification could not be sent). Only a ringing relay changes (spec §4.13): OK gives
     /// the caller its token and starts the join timer, REJECTED is passed on, anything else is
     /// NOT_AVAILABLE and the relay ends.
-    pub(crate) fn call_answered(&self, relay: u64, status: Option<Status>, now: Instant) -> Vec<Effect> {
+    pub(crate) fn call_answered(
+        &self,
+        relay: u64,
+        status: Option<Status>,
+        now: Instant,
+    ) -> Vec<Effect> {
         let mut inner = self.lock();
         let Some(entry) = inner.relays.get_mut(&relay) else {
             return Vec::new();
@@ -385,7 +395,11 @@ impl Relays {
 
     /// CloseCall (HEAD proto): ends the call of `token` when `requester` is that token's party;
     /// `None` when the token is unknown or belongs to someone else.
-    pub(crate) fn close_call(&self, token: &[u8], requester: Option<NetworkId>) -> Option<Vec<Effect>> {
+    pub(crate) fn close_call(
+        &self,
+        token: &[u8],
+        requester: Option<NetworkId>,
+    ) -> Option<Vec<Effect>> {
         let mut inner = self.lock();
         let (relay, side) = lookup(&inner, token)?;
         let party = inner.relays.get(&relay).map(|r| r.parties[side.index()]);

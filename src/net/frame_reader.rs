@@ -79,7 +79,10 @@ pub(crate) struct FrameReader {
 impl FrameReader {
     /// Performs one read and reports what it completed. Cancel-safe: all state changes happen
     /// after the only await point, which consumes nothing when cancelled.
-    pub(crate) async fn step<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<Step, ReadError> {
+    pub(crate) async fn step<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Step, ReadError> {
         if let Some(body) = &mut self.body {
             if body.filled > body.paid {
                 return Ok(Step::Arrived(body.filled - body.paid));

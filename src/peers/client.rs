@@ -87,7 +87,10 @@ impl PeerClient {
     }
 
     /// Connects to `address`, over TLS when `use_tls`.
-    pub(crate) async fn connect_with(address: SocketAddr, use_tls: bool) -> Result<PeerClient, PeerError> {
+    pub(crate) async fn connect_with(
+        address: SocketAddr,
+        use_tls: bool,
+    ) -> Result<PeerClient, PeerError> {
         let io = |e: std::io::Error| PeerError::Io(e.to_string());
         let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
@@ -169,7 +172,11 @@ impl PeerClient {
 
     /// StartConversation and VerifyIdentity with our key; the other server must prove it owns
     /// a key whose SHA-256 is `expected` (spec §5.7 A.7, B.2).
-    pub(crate) async fn verify(&mut self, key: &ServerKey, expected: NetworkId) -> Result<(), PeerError> {
+    pub(crate) async fn verify(
+        &mut self,
+        key: &ServerKey,
+        expected: NetworkId,
+    ) -> Result<(), PeerError> {
         let (network_id, challenge) = self.start_conversation(key).await?;
         if network_id != expected {
             return Err(PeerError::WrongIdentity);

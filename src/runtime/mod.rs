@@ -66,7 +66,7 @@ pub enum StartError {
 
 /// Creates the data directory, the server identity and the TLS certificate when missing, unless
 /// that would orphan or replace data already there ([`data_dir::check`]).
-pub fn prepare_data_dir(
+pub(crate) fn prepare_data_dir(
     config: &Config,
     opening: Opening,
 ) -> Result<(ServerKey, TlsMaterial), StoreError> {

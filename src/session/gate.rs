@@ -141,7 +141,9 @@ impl RequestKind {
     }
 
     /// The kind of a conversation request; `None` for requests only the server may send.
-    pub(crate) fn of_conversation(request: &conversation_request::RequestType) -> Option<RequestKind> {
+    pub(crate) fn of_conversation(
+        request: &conversation_request::RequestType,
+    ) -> Option<RequestKind> {
         use conversation_request::RequestType as R;
         Some(match request {
             R::Start(_) => RequestKind::StartConversation,

@@ -15,18 +15,18 @@ use crate::crypto::NetworkId;
 const NEXT_ACTION_SEQ: &str = "next_action_seq";
 
 /// The action sequence counter inside one write transaction.
-pub struct Seq(u64);
+pub(crate) struct Seq(u64);
 
 impl Seq {
     /// The next number.
-    pub fn take(&mut self) -> u64 {
+    pub(crate) fn take(&mut self) -> u64 {
         let seq = self.0;
         self.0 += 1;
         seq
     }
 
     /// Stores the counter for the next transaction.
-    pub fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
+    pub(crate) fn save(self, txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut settings = txn.open_table(SETTINGS)?;
         settings.insert(NEXT_ACTION_SEQ, self.0.to_le_bytes().as_slice())?;
         Ok(())
@@ -35,7 +35,7 @@ impl Seq {
 
 impl super::Store {
     /// Neighbourhood actions queued for followers and not yet delivered.
-    pub async fn queued_actions(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn queued_actions(&self) -> Result<u64, StoreError> {
         self.read(|txn| {
             use redb::ReadableTableMetadata as _;
             Ok(txn.open_table(ACTIONS)?.len()?)
@@ -45,7 +45,7 @@ impl super::Store {
 }
 
 /// Reads the action sequence counter.
-pub fn next_seq(txn: &WriteTransaction) -> Result<Seq, StoreError> {
+pub(crate) fn next_seq(txn: &WriteTransaction) -> Result<Seq, StoreError> {
     let settings = txn.open_table(SETTINGS)?;
     let seq = settings
         .get(NEXT_ACTION_SEQ)?
@@ -56,7 +56,7 @@ pub fn next_seq(txn: &WriteTransaction) -> Result<Seq, StoreError> {
 
 /// Queues one action about `identity` for every follower, initialised or not: a follower whose
 /// initialisation is under way gets it after its snapshot (spec §5.7 A.2).
-pub fn queue_for_followers(
+pub(crate) fn queue_for_followers(
     txn: &WriteTransaction,
     kind: ActionKind,
     identity: NetworkId,

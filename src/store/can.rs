@@ -13,7 +13,7 @@ use crate::crypto::NetworkId;
 const CAN_CONTACT_KEY: &str = "can_contact";
 
 /// Queues a client's CAN object for unpinning, inside the transaction that drops it.
-pub fn queue_unpin(txn: &WriteTransaction, hash: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn queue_unpin(txn: &WriteTransaction, hash: &[u8]) -> Result<(), StoreError> {
     if !hash.is_empty() {
         txn.open_table(CAN_UNPINS)?.insert(hash, ())?;
     }
@@ -22,7 +22,7 @@ pub fn queue_unpin(txn: &WriteTransaction, hash: &[u8]) -> Result<(), StoreError
 
 impl Store {
     /// The server's contact record as last saved (default when never published).
-    pub async fn can_contact(&self) -> Result<CanContact, StoreError> {
+    pub(crate) async fn can_contact(&self) -> Result<CanContact, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(SETTINGS)?;
             let Some(value) = table.get(CAN_CONTACT_KEY)? else {
@@ -35,7 +35,7 @@ impl Store {
 
     /// Saves the server's contact record and, in the same transaction, queues the object it
     /// no longer names (`unpin`, empty for none) for unpinning.
-    pub async fn save_can_contact(
+    pub(crate) async fn save_can_contact(
         &self,
         contact: CanContact,
         unpin: Vec<u8>,
@@ -51,7 +51,11 @@ impl Store {
 
     /// Sets (or, with an empty `hash`, clears) the CAN object of a hosted identity whose
     /// agreement is in force. Returns false when it is not hosted or cancelled.
-    pub async fn set_can_object(&self, id: NetworkId, hash: Vec<u8>) -> Result<bool, StoreError> {
+    pub(crate) async fn set_can_object(
+        &self,
+        id: NetworkId,
+        hash: Vec<u8>,
+    ) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let Some(mut record) = table
@@ -73,7 +77,7 @@ impl Store {
     }
 
     /// Up to `limit` objects waiting to be unpinned.
-    pub async fn can_unpins(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub(crate) async fn can_unpins(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(CAN_UNPINS)?;
             let mut hashes = Vec::new();
@@ -86,7 +90,7 @@ impl Store {
     }
 
     /// Forgets an object CAN has unpinned.
-    pub async fn can_unpinned(&self, hash: Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) async fn can_unpinned(&self, hash: Vec<u8>) -> Result<(), StoreError> {
         self.write(move |txn| {
             txn.open_table(CAN_UNPINS)?.remove(hash.as_slice())?;
             Ok(())

@@ -18,7 +18,7 @@ use super::{DATABASE_FILE, StoreError};
 
 /// Why the data directory is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opening {
+pub(crate) enum Opening {
     /// `run`: only a first start may create the database.
     Run,
     /// `init`: the operator asks on purpose for what is missing, a database included.
@@ -26,7 +26,7 @@ pub enum Opening {
 }
 
 /// Refuses to go on when creating the missing parts of `dir` would orphan or replace data.
-pub fn check(dir: &Path, opening: Opening) -> Result<(), StoreError> {
+pub(crate) fn check(dir: &Path, opening: Opening) -> Result<(), StoreError> {
     if let Some(closed) = closed_ancestor(dir) {
         return Err(StoreError::Corrupt {
             path: closed,

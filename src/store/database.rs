@@ -27,10 +27,11 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Opens the storage a database lives in.
-pub type OpenBackend = Box<dyn Fn(&Path) -> io::Result<Box<dyn StorageBackend>> + Send + Sync>;
+pub(crate) type OpenBackend =
+    Box<dyn Fn(&Path) -> io::Result<Box<dyn StorageBackend>> + Send + Sync>;
 
 /// The production storage: the database file, created when missing.
-pub fn file_backend() -> OpenBackend {
+pub(crate) fn file_backend() -> OpenBackend {
     Box::new(|path| Ok(Box::new(open_file(path)?)))
 }
 
@@ -46,7 +47,7 @@ fn open_file(path: &Path) -> io::Result<FileBackend> {
 }
 
 /// The open database, reopened after an I/O failure.
-pub struct Handle {
+pub(crate) struct Handle {
     path: PathBuf,
     cache_bytes: usize,
     open_backend: OpenBackend,
@@ -71,7 +72,7 @@ impl fmt::Debug for Handle {
 
 impl Handle {
     /// Opens (or creates) the database at `path`.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         cache_bytes: usize,
         open_backend: OpenBackend,
@@ -109,7 +110,7 @@ impl Handle {
 
     /// The database to use now. Blocking: after an I/O failure it first reopens the database,
     /// waiting for the transactions still using the old one.
-    pub fn get(&self) -> Result<Arc<Database>, StoreError> {
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StoreError> {
         if self.failed.load(Ordering::Acquire) {
             self.reopen();
         }

@@ -23,7 +23,7 @@ use super::{Store, StoreError};
 const MAX_QUEUED_REFRESHES: usize = 3;
 
 /// What [`Store::start_follower`] decided (spec §4.19 checks 4–6).
-pub enum StartOutcome {
+pub(crate) enum StartOutcome {
     /// The follower is recorded; stream this snapshot to it.
     Started(Snapshot),
     /// `max_follower_servers` reached.
@@ -38,12 +38,12 @@ pub enum StartOutcome {
 /// The hosted identities as they were when a follower was recorded, with their image files
 /// kept until the last clone is dropped.
 #[derive(Clone)]
-pub struct Snapshot(Arc<(ReadTransaction, ImagePin)>);
+pub(crate) struct Snapshot(Arc<(ReadTransaction, ImagePin)>);
 
 /// One hosted profile as committed: what an `add` or `change` item carries, every field from
 /// the same committed version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedProfile {
+pub(crate) struct SharedProfile {
     /// The identity's network id.
     pub id: [u8; 32],
     /// The `ProfileInformation` bytes its owner signed.
@@ -58,7 +58,7 @@ pub struct SharedProfile {
 /// A follower's next queued actions and, read in the same transaction, the current profile of
 /// every live identity they name: a consistent state to deliver from.
 #[derive(Debug, Default)]
-pub struct DeliveryWindow {
+pub(crate) struct DeliveryWindow {
     /// The actions, in queue order.
     pub actions: Vec<QueuedAction>,
     /// The initialised, non-cancelled identities among those the actions name.
@@ -67,7 +67,7 @@ pub struct DeliveryWindow {
 
 /// One queued action for a follower, with its place in the queue.
 #[derive(Debug, Clone)]
-pub struct QueuedAction {
+pub(crate) struct QueuedAction {
     /// Queue position: actions are delivered in this order.
     pub seq: u64,
     /// What happened.
@@ -79,7 +79,7 @@ pub struct QueuedAction {
 impl Store {
     /// Records `id` as an uninitialised follower unless a check of spec §4.19 refuses it, and
     /// pins the snapshot of hosted identities its initialisation sends.
-    pub async fn start_follower(
+    pub(crate) async fn start_follower(
         &self,
         id: [u8; 32],
         record: PeerServer,
@@ -122,7 +122,7 @@ impl Store {
     }
 
     /// Up to `limit` initialised, non-cancelled profiles of the snapshot after identity `after`.
-    pub async fn snapshot_page(
+    pub(crate) async fn snapshot_page(
         &self,
         snapshot: &Snapshot,
         after: Option<[u8; 32]>,
@@ -156,7 +156,7 @@ impl Store {
 
     /// The first `limit` actions queued for follower `id` with the current profiles they name,
     /// all from one committed state (see [`DeliveryWindow`]).
-    pub async fn delivery_window(
+    pub(crate) async fn delivery_window(
         &self,
         id: [u8; 32],
         limit: usize,
@@ -191,12 +191,12 @@ impl Store {
     }
 
     /// Every follower, initialised or not.
-    pub async fn followers(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
+    pub(crate) async fn followers(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
         self.servers(FOLLOWERS).await
     }
 
     /// Changes a follower's row with `change`; false when it is not a follower.
-    pub async fn update_follower(
+    pub(crate) async fn update_follower(
         &self,
         id: [u8; 32],
         change: impl FnOnce(&mut PeerServer) + Clone + Send + 'static,
@@ -205,7 +205,7 @@ impl Store {
     }
 
     /// Deletes a follower and every action queued for it; false when it was not one.
-    pub async fn remove_follower(&self, id: [u8; 32]) -> Result<bool, StoreError> {
+    pub(crate) async fn remove_follower(&self, id: [u8; 32]) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let existed = txn.open_table(FOLLOWERS)?.remove(id)?.is_some();
             let mut actions = txn.open_table(ACTIONS)?;
@@ -216,7 +216,8 @@ impl Store {
     }
 
     /// The first `limit` actions queued for follower `id`, in order.
-    pub async fn follower_actions(
+    #[cfg(test)]
+    pub(crate) async fn follower_actions(
         &self,
         id: [u8; 32],
         limit: usize,
@@ -228,7 +229,7 @@ impl Store {
     /// identity of `unsent`, whose `add` was not sent because the identity had gone by then, the
     /// actions queued for it after `seq` up to and including its first removal go too: the
     /// follower never had that version (a later registration's actions stay).
-    pub async fn complete_actions(
+    pub(crate) async fn complete_actions(
         &self,
         id: [u8; 32],
         seq: u64,
@@ -268,7 +269,7 @@ impl Store {
     /// Queues a refresh for every initialised follower last refreshed `interval_ms` or more ago
     /// (spec §5.7 A.10) and drops followers that left [`MAX_QUEUED_REFRESHES`] unprocessed.
     /// Returns the dropped followers.
-    pub async fn queue_refreshes(
+    pub(crate) async fn queue_refreshes(
         &self,
         now_ms: i64,
         interval_ms: i64,
@@ -322,7 +323,7 @@ impl Store {
 
     /// Start-up cleanup (spec §5.7 B.7): initialisations a stop interrupted are forgotten, so
     /// their servers start afresh. Returns (followers, neighbours) removed.
-    pub async fn drop_unfinished(&self) -> Result<(usize, usize), StoreError> {
+    pub(crate) async fn drop_unfinished(&self) -> Result<(usize, usize), StoreError> {
         let followers = self.followers().await?;
         let mut dropped_followers = 0;
         for (id, record) in followers {

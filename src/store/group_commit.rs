@@ -30,16 +30,16 @@ use super::{Store, StoreError};
 use crate::metrics::Counter;
 
 /// Most jobs committed together with one fsync.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 /// Most jobs queued or running at once; further writers wait for a slot.
-pub const MAX_QUEUED: usize = 1024;
+pub(crate) const MAX_QUEUED: usize = 1024;
 
 /// Images whose last reference a job dropped: deleted once its batch is durable.
-pub type Released = Vec<[u8; 32]>;
+pub(crate) type Released = Vec<[u8; 32]>;
 
 /// A write's work: runs in a write transaction, may report images it released, and can be
 /// copied so that a batch can run it twice (see the module notes).
-pub trait Work<T>:
+pub(crate) trait Work<T>:
     FnOnce(&WriteTransaction, &mut Released) -> Result<T, StoreError> + Clone + Send + 'static
 {
 }
@@ -130,7 +130,7 @@ impl Batcher {
 
 impl Store {
     /// How many write batches were made durable; each cost one fsync.
-    pub fn write_batches(&self) -> u64 {
+    pub(crate) fn write_batches(&self) -> u64 {
         self.shared.batcher.batches.get()
     }
 

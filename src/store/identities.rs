@@ -18,11 +18,11 @@ use super::{Store, StoreError};
 use crate::crypto::NetworkId;
 
 /// How long a cancelled identity's redirect is kept (spec §4.9: 14 days).
-pub const REDIRECT_KEEP_MS: i64 = 14 * 24 * 3600 * 1000;
+pub(crate) const REDIRECT_KEEP_MS: i64 = 14 * 24 * 3600 * 1000;
 
 /// Result of [`Store::register_hosting`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum RegisterOutcome {
+pub(crate) enum RegisterOutcome {
     /// Stored (new, or replacing a cancelled record).
     Registered,
     /// No free hosting slot.
@@ -42,7 +42,7 @@ pub struct NewImage {
 
 /// A validated profile replacement.
 #[derive(Debug, Clone)]
-pub struct ProfileUpdate {
+pub(crate) struct ProfileUpdate {
     /// Canonical encoding of the signed `ProfileInformation`.
     pub profile: Vec<u8>,
     /// The owner's signature over `profile`.
@@ -64,7 +64,7 @@ fn decode(bytes: &[u8]) -> Result<HostedIdentity, StoreError> {
 impl Store {
     /// Registers an identity: quota first (counting every row, as the reference server does),
     /// then the "already hosted" check (spec §4.5 steps 6 and 7).
-    pub async fn register_hosting(
+    pub(crate) async fn register_hosting(
         &self,
         id: NetworkId,
         record: HostedIdentity,
@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// The hosted identity record, cancelled or not.
-    pub async fn hosted_identity(
+    pub(crate) async fn hosted_identity(
         &self,
         id: NetworkId,
     ) -> Result<Option<HostedIdentity>, StoreError> {
@@ -99,13 +99,13 @@ impl Store {
     }
 
     /// Number of hosted-identity rows, cancelled ones included.
-    pub async fn hosted_count(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn hosted_count(&self) -> Result<u64, StoreError> {
         self.read(|txn| Ok(txn.open_table(HOSTED_IDENTITIES)?.len()?))
             .await
     }
 
     /// Hosted-identity rows, and how many of them are cancelled (awaiting purge).
-    pub async fn hosted_counts(&self) -> Result<(u64, u64), StoreError> {
+    pub(crate) async fn hosted_counts(&self) -> Result<(u64, u64), StoreError> {
         self.read(|txn| {
             let table = txn.open_table(HOSTED_IDENTITIES)?;
             let mut cancelled = 0;
@@ -122,7 +122,7 @@ impl Store {
     /// Replaces the profile of a hosted, non-cancelled identity, swapping image references and
     /// queueing Add (first update) or Change actions for followers. Returns false when the
     /// identity is not hosted (any more).
-    pub async fn update_profile(
+    pub(crate) async fn update_profile(
         &self,
         id: NetworkId,
         update: ProfileUpdate,
@@ -185,7 +185,7 @@ impl Store {
 
     /// Cancels hosting: drops the images, queues the CAN object for unpinning, keeps the record (with the redirect) until it expires,
     /// queues Remove actions. Returns false when the identity is not hosted or already cancelled.
-    pub async fn cancel_hosting(
+    pub(crate) async fn cancel_hosting(
         &self,
         id: NetworkId,
         redirect: Option<[u8; 32]>,
@@ -228,7 +228,7 @@ impl Store {
     }
 
     /// Initialised, non-cancelled hosted profiles counted by exact type (spec §4.17).
-    pub async fn profile_stats(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+    pub(crate) async fn profile_stats(&self) -> Result<BTreeMap<String, u32>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(HOSTED_IDENTITIES)?;
             let mut counts = BTreeMap::new();
@@ -246,7 +246,7 @@ impl Store {
 
     /// Deletes cancelled identities whose redirect period is over, queueing any CAN object they
     /// still name for unpinning. Returns how many.
-    pub async fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
+    pub(crate) async fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(HOSTED_IDENTITIES)?;
             let mut expired = Vec::new();

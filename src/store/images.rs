@@ -26,7 +26,7 @@ use super::{Store, StoreError};
 use crate::crypto::sha256;
 
 /// Directory under the data directory that holds image files.
-pub const IMAGES_DIR: &str = "images";
+pub(crate) const IMAGES_DIR: &str = "images";
 
 /// Path of the file holding the image with SHA-256 `hash`.
 pub fn image_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
@@ -35,7 +35,7 @@ pub fn image_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
 }
 
 /// Writes an image file unless it exists already; durable when this returns.
-pub fn write_image(dir: &Path, hash: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_image(dir: &Path, hash: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
     let path = image_path(dir, hash);
     if path.exists() {
         return Ok(());
@@ -75,7 +75,7 @@ pub(super) struct Pins {
 
 /// While held, no released image file is deleted: the files of every state committed since the
 /// pin was taken stay readable (see the module notes).
-pub struct ImagePin {
+pub(crate) struct ImagePin {
     pins: Arc<super::Shared>,
 }
 
@@ -86,7 +86,7 @@ impl Drop for ImagePin {
 }
 
 /// Adds one reference to an image; an image referenced again is no longer released.
-pub fn retain(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<(), StoreError> {
+pub(crate) fn retain(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<(), StoreError> {
     let mut table = txn.open_table(IMAGES)?;
     let count = table.get(hash)?.map_or(0, |v| v.value());
     table.insert(hash, count.saturating_add(1))?;
@@ -96,7 +96,7 @@ pub fn retain(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<(), StoreError>
 
 /// Drops one reference; when it was the last, records the release (in the same transaction)
 /// and returns true: [`Store::delete_released`] may delete the file once this committed.
-pub fn release(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<bool, StoreError> {
+pub(crate) fn release(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<bool, StoreError> {
     let mut table = txn.open_table(IMAGES)?;
     let count = table.get(hash)?.map_or(0, |v| v.value());
     if count <= 1 {
@@ -111,7 +111,7 @@ pub fn release(txn: &WriteTransaction, hash: &[u8; 32]) -> Result<bool, StoreErr
 
 /// What an image sweep found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sweep {
+pub(crate) struct Sweep {
     /// Released images whose files were deleted.
     pub deleted: usize,
     /// Files that neither a reference nor a committed release names, left in place.
@@ -121,7 +121,7 @@ pub struct Sweep {
 impl Store {
     /// Reads an image by hash; `None` when its file is missing or does not hash to `hash`
     /// (logged: the file was lost or damaged on disk).
-    pub async fn image(&self, hash: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn image(&self, hash: [u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let path = image_path(self.dir(), &hash);
         tokio::task::spawn_blocking(move || match fs::read(&path) {
             Ok(data) if sha256(&data) == hash => Ok(Some(data)),
@@ -141,7 +141,7 @@ impl Store {
 
     /// Keeps every image file of the states committed from now on until the pin is dropped.
     /// Taken under the images lock, so no deletion is half-way when it starts.
-    pub fn pin_images(&self) -> ImagePin {
+    pub(crate) fn pin_images(&self) -> ImagePin {
         let _guard = self.lock_images();
         self.shared.image_pins.held.fetch_add(1, Ordering::SeqCst);
         ImagePin {
@@ -191,7 +191,7 @@ impl Store {
     /// Finishes releases a crash interrupted (deletes the files of released, unreferenced
     /// images), removes temporary files of interrupted uploads, and counts the image files
     /// nothing names, which it leaves in place.
-    pub async fn sweep_images(&self) -> Result<Sweep, StoreError> {
+    pub(crate) async fn sweep_images(&self) -> Result<Sweep, StoreError> {
         let store = self.clone();
         super::run_blocking(move || {
             let _guard = store.lock_images();

@@ -73,7 +73,7 @@ enum Thumbnail {
 }
 
 /// A search result as stored: the signed profile and, when asked for, the thumbnail bytes.
-pub struct StoredResult {
+pub(crate) struct StoredResult {
     /// Canonical `ProfileInformation` bytes.
     pub profile: Vec<u8>,
     /// The owner's signature.
@@ -85,7 +85,7 @@ pub struct StoredResult {
 impl Store {
     /// Loads search results in one read transaction; `None` for a profile that went away since
     /// the search (it is left out of the answer).
-    pub async fn load_results(
+    pub(crate) async fn load_results(
         &self,
         hits: Vec<([u8; 32], Option<[u8; 32]>)>,
         thumbnails: bool,

@@ -10,11 +10,11 @@ use super::StoreError;
 use crate::crypto::ServerKey;
 
 /// File holding the 32-byte Ed25519 secret seed (mode 0600).
-pub const IDENTITY_FILE: &str = "identity.key";
+pub(crate) const IDENTITY_FILE: &str = "identity.key";
 /// File holding the DER TLS certificate.
-pub const TLS_CERT_FILE: &str = "tls-cert.der";
+pub(crate) const TLS_CERT_FILE: &str = "tls-cert.der";
 /// File holding the DER (PKCS#8) TLS private key (mode 0600).
-pub const TLS_KEY_FILE: &str = "tls-key.der";
+pub(crate) const TLS_KEY_FILE: &str = "tls-key.der";
 
 /// The TLS certificate and its private key, both DER.
 pub struct TlsMaterial {
@@ -25,7 +25,7 @@ pub struct TlsMaterial {
 }
 
 /// Creates `dir` (mode 0700) if it is missing.
-pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))

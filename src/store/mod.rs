@@ -3,19 +3,19 @@
 //! All redb work runs on tokio's blocking pool ([`Store::read`], [`Store::write`]), never on the
 //! I/O thread. Nothing here knows about sessions or the wire protocol.
 
-pub mod actions;
-pub mod can;
+pub(crate) mod actions;
+pub(crate) mod can;
 pub mod data_dir;
-pub mod database;
-pub mod followers;
-pub mod group_commit;
+pub(crate) mod database;
+pub(crate) mod followers;
+pub(crate) mod group_commit;
 pub mod identities;
 pub mod images;
 pub mod index_load;
 pub mod keys;
-pub mod neighbors;
-pub mod relations;
-pub mod servers;
+pub(crate) mod neighbors;
+pub(crate) mod relations;
+pub(crate) mod servers;
 pub mod tables;
 
 /// The records stored in the tables (protobuf, generated from `proto/store.proto`).
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::metrics::Histogram;
-pub use redb::Durability;
+pub(crate) use redb::Durability;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, SETTINGS};
@@ -77,7 +77,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// An I/O error on `path`.
-    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// Like [`Store::open`], with the database's storage opened by `backend`.
-    pub fn open_with(
+    pub(crate) fn open_with(
         dir: &Path,
         cache_bytes: u64,
         backend: database::OpenBackend,
@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// The data directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.shared.dir
     }
 
@@ -207,7 +207,7 @@ impl Store {
     }
 
     /// Runs `work` in a read transaction on the blocking pool.
-    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
@@ -221,7 +221,7 @@ impl Store {
     }
 
     /// How long durable writes took from being queued to being on disk (see [`group_commit`]).
-    pub fn write_latency(&self) -> &Histogram {
+    pub(crate) fn write_latency(&self) -> &Histogram {
         &self.shared.write_latency
     }
 
@@ -249,7 +249,11 @@ impl Store {
 
     /// Like [`Store::write`], but `Durability::None` skips the fsync: for staged data that a
     /// later durable commit makes permanent, and that start-up discards if none came.
-    pub async fn write_with<T, F>(&self, durability: Durability, work: F) -> Result<T, StoreError>
+    pub(crate) async fn write_with<T, F>(
+        &self,
+        durability: Durability,
+        work: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Clone + Send + 'static,

@@ -10,7 +10,6 @@
 use prost::Message as _;
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
-use super::index_load::IndexRecord;
 use super::records::{NeighborIdentity, PeerServer};
 use super::servers::decode as decode_server;
 use super::tables::{NEIGHBOR_IDENTITIES, NEIGHBORS};
@@ -29,7 +28,7 @@ fn decode_identity(bytes: &[u8]) -> Result<NeighborIdentity, StoreError> {
 /// neighbour's profile count kept as they happen: whoever checks a change against the count or
 /// the stored rows sees every change committed before and made earlier in this transaction, so
 /// no interleaving of the neighbour's connections can pass a limit (spec §4.19).
-pub struct SharedEditor<'txn> {
+pub(crate) struct SharedEditor<'txn> {
     server: [u8; 32],
     table: Table<'txn, ([u8; 32], [u8; 32]), &'static [u8]>,
     count: u32,
@@ -38,12 +37,12 @@ pub struct SharedEditor<'txn> {
 
 impl SharedEditor<'_> {
     /// How many profiles the neighbour shares now.
-    pub fn count(&self) -> u32 {
+    pub(crate) fn count(&self) -> u32 {
         self.count
     }
 
     /// The type of the profile the neighbour shares for `id`, `None` when it shares none.
-    pub fn stored_type(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError> {
+    pub(crate) fn stored_type(&self, id: &[u8; 32]) -> Result<Option<String>, StoreError> {
         let Some(value) = self.table.get((self.server, *id))? else {
             return Ok(None);
         };
@@ -57,7 +56,11 @@ impl SharedEditor<'_> {
     }
 
     /// Stores (or replaces) the profile for `id`.
-    pub fn upsert(&mut self, id: [u8; 32], record: &NeighborIdentity) -> Result<(), StoreError> {
+    pub(crate) fn upsert(
+        &mut self,
+        id: [u8; 32],
+        record: &NeighborIdentity,
+    ) -> Result<(), StoreError> {
         let old = self
             .table
             .insert((self.server, id), record.encode_to_vec().as_slice())?;
@@ -68,7 +71,7 @@ impl SharedEditor<'_> {
     }
 
     /// Deletes the profile for `id`; false when there was none.
-    pub fn delete(&mut self, id: &[u8; 32]) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&mut self, id: &[u8; 32]) -> Result<bool, StoreError> {
         let existed = self.table.remove((self.server, *id))?.is_some();
         if existed {
             self.count = self.count.saturating_sub(1);
@@ -77,7 +80,7 @@ impl SharedEditor<'_> {
     }
 
     /// Records that the neighbour refreshed all its profiles (a `refresh` item).
-    pub fn refresh(&mut self) {
+    pub(crate) fn refresh(&mut self) {
         self.refreshed = true;
     }
 }
@@ -119,7 +122,7 @@ fn edit<T>(
 
 impl Store {
     /// The neighbour with network id `id`.
-    pub async fn neighbor(&self, id: [u8; 32]) -> Result<Option<PeerServer>, StoreError> {
+    pub(crate) async fn neighbor(&self, id: [u8; 32]) -> Result<Option<PeerServer>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(NEIGHBORS)?;
             let value = table.get(id)?;
@@ -129,13 +132,13 @@ impl Store {
     }
 
     /// Every neighbour, initialised or not.
-    pub async fn neighbors(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
+    pub(crate) async fn neighbors(&self) -> Result<Vec<([u8; 32], PeerServer)>, StoreError> {
         self.servers(NEIGHBORS).await
     }
 
     /// Records a neighbour LOC reported, uninitialised, unless it is known already or `max`
     /// neighbours are; a known one gets its new address. True when it is new.
-    pub async fn add_neighbor(
+    pub(crate) async fn add_neighbor(
         &self,
         id: [u8; 32],
         record: PeerServer,
@@ -168,7 +171,7 @@ impl Store {
     }
 
     /// Changes a neighbour's row with `change`; false when it is not a neighbour.
-    pub async fn update_neighbor(
+    pub(crate) async fn update_neighbor(
         &self,
         id: [u8; 32],
         change: impl FnOnce(&mut PeerServer) + Clone + Send + 'static,
@@ -181,7 +184,7 @@ impl Store {
     /// changes of an initialisation take `Durability::None`: they count only once
     /// [`Store::finish_neighbor`] commits durably, and start-up drops them otherwise. `work` may
     /// run twice (see [`super::group_commit`]), so it must not change anything outside.
-    pub async fn edit_shared<T, F>(
+    pub(crate) async fn edit_shared<T, F>(
         &self,
         server: [u8; 32],
         now_ms: i64,
@@ -198,7 +201,11 @@ impl Store {
 
     /// The initialisation of `server` completed: it becomes an initialised neighbour, refreshed
     /// now. False when the neighbour was dropped meanwhile.
-    pub async fn finish_neighbor(&self, server: [u8; 32], now_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn finish_neighbor(
+        &self,
+        server: [u8; 32],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         self.update_neighbor(server, move |record| {
             record.initialized = true;
             record.refreshed_at_ms = now_ms;
@@ -208,7 +215,7 @@ impl Store {
 
     /// Deletes every profile `server` shares with us, in chunks, and with `forget` its row too.
     /// Returns the ids of the deleted profiles (for the search index).
-    pub async fn clear_neighbor(
+    pub(crate) async fn clear_neighbor(
         &self,
         server: [u8; 32],
         forget: bool,
@@ -250,37 +257,6 @@ impl Store {
         }
     }
 
-    /// Up to `limit` profiles of neighbour `server` after identity `after`, for the index.
-    pub async fn neighbor_profiles(
-        &self,
-        server: [u8; 32],
-        after: Option<[u8; 32]>,
-        limit: usize,
-    ) -> Result<Vec<IndexRecord>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-            let range = table.range((server, after.unwrap_or([0; 32]))..=(server, [0xff; 32]))?;
-            let mut records = Vec::new();
-            for entry in range {
-                let (key, value) = entry?;
-                let id = key.value().1;
-                if Some(id) == after {
-                    continue;
-                }
-                records.push(IndexRecord {
-                    id,
-                    server: Some(server),
-                    profile: decode_identity(value.value())?.profile,
-                });
-                if records.len() == limit {
-                    break;
-                }
-            }
-            Ok(records)
-        })
-        .await
-    }
-
     /// Stores (or replaces) a profile that neighbour `server` shares, making `server` an
     /// initialised neighbour if it is not one yet: for seeding a database in tests and tools.
     pub async fn put_neighbor_identity(
@@ -307,19 +283,5 @@ impl Store {
             editor.upsert(id, &record)
         });
         edited.await?.unwrap_or(Ok(()))
-    }
-
-    /// The profile neighbour `server` shares for identity `id`.
-    pub async fn neighbor_identity(
-        &self,
-        server: [u8; 32],
-        id: [u8; 32],
-    ) -> Result<Option<NeighborIdentity>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(NEIGHBOR_IDENTITIES)?;
-            let value = table.get((server, id))?;
-            value.map(|v| decode_identity(v.value())).transpose()
-        })
-        .await
     }
 }

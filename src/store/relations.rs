@@ -1,7 +1,7 @@
 //! Relationship cards held by hosted identities, keyed by (identity, application id).
 
 use prost::Message as _;
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use super::records::Relation;
 use super::tables::RELATIONS;
@@ -9,7 +9,7 @@ use super::{Store, StoreError};
 
 /// Result of [`Store::add_relation`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum AddRelationOutcome {
+pub(crate) enum AddRelationOutcome {
     /// Stored.
     Added,
     /// The identity holds `max_identity_relations` cards already.
@@ -35,7 +35,7 @@ fn count_for(
 
 impl Store {
     /// Stores a card: quota first, then the application-id check (spec §4.20 steps 12, 13).
-    pub async fn add_relation(
+    pub(crate) async fn add_relation(
         &self,
         id: [u8; 32],
         application_id: Vec<u8>,
@@ -60,7 +60,7 @@ impl Store {
     }
 
     /// Removes a card; false when the identity holds none under `application_id`.
-    pub async fn remove_relation(
+    pub(crate) async fn remove_relation(
         &self,
         id: [u8; 32],
         application_id: Vec<u8>,
@@ -73,7 +73,7 @@ impl Store {
     }
 
     /// Every card the identity holds.
-    pub async fn relations(&self, id: [u8; 32]) -> Result<Vec<Relation>, StoreError> {
+    pub(crate) async fn relations(&self, id: [u8; 32]) -> Result<Vec<Relation>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(RELATIONS)?;
             let mut relations = Vec::new();
@@ -89,10 +89,5 @@ impl Store {
             Ok(relations)
         })
         .await
-    }
-
-    /// Number of relationship cards stored in total.
-    pub async fn relation_count(&self) -> Result<u64, StoreError> {
-        self.read(|txn| Ok(txn.open_table(RELATIONS)?.len()?)).await
     }
 }

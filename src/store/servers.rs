@@ -7,10 +7,10 @@ use super::records::PeerServer;
 use super::{Store, StoreError};
 
 /// A table of servers by network id.
-pub type ServerTable = TableDefinition<'static, [u8; 32], &'static [u8]>;
+pub(crate) type ServerTable = TableDefinition<'static, [u8; 32], &'static [u8]>;
 
 /// Decodes a server row.
-pub fn decode(bytes: &[u8]) -> Result<PeerServer, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<PeerServer, StoreError> {
     PeerServer::decode(bytes).map_err(|_| StoreError::Record("peer server"))
 }
 
