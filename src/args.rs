@@ -17,7 +17,7 @@ const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     /// Run a subcommand.
     Command(Command),
     /// Print this help text to stdout and exit 0.
@@ -28,7 +28,7 @@ pub enum Request {
 
 /// A subcommand with its options.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server until SIGTERM or SIGINT.
     Run {
         /// Configuration file; the built-in defaults without it.
@@ -62,7 +62,7 @@ pub enum Command {
 
 /// A command line that cannot be used, with the line to print (without "error: ").
 #[derive(Debug, PartialEq, Eq)]
-pub struct UsageError {
+pub(crate) struct UsageError {
     message: String,
     /// Where the help for the failing part is (`iop-profile-server run --help`, say).
     help: String,

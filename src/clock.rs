@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 /// One reading of the clock: monotonic for deadlines, wall time for timestamps on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
+pub(crate) struct Now {
     /// Monotonic time, for deadlines and timeouts.
     pub instant: Instant,
     /// Milliseconds since the Unix epoch, for timestamps that leave the process or are stored.
@@ -20,7 +20,7 @@ pub struct Now {
 
 impl Now {
     /// Reads the clock.
-    pub fn read() -> Now {
+    pub(crate) fn read() -> Now {
         let instant = Instant::now();
         Now {
             instant,

@@ -14,12 +14,12 @@ pub struct NetworkId(pub [u8; 32]);
 
 impl NetworkId {
     /// The network id of a public key.
-    pub fn of_key(public_key: &[u8]) -> NetworkId {
+    pub(crate) fn of_key(public_key: &[u8]) -> NetworkId {
         NetworkId(sha256(public_key))
     }
 
     /// Reads a network id from wire bytes, which must be exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<NetworkId> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<NetworkId> {
         bytes.try_into().ok().map(NetworkId)
     }
 }
@@ -86,17 +86,17 @@ impl ServerKey {
     }
 
     /// A fresh random key pair.
-    pub fn generate() -> ServerKey {
+    pub(crate) fn generate() -> ServerKey {
         ServerKey::from_seed(&random_bytes())
     }
 
     /// The secret seed, for storing the key.
-    pub fn seed(&self) -> [u8; 32] {
+    pub(crate) fn seed(&self) -> [u8; 32] {
         self.signing.to_bytes()
     }
 
     /// The raw 32-byte public key.
-    pub fn public_key(&self) -> &[u8; 32] {
+    pub(crate) fn public_key(&self) -> &[u8; 32] {
         &self.public
     }
 
@@ -106,7 +106,7 @@ impl ServerKey {
     }
 
     /// Signs `message`, returning the 64-byte signature.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.signing.sign(message).to_bytes().to_vec()
     }
 }

@@ -10,34 +10,34 @@ use crate::wire::Status;
 
 /// Upper bounds, in seconds, of the latency histogram buckets: 0.5 ms to 2 s, which spans a
 /// search on a fast core to a durable write on a slow SD card.
-pub const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
 ];
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     /// Adds one.
-    pub fn increment(&self) {
+    pub(crate) fn increment(&self) {
         self.add(1);
     }
 
     /// Adds `amount`.
-    pub fn add(&self, amount: u64) {
+    pub(crate) fn add(&self, amount: u64) {
         self.0.fetch_add(amount, Ordering::Relaxed);
     }
 
     /// The count so far.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// A latency histogram over [`LATENCY_BUCKETS`].
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); the last slot counts those above every bound.
     buckets: [Counter; LATENCY_BUCKETS.len() + 1],
     /// Sum of all observations in microseconds.
@@ -58,7 +58,7 @@ impl Histogram {
     }
 
     /// Observations so far.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.buckets.iter().map(Counter::get).sum()
     }
 }
@@ -84,7 +84,7 @@ fn status_name(slot: usize) -> &'static str {
 
 /// Requests answered, by request type and status.
 #[derive(Debug)]
-pub struct Requests {
+pub(crate) struct Requests {
     /// Request type names; index `names.len()` counts messages of no admissible type.
     names: &'static [&'static str],
     counts: Box<[Counter]>,
@@ -109,7 +109,8 @@ impl Requests {
     }
 
     /// The count for type `kind` and status `code`.
-    pub fn get(&self, kind: Option<usize>, code: i32) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn get(&self, kind: Option<usize>, code: i32) -> u64 {
         let row = kind
             .filter(|kind| *kind < self.names.len())
             .unwrap_or(self.names.len());
@@ -123,7 +124,7 @@ impl Requests {
 
 /// Every counter and histogram of one server.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Requests answered by type and status.
     pub requests: Requests,
     /// Connections accepted on any port.
@@ -161,14 +162,14 @@ impl Metrics {
     }
 
     /// Counts a connection that ended for the reason at `reason` in the close reasons.
-    pub fn connection_closed(&self, reason: usize) {
+    pub(crate) fn connection_closed(&self, reason: usize) {
         if let Some(counter) = self.closed.get(reason) {
             counter.increment();
         }
     }
 
     /// Writes every counter and the search histogram to `out`.
-    pub fn write(&self, out: &mut Exposition) {
+    pub(crate) fn write(&self, out: &mut Exposition) {
         out.family(
             "iop_requests_total",
             "counter",
@@ -228,22 +229,27 @@ impl Metrics {
 
 /// Text in the Prometheus exposition format (version 0.0.4).
 #[derive(Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     text: String,
 }
 
 impl Exposition {
     /// The `Content-Type` the text is served with.
-    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+    pub(crate) const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
 
     /// Starts the metric family `name` with its type and help text.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
 
     /// One sample of the family being written.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    pub(crate) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -265,7 +271,7 @@ impl Exposition {
     }
 
     /// A histogram family with cumulative buckets, sum and count.
-    pub fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) {
+    pub(crate) fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) {
         self.family(name, "histogram", help);
         let bucket = format!("{name}_bucket");
         let mut cumulative = 0;
@@ -281,7 +287,7 @@ impl Exposition {
     }
 
     /// The text written so far.
-    pub fn into_text(self) -> String {
+    pub(crate) fn into_text(self) -> String {
         self.text
     }
 }

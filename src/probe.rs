@@ -17,7 +17,7 @@ use crate::role::Role;
 use crate::wire::ps::{self, single_request, single_response};
 
 /// The primary port when the command line names none (spec §2.1).
-pub const DEFAULT_PRIMARY_PORT: u16 = 16987;
+pub(crate) const DEFAULT_PRIMARY_PORT: u16 = 16987;
 
 /// One port's result.
 #[derive(Clone, Debug)]

@@ -30,7 +30,7 @@ impl Role {
     ];
 
     /// The name used in the configuration file.
-    pub fn config_name(self) -> &'static str {
+    pub(crate) fn config_name(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::SrNeighbor => "sr_neighbor",
@@ -59,12 +59,12 @@ impl Role {
     }
 
     /// Whether the role is served over TLS (everything but primary).
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         self != Role::Primary
     }
 
     /// Whether the peers of this role are servers, which get the longer idle timeout (spec §6).
-    pub fn is_server_role(self) -> bool {
+    pub(crate) fn is_server_role(self) -> bool {
         matches!(self, Role::Primary | Role::SrNeighbor)
     }
 
@@ -91,10 +91,10 @@ pub struct RoleSet(u8);
 
 impl RoleSet {
     /// The empty set.
-    pub const EMPTY: RoleSet = RoleSet(0);
+    pub(crate) const EMPTY: RoleSet = RoleSet(0);
 
     /// A set holding the given roles.
-    pub fn of(roles: &[Role]) -> RoleSet {
+    pub(crate) fn of(roles: &[Role]) -> RoleSet {
         roles
             .iter()
             .fold(RoleSet::EMPTY, |set, &role| set.with(role))
@@ -102,39 +102,34 @@ impl RoleSet {
 
     /// This set plus `role`.
     #[must_use]
-    pub fn with(self, role: Role) -> RoleSet {
+    pub(crate) fn with(self, role: Role) -> RoleSet {
         RoleSet(self.0 | role.bit())
     }
 
     /// Whether `role` is in the set.
-    pub fn contains(self, role: Role) -> bool {
+    pub(crate) fn contains(self, role: Role) -> bool {
         self.0 & role.bit() != 0
     }
 
     /// Whether the two sets share a role.
-    pub fn intersects(self, other: RoleSet) -> bool {
+    pub(crate) fn intersects(self, other: RoleSet) -> bool {
         self.0 & other.0 != 0
     }
 
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     /// The roles in the set, in [`Role::ALL`] order.
-    pub fn iter(self) -> impl Iterator<Item = Role> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = Role> {
         Role::ALL
             .into_iter()
             .filter(move |role| self.contains(*role))
     }
 
     /// Whether the port is served over TLS: true when any role needs TLS.
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         self.iter().any(Role::is_tls)
     }
 
     /// Whether the port serves a server-to-server role, so it uses the server idle timeout.
-    pub fn has_server_role(self) -> bool {
+    pub(crate) fn has_server_role(self) -> bool {
         self.iter().any(Role::is_server_role)
     }
 }

@@ -12,7 +12,7 @@ const MAP: u8 = 5;
 
 /// The fields of a V2 record's `data` map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecordData {
+pub(crate) struct RecordData {
     /// `Value`: the path the name points to.
     pub value: Vec<u8>,
     /// `Validity`: RFC 3339 end of validity.
@@ -73,7 +73,7 @@ impl RecordData {
 
     /// Reads a `data` map; `None` unless it is exactly the canonical encoding of the five keys
     /// (an unknown key, a missing key or trailing bytes are refused).
-    pub fn decode(input: &[u8]) -> Option<RecordData> {
+    pub(crate) fn decode(input: &[u8]) -> Option<RecordData> {
         let mut reader = Reader { input, at: 0 };
         if reader.head(MAP)? != 5 {
             return None;

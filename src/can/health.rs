@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::log_gate::peer_text;
 
 /// Longest error text kept from the node (characters).
-pub const MAX_ERROR_CHARS: usize = 200;
+pub(crate) const MAX_ERROR_CHARS: usize = 200;
 
 // 0: no call yet (the default).
 const ANSWERS: u8 = 1;
@@ -17,7 +17,7 @@ const UNREACHABLE: u8 = 2;
 
 /// The link to the CAN node as the calls found it.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     state: AtomicU8,
     changed_ms: AtomicI64,
     last_error: Mutex<Option<LastError>>,
@@ -25,7 +25,7 @@ pub struct Health {
 
 /// The last call that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LastError {
+pub(crate) struct LastError {
     /// The API command, e.g. `pin/rm`.
     pub command: &'static str,
     /// What went wrong, bounded and without control characters.
@@ -37,7 +37,7 @@ pub struct LastError {
 impl Health {
     /// Records whether the node answered a call at `now_ms`; true when this changed the state
     /// from unreachable to answering (the node is back).
-    pub fn reached(&self, answered: bool, now_ms: i64) -> bool {
+    pub(crate) fn reached(&self, answered: bool, now_ms: i64) -> bool {
         let new = if answered { ANSWERS } else { UNREACHABLE };
         let old = self.state.swap(new, Ordering::SeqCst);
         if old != new {
@@ -47,7 +47,7 @@ impl Health {
     }
 
     /// Records a failed call.
-    pub fn failed(&self, command: &'static str, message: &str, now_ms: i64) {
+    pub(crate) fn failed(&self, command: &'static str, message: &str, now_ms: i64) {
         let error = LastError {
             command,
             message: peer_text(message, MAX_ERROR_CHARS),
@@ -57,7 +57,7 @@ impl Health {
     }
 
     /// Whether the node answered the last call: `None` before any call.
-    pub fn answers(&self) -> Option<bool> {
+    pub(crate) fn answers(&self) -> Option<bool> {
         match self.state.load(Ordering::SeqCst) {
             ANSWERS => Some(true),
             UNREACHABLE => Some(false),
@@ -66,13 +66,13 @@ impl Health {
     }
 
     /// When [`Health::answers`] last changed (Unix ms), `None` before any call.
-    pub fn changed_ms(&self) -> Option<i64> {
+    pub(crate) fn changed_ms(&self) -> Option<i64> {
         let at = self.changed_ms.load(Ordering::SeqCst);
         (self.answers().is_some() && at != 0).then_some(at)
     }
 
     /// The last failed call, if any.
-    pub fn last_error(&self) -> Option<LastError> {
+    pub(crate) fn last_error(&self) -> Option<LastError> {
         self.lock().clone()
     }
 

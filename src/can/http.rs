@@ -19,7 +19,7 @@ const FRAMING_ALLOWANCE: usize = MAX_HEAD_BYTES + 16 * 1024;
 
 /// A complete reply.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// HTTP status code.
     pub status: u16,
     /// The body, de-chunked.
@@ -28,7 +28,7 @@ pub struct Reply {
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// No connection (refused, unreachable, name not resolved).
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
@@ -48,7 +48,7 @@ pub enum HttpError {
 
 /// What to send: `POST path` to `host_port` with `body` of `content_type`.
 #[derive(Debug)]
-pub struct Post<'a> {
+pub(crate) struct Post<'a> {
     /// `HOST:PORT` of the node.
     pub host_port: &'a str,
     /// Path and query, starting with `/`.
@@ -62,7 +62,7 @@ pub struct Post<'a> {
 
 /// Sends `post` and reads the reply, whose body may be at most `body_limit` bytes, all within
 /// `deadline`.
-pub async fn post(
+pub(crate) async fn post(
     post: &Post<'_>,
     body_limit: usize,
     deadline: Duration,

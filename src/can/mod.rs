@@ -7,9 +7,9 @@
 //! [`CanApi`] for their clients' objects; the server's own contact record is kept by
 //! `peers::can`.
 
-pub mod cbor;
-pub mod health;
-pub mod http;
+pub(crate) mod cbor;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod multibase;
 pub mod record;
 pub mod time;
@@ -29,7 +29,7 @@ use crate::crypto::random_bytes;
 use crate::log_gate::peer_text;
 
 /// Longest reply body read from CAN: its JSON answers are a few hundred bytes.
-pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Whether an error message of `pin/rm` says the object was not pinned (success for an unpin).
 /// The wordings (all HTTP 500) of the daemons a CAN node may be:
 /// - the IoP CAN fork (go-ipfs 0.4.5-dev, `pin/pin.go`) and go-ipfs 0.4.0 to 0.4.20
@@ -41,13 +41,13 @@ pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 ///   `ipfs-http-server/src/api/resources/pin.js`): `Failed to remove pin: <cid> is not pinned`.
 ///
 /// All of them contain "not pinned"; no other `pin/rm` error does.
-pub fn says_not_pinned(message: &str) -> bool {
+pub(crate) fn says_not_pinned(message: &str) -> bool {
     message.to_lowercase().contains("not pinned")
 }
 
 /// Why a CAN call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CanError {
+pub(crate) enum CanError {
     /// CAN could not be reached or the exchange broke.
     #[error("CAN is unreachable: {0}")]
     Unreachable(HttpError),
@@ -70,14 +70,14 @@ pub enum CanError {
 
 impl CanError {
     /// Text for `Response.details` and the log.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         self.to_string()
     }
 }
 
 /// The reply of `name/upload`.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
-pub struct Uploaded {
+pub(crate) struct Uploaded {
     /// The fork's peer id of the key (`Qm…`).
     #[serde(rename = "Peer")]
     pub peer: String,
@@ -114,7 +114,7 @@ const PUT_COMMANDS: [&str; 2] = ["routing/put", "dht/put"];
 /// A client of one CAN node's HTTP API; clones share the record of the link's [`Health`] and
 /// what was learnt of the node.
 #[derive(Clone, Debug)]
-pub struct CanApi {
+pub(crate) struct CanApi {
     host_port: String,
     timeout: Duration,
     health: Arc<Health>,
@@ -159,12 +159,12 @@ impl CanApi {
     }
 
     /// What the calls so far say about the link (shared by every clone).
-    pub fn health(&self) -> &Arc<Health> {
+    pub(crate) fn health(&self) -> &Arc<Health> {
         &self.health
     }
 
     /// Stores `object` and returns its multihash (`add`).
-    pub async fn add(&self, object: &[u8]) -> Result<Vec<u8>, CanError> {
+    pub(crate) async fn add(&self, object: &[u8]) -> Result<Vec<u8>, CanError> {
         let body = self.call("add", "", Some(object)).await?;
         let added: Added = parse(&body)?;
         from_base58(&added.hash)
@@ -173,7 +173,7 @@ impl CanApi {
     }
 
     /// Unpins the object with multihash `hash` (`pin/rm`); "not pinned" counts as done.
-    pub async fn unpin(&self, hash: &[u8]) -> Result<(), CanError> {
+    pub(crate) async fn unpin(&self, hash: &[u8]) -> Result<(), CanError> {
         let query = format!("arg=/ipfs/{}", base58(hash));
         match self.call("pin/rm", &query, None).await {
             Ok(_) => Ok(()),
@@ -184,7 +184,7 @@ impl CanApi {
 
     /// Publishes a V1 record (`CanIpnsEntry`, encoded) of the Ed25519 `public_key` through the
     /// IoP fork's `name/upload`.
-    pub async fn name_upload(
+    pub(crate) async fn name_upload(
         &self,
         record: &[u8],
         public_key: &[u8],
@@ -208,14 +208,14 @@ impl CanApi {
     }
 
     /// Whether the node answered 404 to `name/upload` (since the last error): a stock node.
-    pub fn lacks_name_upload(&self) -> bool {
+    pub(crate) fn lacks_name_upload(&self) -> bool {
         self.learnt.no_name_upload.load(Ordering::Relaxed)
     }
 
     /// Stores a V1+V2 `record` of `public_key` on a stock node with the first of
     /// [`PUT_COMMANDS`] it has (the one that worked last first), and checks that the name then
     /// resolves to `value`: js-ipfs answers 200 to a put of a record it will not serve.
-    pub async fn publish_v2(
+    pub(crate) async fn publish_v2(
         &self,
         public_key: &[u8],
         record: &[u8],
@@ -306,7 +306,7 @@ impl CanApi {
     }
 
     /// Whether the node answers at all (`version`): a cheap call for the link's health.
-    pub async fn version(&self) -> Result<(), CanError> {
+    pub(crate) async fn version(&self) -> Result<(), CanError> {
         self.call("version", "", None).await.map(drop)
     }
 

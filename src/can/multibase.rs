@@ -20,17 +20,17 @@ pub fn from_base58(text: &str) -> Option<Vec<u8>> {
 }
 
 /// `bytes` in lower-case base36, without a multibase prefix.
-pub fn base36(bytes: &[u8]) -> String {
+pub(crate) fn base36(bytes: &[u8]) -> String {
     to_radix(bytes, BASE36)
 }
 
 /// Decodes base36 text (either case) without a multibase prefix.
-pub fn from_base36(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_base36(text: &str) -> Option<Vec<u8>> {
     from_radix(&text.to_ascii_lowercase(), BASE36)
 }
 
 /// `bytes` in base64url with `=` padding: the multibase `U` variant, without the prefix.
-pub fn base64url_padded(bytes: &[u8]) -> String {
+pub(crate) fn base64url_padded(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let mut group = [0u8; 3];
@@ -49,7 +49,7 @@ pub fn base64url_padded(bytes: &[u8]) -> String {
 }
 
 /// Decodes base64url, with or without padding; `None` on anything else.
-pub fn from_base64url(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_base64url(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     if text.len() % 4 == 1 {
         return None;

@@ -10,7 +10,7 @@ use crate::wire::can::{CanCryptoKey, CanIpnsEntry, KeyType};
 use crate::wire::proto::ipns::IpnsEntry;
 
 /// How long resolvers may cache the server's record: 24 hours, in nanoseconds.
-pub const RECORD_TTL_NS: u64 = 86_400 * 1_000_000_000;
+pub(crate) const RECORD_TTL_NS: u64 = 86_400 * 1_000_000_000;
 /// What a V1 signature ends with after value and validity.
 const V1_SUFFIX: &[u8] = b"EOL";
 /// What a V2 signature starts with before the `data` bytes.
@@ -21,7 +21,7 @@ const LIBP2P_KEY: u8 = 0x72;
 const SHA2_256: [u8; 2] = [0x12, 0x20];
 
 /// The encoded `CanCryptoKey` (= libp2p `PublicKey`) of an Ed25519 public key.
-pub fn crypto_key(public_key: &[u8]) -> Vec<u8> {
+pub(crate) fn crypto_key(public_key: &[u8]) -> Vec<u8> {
     CanCryptoKey {
         r#type: KeyType::Ed25519.into(),
         data: public_key.to_vec(),
@@ -30,7 +30,7 @@ pub fn crypto_key(public_key: &[u8]) -> Vec<u8> {
 }
 
 /// The IoP fork's id for a key: the SHA-256 multihash of its `CanCryptoKey`, in base58 (`Qm…`).
-pub fn can_id(public_key: &[u8]) -> String {
+pub(crate) fn can_id(public_key: &[u8]) -> String {
     let mut multihash = SHA2_256.to_vec();
     multihash.extend(sha256(&crypto_key(public_key)));
     base58(&multihash)
@@ -58,7 +58,7 @@ pub fn peer_id(public_key: &[u8]) -> String {
 }
 
 /// The IPFS path of an object's multihash: `/ipfs/Qm…`.
-pub fn ipfs_path(hash: &[u8]) -> String {
+pub(crate) fn ipfs_path(hash: &[u8]) -> String {
     format!("/ipfs/{}", base58(hash))
 }
 
@@ -76,18 +76,18 @@ pub struct RecordFields {
 }
 
 /// The bytes a V1 signature covers: value ‖ validity ‖ "EOL".
-pub fn v1_signed_bytes(value: &[u8], validity: &[u8]) -> Vec<u8> {
+pub(crate) fn v1_signed_bytes(value: &[u8], validity: &[u8]) -> Vec<u8> {
     [value, validity, V1_SUFFIX].concat()
 }
 
 /// The bytes a V2 signature covers: "ipns-signature:" ‖ data.
-pub fn v2_signed_bytes(data: &[u8]) -> Vec<u8> {
+pub(crate) fn v2_signed_bytes(data: &[u8]) -> Vec<u8> {
     [V2_PREFIX, data].concat()
 }
 
 impl RecordFields {
     /// The V1 record the IoP fork's `name/upload` takes, signed with `key`.
-    pub fn sign_v1(&self, key: &ServerKey) -> CanIpnsEntry {
+    pub(crate) fn sign_v1(&self, key: &ServerKey) -> CanIpnsEntry {
         CanIpnsEntry {
             value: self.value.clone(),
             signature: key.sign(&v1_signed_bytes(&self.value, &self.validity)),

@@ -63,7 +63,7 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 
 /// Adds calendar months, keeping the day of month unless the target month is shorter
 /// (31 January + 1 month = 28 or 29 February), as .NET's `AddMonths` does.
-pub fn add_months(unix_ms: i64, months: u32) -> i64 {
+pub(crate) fn add_months(unix_ms: i64, months: u32) -> i64 {
     let civil = civil_from_unix_ms(unix_ms);
     let index = civil.year * 12 + i64::from(civil.month - 1) + i64::from(months);
     let year = index.div_euclid(12);
@@ -94,7 +94,7 @@ pub fn format_validity(unix_ms: i64) -> String {
 
 /// Parses an RFC 3339 date-time (`2030-01-31T12:00:00.000Z`, `…+02:00`, any fraction) to ms
 /// since the epoch; `None` when it is not one.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
     let number = |from: usize, len: usize| -> Option<i64> {
         let digits = bytes.get(from..from + len)?;

@@ -13,7 +13,7 @@ use crate::wire::can::{CanCryptoKey, KeyType};
 use crate::wire::proto::ipns::IpnsEntry;
 
 /// Largest record accepted.
-pub const MAX_RECORD_BYTES: usize = 10 * 1024;
+pub(crate) const MAX_RECORD_BYTES: usize = 10 * 1024;
 
 /// Why a record is not valid for a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

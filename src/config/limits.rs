@@ -124,7 +124,7 @@ const DEFAULT_INFLIGHT_SHARE: u32 = 4 * 1024 * 1024;
 impl Limits {
     /// Bytes of incoming frames one IP address may hold: `max_inflight_bytes_per_address`, or
     /// when unset 4 MiB, never more than the whole budget.
-    pub fn inflight_share(&self) -> u32 {
+    pub(crate) fn inflight_share(&self) -> u32 {
         self.max_inflight_bytes_per_address
             .unwrap_or(DEFAULT_INFLIGHT_SHARE.min(self.max_inflight_bytes))
     }

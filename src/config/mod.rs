@@ -21,14 +21,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use self::limits::Limits;
-pub use self::listeners::ListenerConfig;
+pub(crate) use self::limits::Limits;
+pub(crate) use self::listeners::ListenerConfig;
 use self::listeners::RawListener;
-pub use self::peers::{CanConfig, LocConfig, LocServiceType, Location, NeighborhoodConfig};
+pub(crate) use self::peers::{CanConfig, LocConfig, LocServiceType, Location, NeighborhoodConfig};
 use self::peers::{RawLoc, RawLocation, RawNeighborhood};
-pub use self::runtime::{MetricsConfig, RuntimeConfig, StatusConfig, StorageConfig};
+pub(crate) use self::runtime::{MetricsConfig, RuntimeConfig, StatusConfig, StorageConfig};
 use self::timeouts::RawTimeouts;
-pub use self::timeouts::Timeouts;
+pub(crate) use self::timeouts::Timeouts;
+#[cfg(test)]
 use crate::role::RoleSet;
 
 /// Spec §6: `max_hosted_identities` can never exceed this.
@@ -275,7 +276,8 @@ impl Config {
     }
 
     /// The roles of every configured port, for the role-per-port map.
-    pub fn roles_on_port(&self, port: u16) -> RoleSet {
+    #[cfg(test)]
+    pub(crate) fn roles_on_port(&self, port: u16) -> RoleSet {
         self.listeners
             .iter()
             .filter(|l| l.port == port)

@@ -133,12 +133,12 @@ fn default_can_health_check_secs() -> u64 {
 
 impl CanConfig {
     /// `request_timeout_secs` as a duration.
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
 
     /// `health_check_secs` as a duration.
-    pub fn health_check(&self) -> Duration {
+    pub(crate) fn health_check(&self) -> Duration {
         Duration::from_secs(self.health_check_secs)
     }
 }

@@ -65,7 +65,7 @@ pub struct Timeouts {
 
 impl Timeouts {
     /// The idle timeout of a port: the larger one when it serves a server role (spec §6).
-    pub fn idle_for(&self, roles: RoleSet) -> Duration {
+    pub(crate) fn idle_for(&self, roles: RoleSet) -> Duration {
         if roles.has_server_role() {
             self.server_idle
         } else {

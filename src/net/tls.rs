@@ -13,7 +13,7 @@ use crate::store::keys::TlsMaterial;
 
 /// The ring provider with ChaCha20-Poly1305 suites first: Raspberry Pi cores lack AES
 /// instructions, so ChaCha20 is several times faster there.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     let mut provider = ring::default_provider();
     provider.cipher_suites.sort_by_key(|suite| {
         let name = format!("{:?}", suite.suite());

@@ -4,10 +4,10 @@
 //! Each peer runs as a task started by `runtime` under the server's tracker, reconnects with a
 //! pause after failures, and puts a timeout on every wait. Nothing here serves a client socket.
 
-pub(crate) mod can;
+pub mod can;
 pub(crate) mod client;
 pub(crate) mod followers;
-pub(crate) mod loc;
+pub mod loc;
 pub(crate) mod neighbors;
 pub(crate) mod snapshot;
 

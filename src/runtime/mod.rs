@@ -3,7 +3,7 @@
 
 pub(crate) mod address;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod observe;
 pub mod shutdown;
 pub mod status;

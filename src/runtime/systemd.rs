@@ -20,7 +20,7 @@ pub fn ready(status: &str) {
 }
 
 /// Tells the service manager that the server is shutting down.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 

@@ -35,7 +35,7 @@ fn whole(value: f64) -> i64 {
 /// A latitude/longitude box around a circle on the sphere: every point within the radius lies
 /// inside it, so comparing integers can skip the exact distance for most points.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     lat_min: i64,
     lat_max: i64,
     lon_centre: i64,
@@ -45,7 +45,7 @@ pub struct Bounds {
 
 impl Bounds {
     /// The box around the circle of `radius_m` metres about (`lat`, `lon`) in micro-degrees.
-    pub fn around(lat: i32, lon: i32, radius_m: u32) -> Bounds {
+    pub(crate) fn around(lat: i32, lon: i32, radius_m: u32) -> Bounds {
         // The circle's angular radius; every point in it is at most this far in latitude.
         let arc = f64::from(radius_m) / EARTH_RADIUS_M * (1.0 + 1e-9);
         let lat_half = arc.to_degrees() * 1e6 + SLACK;
@@ -65,7 +65,7 @@ impl Bounds {
     }
 
     /// Whether (`lat`, `lon`) lies in the box.
-    pub fn contains(&self, lat: i32, lon: i32) -> bool {
+    pub(crate) fn contains(&self, lat: i32, lon: i32) -> bool {
         let lat = i64::from(lat);
         if lat < self.lat_min || lat > self.lat_max {
             return false;

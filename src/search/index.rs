@@ -14,7 +14,7 @@ use super::wildcard::{Matcher, Wildcard};
 use crate::wire::{INTERNAL_TYPE, ps};
 
 /// What a search looks for (validated by the handler).
-pub struct Filter<'a> {
+pub(crate) struct Filter<'a> {
     /// Type wildcard.
     pub kind: &'a Wildcard,
     /// Name wildcard.
@@ -36,7 +36,7 @@ pub struct Hit {
 
 /// The whole index.
 #[derive(Default)]
-pub struct SearchIndex {
+pub(crate) struct SearchIndex {
     kinds: Vec<Box<str>>,
     kind_ids: HashMap<Box<str>, u32>,
     servers: Vec<[u8; 32]>,
@@ -70,20 +70,20 @@ impl SearchIndex {
     }
 
     /// Adds or replaces an initialised hosted profile.
-    pub fn upsert_hosted(&mut self, id: [u8; 32], profile: &ps::ProfileInformation) {
+    pub(crate) fn upsert_hosted(&mut self, id: [u8; 32], profile: &ps::ProfileInformation) {
         let row = self.row(id, 0, profile);
         self.hosted.upsert(row);
     }
 
     /// Removes a hosted profile (cancelled or purged).
-    pub fn remove_hosted(&mut self, id: &[u8; 32]) {
+    pub(crate) fn remove_hosted(&mut self, id: &[u8; 32]) {
         self.hosted.remove(id);
     }
 
     /// Adds or replaces a profile shared by neighbour `server`, found once `server` is added
     /// ([`SearchIndex::add_server`]). Placeholder profiles of type `<INTERNAL>` (spec §5.8) are
     /// never searchable.
-    pub fn upsert_neighbor(
+    pub(crate) fn upsert_neighbor(
         &mut self,
         server: [u8; 32],
         id: [u8; 32],
@@ -100,7 +100,7 @@ impl SearchIndex {
 
     /// Records an initialised neighbour, whether or not it shares profiles: its profiles are
     /// found from now on.
-    pub fn add_server(&mut self, server: [u8; 32]) {
+    pub(crate) fn add_server(&mut self, server: [u8; 32]) {
         let number = self.intern_server(server);
         self.covered.insert(server);
         if let Some(visible) = self.visible.get_mut(number as usize) {
@@ -119,7 +119,7 @@ impl SearchIndex {
     }
 
     /// Forgets a neighbour and every profile it shares.
-    pub fn remove_server(&mut self, server: &[u8; 32]) {
+    pub(crate) fn remove_server(&mut self, server: &[u8; 32]) {
         self.covered.remove(server);
         let Some(&number) = self.server_ids.get(server) else {
             return;
@@ -133,12 +133,12 @@ impl SearchIndex {
     }
 
     /// Removes a neighbour profile.
-    pub fn remove_neighbor(&mut self, id: &[u8; 32]) {
+    pub(crate) fn remove_neighbor(&mut self, id: &[u8; 32]) {
         self.neighbors.remove(id);
     }
 
     /// Releases spare capacity, after the bulk load at start-up.
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         self.hosted.shrink();
         self.neighbors.shrink();
     }
@@ -149,13 +149,13 @@ impl SearchIndex {
     }
 
     /// The initialised neighbours.
-    pub fn neighbor_servers(&self) -> Vec<[u8; 32]> {
+    pub(crate) fn neighbor_servers(&self) -> Vec<[u8; 32]> {
         self.covered.iter().copied().collect()
     }
 
     /// Matches hosted profiles first, then (unless `hosted_only`) neighbour profiles, stopping
     /// at `max_total`. Returns the hits and whether neighbour profiles were consulted.
-    pub fn search(
+    pub(crate) fn search(
         &self,
         filter: &mut Filter<'_>,
         hosted_only: bool,

@@ -2,7 +2,7 @@
 //! under time budgets. No sockets, no storage access: callers feed the index and load results.
 
 pub mod geo;
-pub mod index;
+pub(crate) mod index;
 pub mod regex_type;
 mod table;
 pub mod wildcard;
@@ -43,12 +43,12 @@ pub struct Search {
 
 impl Search {
     /// Runs `change` on the index.
-    pub fn update(&self, change: impl FnOnce(&mut SearchIndex)) {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut SearchIndex)) {
         change(&mut self.index.write().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Servers whose shared profiles are indexed.
-    pub fn neighbor_servers(&self) -> Vec<[u8; 32]> {
+    pub(crate) fn neighbor_servers(&self) -> Vec<[u8; 32]> {
         self.index
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -49,7 +49,7 @@ impl Wildcard {
 
 /// A wildcard made ready to test many texts: a "contains" pattern gets its substring finder
 /// built once, instead of once per text.
-pub enum Matcher<'a> {
+pub(crate) enum Matcher<'a> {
     /// Any other pattern, tested as it is.
     Plain(&'a Wildcard),
     /// A "contains" pattern.
@@ -58,7 +58,7 @@ pub enum Matcher<'a> {
 
 impl Wildcard {
     /// The matcher for testing many texts against this pattern.
-    pub fn matcher(&self) -> Matcher<'_> {
+    pub(crate) fn matcher(&self) -> Matcher<'_> {
         match self {
             Wildcard::Contains(core) => {
                 Matcher::Contains(Box::new(memchr::memmem::Finder::new(core)))

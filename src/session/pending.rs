@@ -67,7 +67,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// An empty table whose ids start at `first_id` (spec §1.4 uses `(role mask << 24) + 1`).
-    pub(crate) fn new(first_id: u32) -> Pending {
+    pub fn new(first_id: u32) -> Pending {
         Pending {
             entries: None,
             next_id: first_id,

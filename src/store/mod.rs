@@ -4,7 +4,7 @@
 //! I/O thread. Nothing here knows about sessions or the wire protocol.
 
 pub(crate) mod actions;
-pub(crate) mod can;
+pub mod can;
 pub mod data_dir;
 pub(crate) mod database;
 pub(crate) mod followers;

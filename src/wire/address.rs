@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 /// The address in 4 or 16 bytes; `None` for any other length.
-pub fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
         16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
@@ -12,7 +12,7 @@ pub fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 /// The wire form of an address: 4 bytes for IPv4, 16 for IPv6.
-pub fn ip_bytes(address: IpAddr) -> Vec<u8> {
+pub(crate) fn ip_bytes(address: IpAddr) -> Vec<u8> {
     match address {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),

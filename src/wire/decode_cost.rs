@@ -21,7 +21,7 @@ use super::{can, ps};
 
 /// Nesting the walk follows; the protocol's deepest message (a shared profile inside an update
 /// item inside a request) sits at depth 8.
-pub const MAX_DEPTH: usize = 12;
+pub(crate) const MAX_DEPTH: usize = 12;
 
 /// Largest element of any repeated field of the protocols this server decodes.
 const LARGEST_ELEMENT: usize = max(&[
@@ -38,7 +38,7 @@ const LARGEST_ELEMENT: usize = max(&[
 
 /// What one element of a repeated field is charged: the largest element, doubled for a `Vec`'s
 /// spare capacity and the uncounted first element of each field.
-pub const ELEMENT_COST: usize = 2 * LARGEST_ELEMENT;
+pub(crate) const ELEMENT_COST: usize = 2 * LARGEST_ELEMENT;
 
 const fn max(sizes: &[usize]) -> usize {
     let mut largest = 0;

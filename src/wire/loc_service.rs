@@ -14,9 +14,9 @@ use prost::bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 
 /// `ServiceType.PROFILE` of LOC 1.x (spec §7).
-pub const PROFILE_CODE: u64 = 11;
+pub(crate) const PROFILE_CODE: u64 = 11;
 /// The profile service's type in LOC 2.x, as the C# server's `docker` branch names it.
-pub const PROFILE_NAME: &str = "Profile";
+pub(crate) const PROFILE_NAME: &str = "Profile";
 
 /// A service type in either LOC generation; each is written back the way it was read.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +55,7 @@ impl ServiceType {
     }
 
     /// Whether this is the profile service in either generation.
-    pub fn is_profile(&self) -> bool {
+    pub(crate) fn is_profile(&self) -> bool {
         match self {
             ServiceType::Name(name) => name == PROFILE_NAME.as_bytes(),
             ServiceType::Code(code) => *code == PROFILE_CODE,

@@ -2,14 +2,14 @@
 //!
 //! Pure code: no tokio, no storage, no clock. Everything above this module speaks in these types.
 
-pub mod address;
+pub(crate) mod address;
 pub mod decode_cost;
 pub mod frame;
 pub mod loc_envelope;
 pub mod loc_service;
 pub mod request;
 pub mod response;
-pub mod signed_profile;
+pub(crate) mod signed_profile;
 
 /// Types generated from `proto/` at build time.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -53,32 +53,32 @@ pub use proto::iop::profileserver as ps;
 pub use proto::iop::shared::Status;
 
 /// The only protocol version, 1.0.0 (spec §0).
-pub const VERSION_1_0_0: [u8; 3] = [1, 0, 0];
+pub(crate) const VERSION_1_0_0: [u8; 3] = [1, 0, 0];
 
 /// Message id used when a frame could not be parsed and its id is unknown (spec §1.1).
 pub const UNKNOWN_MESSAGE_ID: u32 = 0x0BAD_C0DE;
 
 /// Spec §5.8: the type of placeholder profiles a sharing server sends for an identity it can no
 /// longer load; never searchable, never signature-checked.
-pub const INTERNAL_TYPE: &str = "<INTERNAL>";
+pub(crate) const INTERNAL_TYPE: &str = "<INTERNAL>";
 
 /// Spec §4.19, §6: profiles one neighbour may share with us.
-pub const MAX_SHARED_PROFILES: u32 = 20_000;
+pub(crate) const MAX_SHARED_PROFILES: u32 = 20_000;
 
 /// Spec §1.3: public keys are 1 to 128 bytes.
-pub const MAX_PUBLIC_KEY_LEN: usize = 128;
+pub(crate) const MAX_PUBLIC_KEY_LEN: usize = 128;
 
 /// Whether a latitude in micro-degrees is valid (spec §1.3).
-pub fn is_valid_latitude(value: i32) -> bool {
+pub(crate) fn is_valid_latitude(value: i32) -> bool {
     (-90_000_000..=90_000_000).contains(&value)
 }
 
 /// Whether a longitude in micro-degrees is valid; -180° is not (spec §1.3).
-pub fn is_valid_longitude(value: i32) -> bool {
+pub(crate) fn is_valid_longitude(value: i32) -> bool {
     (-179_999_999..=180_000_000).contains(&value)
 }
 
 /// Whether bytes form a valid VersionType: exactly 3 bytes, not 0.0.0 (spec §1.3).
-pub fn is_valid_version(version: &[u8]) -> bool {
+pub(crate) fn is_valid_version(version: &[u8]) -> bool {
     version.len() == 3 && version != [0, 0, 0]
 }

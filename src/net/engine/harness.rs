@@ -15,7 +15,7 @@ use crate::wire::ps::{self, conversation_request, conversation_response, single_
 use crate::wire::{frame, request};
 
 /// One server's shared state with a simulated clock.
-pub struct Server {
+pub(crate) struct Server {
     /// What every connection of the server shares.
     pub ctx: Arc<Ctx>,
     /// The simulated time.
@@ -38,7 +38,7 @@ impl Server {
     }
 
     /// A client connected to a port serving `roles`, with an identity of its own.
-    pub fn connect(&self, roles: &[Role]) -> Party {
+    pub(crate) fn connect(&self, roles: &[Role]) -> Party {
         let peer = Peer {
             roles: RoleSet::of(roles),
             remote: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -54,14 +54,14 @@ impl Server {
     }
 
     /// Moves the simulated clock on.
-    pub fn advance(&mut self, by: Duration) {
+    pub(crate) fn advance(&mut self, by: Duration) {
         self.now.instant += by;
         self.now.unix_ms += i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
     }
 }
 
 /// A test client and its connection's engine.
-pub struct Party {
+pub(crate) struct Party {
     /// The connection's engine.
     pub engine: Engine,
     /// The client's identity.
@@ -82,14 +82,14 @@ impl Party {
     }
 
     /// Sends `message` as one frame at `now`; returns the messages written back.
-    pub async fn send(&mut self, message: &ps::Message, now: Now) -> Vec<ps::Message> {
+    pub(crate) async fn send(&mut self, message: &ps::Message, now: Now) -> Vec<ps::Message> {
         let framed = frame::encode(message);
         self.send_body(framed[frame::HEADER_LEN..].to_vec(), now)
             .await
     }
 
     /// Sends a frame whose body (the bytes after the 5-byte header) is `body` at `now`; returns the messages written back.
-    pub async fn send_body(&mut self, body: Vec<u8>, now: Now) -> Vec<ps::Message> {
+    pub(crate) async fn send_body(&mut self, body: Vec<u8>, now: Now) -> Vec<ps::Message> {
         let budget = self.engine.ctx.inflight.nothing().expect("budget open");
         let mut out = Output::default();
         self.engine.frame(body, budget, now, &mut out).await;
@@ -98,7 +98,7 @@ impl Party {
 
     /// Carries out whatever other parties queued for this connection, at `now`; returns the
     /// messages written.
-    pub fn deliver(&mut self, now: Now) -> Vec<ps::Message> {
+    pub(crate) fn deliver(&mut self, now: Now) -> Vec<ps::Message> {
         let mut out = Output::default();
         while let Some(command) = self.engine.commands().and_then(|c| c.try_recv().ok()) {
             self.engine.command(command, now.instant, &mut out);
@@ -123,7 +123,7 @@ impl Party {
     }
 
     /// Sends a request and returns its one answer.
-    pub async fn call(&mut self, message: ps::Message, now: Now) -> ps::Response {
+    pub(crate) async fn call(&mut self, message: ps::Message, now: Now) -> ps::Response {
         let id = message.id;
         let mut written = self.send(&message, now).await;
         assert_eq!(written.len(), 1, "one answer expected: {written:?}");
@@ -154,7 +154,7 @@ impl Party {
     }
 
     /// A request whose message the client signs (the body's bytes, as the protocol asks).
-    pub async fn signed<M: prost::Message>(
+    pub(crate) async fn signed<M: prost::Message>(
         &mut self,
         signed: &M,
         body: conversation_request::RequestType,
@@ -165,7 +165,7 @@ impl Party {
     }
 
     /// StartConversation; keeps the server's challenge.
-    pub async fn start_conversation(&mut self, now: Now) -> ps::Response {
+    pub(crate) async fn start_conversation(&mut self, now: Now) -> ps::Response {
         let start = ps::StartConversationRequest {
             supported_versions: vec![vec![1, 0, 0]],
             public_key: self.identity.public_key().to_vec(),
@@ -189,7 +189,7 @@ impl Party {
     }
 
     /// VerifyIdentity with the server's challenge.
-    pub async fn verify_identity(&mut self, now: Now) -> ps::Response {
+    pub(crate) async fn verify_identity(&mut self, now: Now) -> ps::Response {
         let verify = ps::VerifyIdentityRequest {
             challenge: self.server_challenge.clone(),
         };
@@ -198,7 +198,7 @@ impl Party {
     }
 
     /// RegisterHosting, CheckIn and an initialised profile: a checked-in customer.
-    pub async fn become_customer(&mut self, now: Now) {
+    pub(crate) async fn become_customer(&mut self, now: Now) {
         assert_eq!(self.start_conversation(now).await.status, 0);
         let contract = ps::HostingPlanContract {
             plan_id: Vec::new(),

@@ -34,11 +34,7 @@ const LOCATION_MISMATCH_M: f64 = 10_000.0;
 
 /// Keeps the server attached to LOC until `shutdown`, reporting to `events`; deregisters on the
 /// way out. Ends early only if the receiver of `events` is dropped.
-pub(crate) async fn run(
-    settings: LocSettings,
-    events: Sender<LocEvent>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(settings: LocSettings, events: Sender<LocEvent>, shutdown: CancellationToken) {
     let span = tracing::info_span!("loc", address = %settings.address);
     async move {
         let mut health = Health::default();
