@@ -54,7 +54,7 @@ pub(crate) async fn maintenance(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 /// Fires the relays' deadlines as they fall due, until `shutdown`: one task for every call.
 pub(crate) async fn relay_deadlines(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     loop {
-        let next = ctx.relays.next_deadline();
+        let next = ctx.hub.relays.next_deadline();
         let due = async {
             match next {
                 Some(at) => sleep_until(at).await,
@@ -64,9 +64,9 @@ pub(crate) async fn relay_deadlines(ctx: Arc<Ctx>, shutdown: CancellationToken) 
         tokio::select! {
             () = shutdown.cancelled() => return,
             // An earlier deadline may have been set: look again.
-            () = ctx.relays.deadline_set() => continue,
+            () = ctx.hub.relays.deadline_set() => continue,
             () = due => {}
         }
-        carry_out(&ctx.relays, ctx.relays.expire(Now::read().instant));
+        carry_out(&ctx.hub.relays, ctx.hub.relays.expire(Now::read().instant));
     }
 }

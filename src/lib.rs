@@ -16,8 +16,10 @@
 //!   by a two-party harness on simulated time). [`net::tls`] is public for test clients.
 //!   `jobs` runs the timers (maintenance, relay deadlines).
 //! - `handlers` answer requests, one module per feature area; they never touch a socket.
-//! - `context` bundles what handlers may use: key, store, config, hub, the catalog, the
-//!   in-flight byte `Budget` (its limit, semaphore and address shares), the task tracker.
+//! - `context` is the server's shared state. Handlers see its `View`: key, store and config,
+//!   the `Hub` connections share, the `Budgets` (the in-flight byte `Budget` owns its limit,
+//!   semaphore and address shares), the `PeerSignals`, the catalog, CAN and the metrics; the
+//!   task tracker and the shutdown signal are only for the server's long-lived parts.
 //! - `catalog` is the one home of profile changes, hosted and shared: it commits a change (its
 //!   follower actions queued in the same transaction), updates the search index from the
 //!   profile it decoded, and wakes delivery to followers. Nothing else writes to the index.

@@ -50,7 +50,7 @@ impl Catalog {
     }
 
     /// The search index, for queries.
-    pub(crate) fn search(&self) -> &Search {
+    pub(crate) fn search(&self) -> &Arc<Search> {
         &self.search
     }
 

@@ -23,53 +23,88 @@ use crate::metrics::Metrics;
 use crate::role::Role;
 use crate::store::Store;
 
-/// Shared server state, one per running server.
+/// Shared server state, one per running server: the [`View`] handlers see, and the server's
+/// task tracker and shutdown signal, which only the server's own long-lived parts (listeners,
+/// peers, jobs, the observation and metrics servers) use.
 pub(crate) struct Ctx {
+    view: View,
+    /// Every task of the server; shutdown waits for them before the database closes.
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled when the server stops.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = View;
+
+    fn deref(&self) -> &View {
+        &self.view
+    }
+}
+
+/// What a request's handler may use: the server's key, data and configuration, the state
+/// connections share, the budgets, the signals between the peer links, the catalog, CAN and
+/// the metrics. It cannot start a task.
+pub(crate) struct View {
     /// The server's identity.
-    pub key: ServerKey,
+    pub(crate) key: ServerKey,
     /// The database.
-    pub store: Store,
+    pub(crate) store: Store,
     /// The checked configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Every served role with the port it is actually bound to, for ListRoles.
-    pub role_ports: Vec<(Role, u16)>,
+    pub(crate) role_ports: Vec<(Role, u16)>,
     /// The address announced to LOC and to other servers.
-    pub external_address: std::net::IpAddr,
-    /// Permits for open connections (`limits.max_connections`).
-    pub connections: Arc<Semaphore>,
-    /// Incoming frame bytes held in memory (`limits.max_inflight_bytes`).
-    pub inflight: Budget,
-    /// Checked-in identities and their services.
-    pub registry: Registry,
-    /// Calls and their relays.
-    pub relays: Relays,
-    /// What each IP address holds (`limits.max_connections_per_address`, registrations).
-    pub addresses: Arc<Addresses>,
+    pub(crate) external_address: std::net::IpAddr,
+    /// What connections share.
+    pub(crate) hub: Hub,
+    /// What may be held at once.
+    pub(crate) budgets: Budgets,
+    /// What the peer links and the handlers tell each other.
+    pub(crate) peers: PeerSignals,
     /// The CAN node, when `[can]` is configured.
-    pub can: Option<ClientCan>,
-    /// Whether LOC and CAN answer, for the operator's status line.
-    pub links: LinkHealth,
+    pub(crate) can: Option<ClientCan>,
     /// Counters and histograms for `[metrics]`.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Profile changes and the search index (the only writer of both index and delivery).
-    pub catalog: Catalog,
+    pub(crate) catalog: Catalog,
+    /// Source of connection numbers.
+    next_connection: AtomicU64,
+    /// When the server started.
+    pub(crate) started: tokio::time::Instant,
+}
+
+/// The state connections share.
+pub(crate) struct Hub {
+    /// Checked-in identities and their services.
+    pub(crate) registry: Registry,
+    /// Calls and their relays.
+    pub(crate) relays: Relays,
+    /// What each IP address holds (`limits.max_connections_per_address`, registrations).
+    pub(crate) addresses: Arc<Addresses>,
+}
+
+/// What the server may hold at once.
+pub(crate) struct Budgets {
+    /// Permits for open connections (`limits.max_connections`).
+    pub(crate) connections: Arc<Semaphore>,
+    /// Incoming frame bytes held in memory (`limits.max_inflight_bytes`).
+    pub(crate) inflight: Budget,
     /// Permits for bytes of cached search results, over all connections
     /// (`limits.search_cache_bytes`).
-    pub search_cache_bytes: Arc<Semaphore>,
+    pub(crate) search_cache_bytes: Arc<Semaphore>,
     /// Searches allowed to run at once on the blocking pool (one per runtime worker).
-    pub search_slots: Arc<Semaphore>,
-    /// Source of connection numbers.
-    pub next_connection: AtomicU64,
+    pub(crate) search_slots: Arc<Semaphore>,
+}
+
+/// What the peer links (LOC, CAN, neighbours, followers) and the handlers tell each other.
+pub(crate) struct PeerSignals {
     /// Which neighbours and followers do not answer, and the signs of life they gave.
-    pub peer_health: PeerHealth,
+    pub(crate) health: PeerHealth,
     /// Followers whose initialisation was accepted, handed to `peers` to stream the snapshot.
-    pub new_followers: tokio::sync::mpsc::Sender<NewFollower>,
-    /// When the server started.
-    pub started: tokio::time::Instant,
-    /// Every task of the server; shutdown waits for them before the database closes.
-    pub tasks: TaskTracker,
-    /// Cancelled when the server stops.
-    pub shutdown: CancellationToken,
+    pub(crate) new_followers: tokio::sync::mpsc::Sender<NewFollower>,
+    /// Whether LOC and CAN answer, for the operator's status line.
+    pub(crate) links: LinkHealth,
 }
 
 /// A follower whose StartNeighborhoodInitialization was accepted: the snapshot it receives on
@@ -269,34 +304,43 @@ impl Ctx {
             join: config.timeouts.relay_join,
         };
         let search_slots = usize::from(config.runtime.worker_threads.max(1));
-        let ctx = Ctx {
-            connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
-            inflight: Budget::new(limits.max_inflight_bytes as usize),
-            relays: Relays::new(limits.max_relays as usize, relay_timeouts),
-            addresses: Addresses::new(AddressLimits {
-                connections: limits.max_connections_per_address,
-                registrations: limits.registrations_per_address_per_hour,
-                follower_starts: limits.follower_starts_per_address_per_hour,
-                inflight_share: limits.inflight_share() as usize,
-                // Every address with a connection, plus room for recent registrants.
-                capacity: limits.max_connections as usize + 4096,
-            }),
-            search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
-            search_slots: Arc::new(Semaphore::new(search_slots)),
+        let view = View {
+            hub: Hub {
+                registry: Registry::default(),
+                relays: Relays::new(limits.max_relays as usize, relay_timeouts),
+                addresses: Addresses::new(AddressLimits {
+                    connections: limits.max_connections_per_address,
+                    registrations: limits.registrations_per_address_per_hour,
+                    follower_starts: limits.follower_starts_per_address_per_hour,
+                    inflight_share: limits.inflight_share() as usize,
+                    // Every address with a connection, plus room for recent registrants.
+                    capacity: limits.max_connections as usize + 4096,
+                }),
+            },
+            budgets: Budgets {
+                connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+                inflight: Budget::new(limits.max_inflight_bytes as usize),
+                search_cache_bytes: Arc::new(Semaphore::new(limits.search_cache_bytes as usize)),
+                search_slots: Arc::new(Semaphore::new(search_slots)),
+            },
+            peers: PeerSignals {
+                health: PeerHealth::default(),
+                new_followers,
+                links,
+            },
             key,
             store,
             role_ports,
             external_address,
             config,
-            registry: Registry::default(),
             can,
-            links,
             metrics,
             catalog,
             next_connection: AtomicU64::new(1),
-            peer_health: PeerHealth::default(),
-            new_followers,
             started: tokio::time::Instant::now(),
+        };
+        let ctx = Ctx {
+            view,
             tasks,
             shutdown,
         };
@@ -311,7 +355,9 @@ impl Ctx {
     {
         self.tasks.spawn(task);
     }
+}
 
+impl View {
     /// The port serving `role` (0 when no port serves it).
     pub fn port_of(&self, role: Role) -> u16 {
         self.role_ports

@@ -3,7 +3,7 @@
 
 use super::ConversationBody;
 use super::reject::Reject;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::hub::registry::AddError;
 use crate::session::{Peer, Session};
 use crate::wire::Status;
@@ -11,13 +11,14 @@ use crate::wire::ps::{self, conversation_response::ResponseType};
 
 /// ApplicationServiceAddRequest: all names valid and the union at most 50, else nothing changes.
 pub(crate) fn application_service_add(
-    ctx: &Ctx,
+    ctx: &View,
     session: &Session,
     peer: &Peer,
     request: &ps::ApplicationServiceAddRequest,
 ) -> Result<ConversationBody, Reject> {
     let id = peer.id;
     let added = ctx
+        .hub
         .registry
         .with_services(id, session.connection, |services| {
             services.add_all(&request.service_names)
@@ -34,13 +35,14 @@ pub(crate) fn application_service_add(
 
 /// ApplicationServiceRemoveRequest: NOT_FOUND when the name is not enabled.
 pub(crate) fn application_service_remove(
-    ctx: &Ctx,
+    ctx: &View,
     session: &Session,
     peer: &Peer,
     request: &ps::ApplicationServiceRemoveRequest,
 ) -> Result<ConversationBody, Reject> {
     let id = peer.id;
     let removed = ctx
+        .hub
         .registry
         .with_services(id, session.connection, |services| {
             services.remove(&request.service_name)
@@ -67,8 +69,9 @@ mod tests {
         }
     }
 
-    fn services(ctx: &Ctx, peer: &Peer) -> Vec<String> {
-        ctx.registry
+    fn services(ctx: &View, peer: &Peer) -> Vec<String> {
+        ctx.hub
+            .registry
             .online(peer.id)
             .map(|(_, services)| services.names())
             .unwrap_or_default()

@@ -2,7 +2,7 @@
 
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::wire::frame;
 use crate::wire::ps::{self, single_response::ResponseType};
 
@@ -24,7 +24,7 @@ pub(crate) fn ping(request: ps::PingRequest, now: Now) -> Result<ResponseType, R
 }
 
 /// ListRolesRequest: one entry per served role with its bound port (spec §4.2).
-pub(crate) fn list_roles(ctx: &Ctx) -> ResponseType {
+pub(crate) fn list_roles(ctx: &View) -> ResponseType {
     let roles = ctx
         .role_ports
         .iter()

@@ -5,7 +5,7 @@
 use super::ConversationBody;
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::crypto::NetworkId;
 use crate::hub::relay::Caller;
 use crate::hub::{Command, Reply, ServerRequestKind, carry_out};
@@ -17,7 +17,7 @@ use crate::wire::request;
 /// CallIdentityApplicationServiceRequest: checks in the specified order, then rings the callee.
 /// The answer is deferred (`Ok(None)`) until the callee answers, fails or times out.
 pub(crate) async fn call_identity_application_service(
-    ctx: &Ctx,
+    ctx: &View,
     session: &mut Session,
     caller: Peer,
     id: u32,
@@ -40,7 +40,7 @@ pub(crate) async fn call_identity_application_service(
     if !record.initialized {
         return Err(Reject::status(Status::ErrorUninitialized));
     }
-    let Some((callee_link, services)) = ctx.registry.online(callee) else {
+    let Some((callee_link, services)) = ctx.hub.registry.online(callee) else {
         return Err(Reject::status(Status::ErrorNotAvailable));
     };
     if !services.contains(&request.service_name) {
@@ -52,6 +52,7 @@ pub(crate) async fn call_identity_application_service(
         request_id: id,
     };
     let call = ctx
+        .hub
         .relays
         .place_call(from, callee, now.instant)
         .ok_or(Reject::status(Status::ErrorBusy))?;
@@ -73,8 +74,8 @@ pub(crate) async fn call_identity_application_service(
     if callee_link.outbox.try_push(ring).is_err() {
         // The notification cannot be sent: the relay answers the caller NOT_AVAILABLE.
         carry_out(
-            &ctx.relays,
-            ctx.relays.call_answered(call.relay, None, now.instant),
+            &ctx.hub.relays,
+            ctx.hub.relays.call_answered(call.relay, None, now.instant),
         );
     }
     Ok(None)
@@ -121,7 +122,7 @@ mod tests {
         )
         .await;
         assert_eq!(answer.err(), Some(Reject::invalid("serviceName")));
-        ctx.registry.leave(callee.id, callee_session.connection);
+        ctx.hub.registry.leave(callee.id, callee_session.connection);
         let answer = call_identity_application_service(
             &ctx,
             &mut caller,

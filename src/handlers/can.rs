@@ -15,7 +15,7 @@ use crate::can::time::parse_rfc3339;
 use crate::can::verify::verify;
 use crate::can::{CanApi, CanError};
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::log_gate::LogGate;
 use crate::session::Peer;
 use crate::store::records::HostedIdentity;
@@ -27,7 +27,7 @@ static CAN_FAILURES: LogGate = LogGate::new(6);
 
 /// CanStoreDataRequest: replaces the client's object, or deletes it when `data` is absent.
 pub(crate) async fn can_store_data(
-    ctx: &Ctx,
+    ctx: &View,
     peer: Peer,
     request: ps::CanStoreDataRequest,
     now: Instant,
@@ -69,7 +69,7 @@ pub(crate) async fn can_store_data(
 /// then publishes it through the fork's `name/upload`, or on a stock node (no `name/upload`) a
 /// V1+V2 record through `routing/put` or `dht/put`, checked against today's IPNS rules first.
 pub(crate) async fn can_publish_ipns_record(
-    ctx: &Ctx,
+    ctx: &View,
     peer: Peer,
     request: ps::CanPublishIpnsRecordRequest,
     now: Now,
@@ -125,7 +125,7 @@ fn published() -> ConversationBody {
 
 /// The CAN API and a slot of `can.max_concurrent_requests`; UNSUPPORTED without `[can]`,
 /// BUSY when every slot is taken.
-fn can_slot(ctx: &Ctx) -> Result<(&CanApi, OwnedSemaphorePermit), Reject> {
+fn can_slot(ctx: &View) -> Result<(&CanApi, OwnedSemaphorePermit), Reject> {
     let can = ctx.can.as_ref().ok_or_else(|| {
         Reject::with_details(Status::ErrorUnsupported, "no CAN node is configured")
     })?;
@@ -138,7 +138,7 @@ fn can_slot(ctx: &Ctx) -> Result<(&CanApi, OwnedSemaphorePermit), Reject> {
 }
 
 /// The checked-in peer's hosted identity; NOT_FOUND once its agreement was cancelled.
-async fn hosted(ctx: &Ctx, peer: &Peer) -> Result<HostedIdentity, Reject> {
+async fn hosted(ctx: &View, peer: &Peer) -> Result<HostedIdentity, Reject> {
     ctx.store
         .hosted_identity(peer.id)
         .await?

@@ -4,7 +4,7 @@ use prost::Message as _;
 
 use super::ConversationBody;
 use super::reject::Reject;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::crypto::{random_bytes, verify};
 use crate::session::{Conversation, Peer, Session};
 use crate::wire::ps::{self, conversation_response::ResponseType};
@@ -15,7 +15,7 @@ const CHALLENGE_LEN: usize = 32;
 
 /// StartConversationRequest (spec §3.2): validates, negotiates 1.0.0, signs the client challenge.
 pub fn start(
-    ctx: &Ctx,
+    ctx: &View,
     session: &mut Session,
     request: ps::StartConversationRequest,
 ) -> Result<ConversationBody, Reject> {

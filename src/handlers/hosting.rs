@@ -7,7 +7,7 @@ use super::ConversationBody;
 use super::conversation::check_challenge_signature;
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::crypto::{NetworkId, sha256, verify};
 use crate::hub::addresses::Quota;
 use crate::log_gate::LogGate;
@@ -32,7 +32,9 @@ pub(crate) fn is_valid_timestamp(ms: i64) -> bool {
 }
 
 /// ListHostingPlansRequest: the one free plan for any identity type, while slots are free.
-pub(crate) async fn list_hosting_plans(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
+pub(crate) async fn list_hosting_plans(
+    ctx: &View,
+) -> Result<single_response::ResponseType, Reject> {
     if ctx.store.hosted_count().await? >= u64::from(ctx.config.limits.max_hosted_identities) {
         return Err(Reject::status(Status::ErrorQuotaExceeded));
     }
@@ -54,7 +56,7 @@ static REGISTRATIONS_REFUSED: LogGate = LogGate::new(6);
 
 /// RegisterHostingRequest: checks the signed contract, then stores the agreement (spec §4.5).
 pub(crate) async fn register_hosting(
-    ctx: &Ctx,
+    ctx: &View,
     session: &Session,
     signature: &[u8],
     request: ps::RegisterHostingRequest,
@@ -92,7 +94,7 @@ pub(crate) async fn register_hosting(
         ..Default::default()
     };
     if let Some(slot) = &session.address
-        && !ctx.addresses.take(slot, Quota::Registration, instant)
+        && !ctx.hub.addresses.take(slot, Quota::Registration, instant)
     {
         if let Some(held_back) = REGISTRATIONS_REFUSED.pass(instant) {
             tracing::warn!(
@@ -118,7 +120,7 @@ pub(crate) async fn register_hosting(
 /// CheckInRequest: challenge, signature, hosted check; the session becomes Authenticated and
 /// replaces any older connection of the identity (spec §3.4).
 pub(crate) async fn check_in(
-    ctx: &Ctx,
+    ctx: &View,
     session: &mut Session,
     signature: &[u8],
     request: &ps::CheckInRequest,
@@ -137,7 +139,7 @@ pub(crate) async fn check_in(
     if !is_hosted(ctx, id).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
-    ctx.registry.check_in(id, session.link());
+    ctx.hub.registry.check_in(id, session.link());
     session.conversation.authenticate();
     tracing::Span::current().record("identity", tracing::field::display(id));
     Ok(ConversationBody::unsigned(ResponseType::CheckIn(
@@ -146,7 +148,7 @@ pub(crate) async fn check_in(
 }
 
 /// Whether the identity is hosted here and has not cancelled.
-pub(crate) async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> {
+pub(crate) async fn is_hosted(ctx: &View, id: NetworkId) -> Result<bool, Reject> {
     Ok(ctx
         .store
         .hosted_identity(id)
@@ -156,7 +158,7 @@ pub(crate) async fn is_hosted(ctx: &Ctx, id: NetworkId) -> Result<bool, Reject> 
 
 /// CancelHostingAgreementRequest: ends hosting, optionally naming the new server (spec §4.9).
 pub(crate) async fn cancel_hosting_agreement(
-    ctx: &Ctx,
+    ctx: &View,
     session: &Session,
     peer: Peer,
     request: ps::CancelHostingAgreementRequest,
@@ -179,7 +181,7 @@ pub(crate) async fn cancel_hosting_agreement(
     }
     ctx.unpins_queued();
     // Spec §4.9: the identity is no longer online; its services and calls end with this.
-    ctx.registry.leave(id, session.connection);
+    ctx.hub.registry.leave(id, session.connection);
     Ok(ConversationBody::unsigned(
         ResponseType::CancelHostingAgreement(ps::CancelHostingAgreementResponse {}),
     ))
@@ -237,13 +239,16 @@ mod tests {
 
         let key = ServerKey::generate();
         let (session, peer) = customer(&ctx, &key, "Alice").await;
-        assert!(ctx.registry.online(peer.id).is_some());
+        assert!(ctx.hub.registry.online(peer.id).is_some());
         let cancel = ps::CancelHostingAgreementRequest::default();
         cancel_hosting_agreement(&ctx, &session, peer.clone(), cancel, now())
             .await
             .expect("cancelled");
         assert!(!is_hosted(&ctx, peer.id).await.expect("store"));
-        assert!(ctx.registry.online(peer.id).is_none(), "no longer online");
+        assert!(
+            ctx.hub.registry.online(peer.id).is_none(),
+            "no longer online"
+        );
         let again = ps::CancelHostingAgreementRequest::default();
         let answer = cancel_hosting_agreement(&ctx, &session, peer, again, now()).await;
         assert_eq!(answer.err(), Some(Reject::status(Status::ErrorNotFound)));

@@ -17,14 +17,12 @@ pub(crate) mod search;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::sync::Arc;
-
 use tokio::sync::OwnedSemaphorePermit;
 
 use reject::Reject;
 
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::session::gate::{self, Admitted, RequestKind};
 use crate::session::{Peer, Session};
 use crate::wire::Status;
@@ -78,7 +76,7 @@ impl ConversationBody {
 /// keeps it until the delivery is written, so queued deliveries stay within the budget.
 /// `received.now` is when the request arrived: handlers never read the clock themselves.
 pub(crate) async fn handle(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     session: &mut Session,
     received: Received,
     request: ps::Request,
@@ -119,7 +117,7 @@ fn response_status(answer: &ps::Message) -> i32 {
 }
 
 async fn single_request(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     session: &mut Session,
     received: Received,
     single: ps::SingleRequest,
@@ -158,7 +156,7 @@ async fn single_request(
 }
 
 async fn conversation_request(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     session: &mut Session,
     received: Received,
     conversation: ps::ConversationRequest,
@@ -261,14 +259,14 @@ mod tests {
     use crate::context::testing;
     use crate::wire::request as build;
 
-    async fn handled(ctx: &Arc<Ctx>, session: &mut Session, message: ps::Message) -> Outcome {
+    async fn handled(ctx: &View, session: &mut Session, message: ps::Message) -> Outcome {
         let Some(ps::message::MessageType::Request(request)) = message.message_type else {
             panic!("a request");
         };
         let received = Received {
             id: message.id,
             now: super::testing::now(),
-            budget: ctx.inflight.nothing().expect("budget"),
+            budget: ctx.budgets.inflight.nothing().expect("budget"),
         };
         handle(ctx, session, received, request).await
     }

@@ -3,14 +3,12 @@
 //! receives is streamed by `peers` over the follower's own connection; the updates a neighbour
 //! shares are checked and stored by the catalog.
 
-use std::sync::Arc;
-
 use super::ConversationBody;
 use super::reject::Reject;
 use crate::catalog::Received;
 use crate::clock::Now;
 use crate::config::is_public;
-use crate::context::{Ctx, NewFollower};
+use crate::context::{NewFollower, View};
 use crate::hub::addresses::Quota;
 use crate::hub::{Candidate, Side};
 use crate::log_gate::LogGate;
@@ -29,13 +27,13 @@ static FOLLOWER_STARTS_REFUSED: LogGate = LogGate::new(6);
 /// StartNeighborhoodInitializationRequest: checks in the order of spec §4.19, records the
 /// follower and starts streaming our hosted profiles to it on this connection.
 pub(crate) async fn start_neighborhood_initialization(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     session: &mut Session,
     peer: Peer,
     request: &ps::StartNeighborhoodInitializationRequest,
 ) -> Result<ConversationBody, Reject> {
     let peer = peer.id;
-    ctx.peer_health.showed_life(peer.0);
+    ctx.peers.health.showed_life(peer.0);
     let port = |value: u32, field: &'static str| {
         u16::try_from(value)
             .ok()
@@ -54,7 +52,7 @@ pub(crate) async fn start_neighborhood_initialization(
     };
     let instant = tokio::time::Instant::now();
     if let Some(slot) = &session.address
-        && !ctx.addresses.take(slot, Quota::FollowerStart, instant)
+        && !ctx.hub.addresses.take(slot, Quota::FollowerStart, instant)
     {
         if let Some(held_back) = FOLLOWER_STARTS_REFUSED.pass(instant) {
             tracing::warn!(
@@ -86,7 +84,7 @@ pub(crate) async fn start_neighborhood_initialization(
         outbox: session.link().outbox,
         snapshot,
     };
-    if ctx.new_followers.try_send(follower).is_err() {
+    if ctx.peers.new_followers.try_send(follower).is_err() {
         // The snapshot task takes each at once: the channel is full only while it stops.
         ctx.store.remove_follower(peer.0).await?;
         return Err(Reject::status(Status::ErrorBusy));
@@ -94,7 +92,7 @@ pub(crate) async fn start_neighborhood_initialization(
     if let Some(held_back) = FOLLOWERS_STARTED.pass(instant) {
         tracing::info!(follower = %peer, held_back, "follower initialisation started");
     }
-    ctx.peer_health.follower_started(Candidate {
+    ctx.peers.health.follower_started(Candidate {
         id: peer.0,
         address,
         primary_port,
@@ -128,11 +126,11 @@ pub(crate) fn finish_neighborhood_initialization() -> Result<ConversationBody, R
 
 /// StopNeighborhoodUpdatesRequest: the follower and its queued actions go (spec §4.19).
 pub(crate) async fn stop_neighborhood_updates(
-    ctx: &Ctx,
+    ctx: &View,
     peer: &Peer,
 ) -> Result<ConversationBody, Reject> {
     let peer = peer.id;
-    ctx.peer_health.answered(Side::Follower, peer.0);
+    ctx.peers.health.answered(Side::Follower, peer.0);
     if !ctx.store.remove_follower(peer.0).await? {
         return Err(Reject::status(Status::ErrorNotFound));
     }
@@ -145,13 +143,13 @@ pub(crate) async fn stop_neighborhood_updates(
 /// NeighborhoodSharedProfileUpdateRequest from an initialised neighbour: every item before the
 /// first bad one is applied, that one is answered with its `"$i.$field"` (spec §4.19).
 pub(crate) async fn neighborhood_shared_profile_update(
-    ctx: &Ctx,
+    ctx: &View,
     peer: &Peer,
     request: ps::NeighborhoodSharedProfileUpdateRequest,
     now: Now,
 ) -> Result<ConversationBody, Reject> {
     let peer = peer.id;
-    ctx.peer_health.showed_life(peer.0);
+    ctx.peers.health.showed_life(peer.0);
     let neighbor = ctx.store.neighbor(peer.0).await?;
     if !neighbor.is_some_and(|n| n.initialized) {
         return Err(Reject::status(Status::ErrorRejected));

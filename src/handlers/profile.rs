@@ -6,7 +6,7 @@ use prost::Message as _;
 use super::ConversationBody;
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::crypto::{NetworkId, verify};
 use crate::profile_rules::{
     BadImage, MAX_PROFILE_IMAGE_LEN, MAX_THUMBNAIL_LEN, check_image, check_profile_fields,
@@ -19,7 +19,7 @@ use crate::wire::ps::{self, conversation_response::ResponseType, single_response
 
 /// UpdateProfileRequest: validates in the specified order, then replaces the stored profile.
 pub(crate) async fn update_profile(
-    ctx: &Ctx,
+    ctx: &View,
     peer: Peer,
     signature: &[u8],
     request: ps::UpdateProfileRequest,
@@ -72,7 +72,7 @@ pub(crate) async fn update_profile(
 }
 
 /// The record of a hosted, non-cancelled identity, or NOT_FOUND.
-async fn hosted_record(ctx: &Ctx, id: NetworkId) -> Result<HostedIdentity, Reject> {
+async fn hosted_record(ctx: &View, id: NetworkId) -> Result<HostedIdentity, Reject> {
     match ctx.store.hosted_identity(id).await? {
         Some(record) if !record.cancelled => Ok(record),
         _ => Err(Reject::status(Status::ErrorNotFound)),
@@ -81,7 +81,7 @@ async fn hosted_record(ctx: &Ctx, id: NetworkId) -> Result<HostedIdentity, Rejec
 
 /// GetProfileInformationRequest (spec §4.12).
 pub(crate) async fn get_profile_information(
-    ctx: &Ctx,
+    ctx: &View,
     request: ps::GetProfileInformationRequest,
 ) -> Result<single_response::ResponseType, Reject> {
     let id = NetworkId::from_slice(&request.identity_network_id)
@@ -107,12 +107,12 @@ pub(crate) async fn get_profile_information(
 }
 
 async fn hosted_answer(
-    ctx: &Ctx,
+    ctx: &View,
     id: NetworkId,
     record: HostedIdentity,
     request: &ps::GetProfileInformationRequest,
 ) -> Result<ps::GetProfileInformationResponse, Reject> {
-    let online = ctx.registry.online(id);
+    let online = ctx.hub.registry.online(id);
     let mut answer = ps::GetProfileInformationResponse {
         is_hosted: true,
         is_online: online.is_some(),
@@ -138,7 +138,7 @@ async fn hosted_answer(
 }
 
 /// The bytes of the image with `hash`; empty when there is none.
-async fn image(ctx: &Ctx, hash: &[u8]) -> Result<Vec<u8>, Reject> {
+async fn image(ctx: &View, hash: &[u8]) -> Result<Vec<u8>, Reject> {
     let Ok(hash) = <[u8; 32]>::try_from(hash) else {
         return Ok(Vec::new());
     };
@@ -146,7 +146,7 @@ async fn image(ctx: &Ctx, hash: &[u8]) -> Result<Vec<u8>, Reject> {
 }
 
 /// ProfileStatsRequest: initialised, non-cancelled hosted profiles by type (spec §4.17).
-pub(crate) async fn profile_stats(ctx: &Ctx) -> Result<single_response::ResponseType, Reject> {
+pub(crate) async fn profile_stats(ctx: &View) -> Result<single_response::ResponseType, Reject> {
     let stats = ctx
         .store
         .profile_stats()

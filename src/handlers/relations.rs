@@ -7,7 +7,7 @@ use super::ConversationBody;
 use super::hosting::{is_hosted, is_valid_timestamp};
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::crypto::{sha256, verify};
 use crate::search::wildcard::Wildcard;
 use crate::session::Peer;
@@ -77,7 +77,7 @@ fn check_card(
 
 /// NOT_FOUND once the session's identity cancelled its hosting (spec §4.9): the session lives
 /// on, the identity's cards no longer change.
-async fn still_hosted(ctx: &Ctx, id: crate::crypto::NetworkId) -> Result<(), Reject> {
+async fn still_hosted(ctx: &View, id: crate::crypto::NetworkId) -> Result<(), Reject> {
     if is_hosted(ctx, id).await? {
         Ok(())
     } else {
@@ -87,7 +87,7 @@ async fn still_hosted(ctx: &Ctx, id: crate::crypto::NetworkId) -> Result<(), Rej
 
 /// AddRelatedIdentityRequest: every check in order, then the quota and uniqueness.
 pub(crate) async fn add_related_identity(
-    ctx: &Ctx,
+    ctx: &View,
     peer: Peer,
     signature: &[u8],
     request: ps::AddRelatedIdentityRequest,
@@ -127,7 +127,7 @@ pub(crate) async fn add_related_identity(
 
 /// RemoveRelatedIdentityRequest: NOT_FOUND when no card has that application id.
 pub(crate) async fn remove_related_identity(
-    ctx: &Ctx,
+    ctx: &View,
     peer: &Peer,
     request: ps::RemoveRelatedIdentityRequest,
 ) -> Result<ConversationBody, Reject> {
@@ -148,7 +148,7 @@ pub(crate) async fn remove_related_identity(
 /// GetIdentityRelationshipsInformationRequest: the identity's cards through the type, validity
 /// and issuer filters; an unknown identity simply has none.
 pub(crate) async fn get_identity_relationships_information(
-    ctx: &Ctx,
+    ctx: &View,
     request: ps::GetIdentityRelationshipsInformationRequest,
     now: Now,
 ) -> Result<single_response::ResponseType, Reject> {

@@ -8,7 +8,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::hub::outbox::RelayAck;
 use crate::hub::relay::{Joined, Refused};
 use crate::hub::{Command, Reply, ServerRequestKind, carry_out};
@@ -17,14 +17,14 @@ use crate::wire::ps::{self, single_request, single_response::ResponseType};
 use crate::wire::{Status, request};
 
 /// NOT_FOUND and close, after telling the parties of the relays the refusal ended.
-fn refused(ctx: &Ctx, refusal: Refused) -> Reject {
-    carry_out(&ctx.relays, refusal.0);
+fn refused(ctx: &View, refusal: Refused) -> Reject {
+    carry_out(&ctx.hub.relays, refusal.0);
     Reject::status(Status::ErrorNotFound).and_close()
 }
 
 /// ApplicationServiceSendMessageRequest: an init or a data message; `Ok(None)` defers the answer.
 pub(crate) fn application_service_send_message(
-    ctx: &Ctx,
+    ctx: &View,
     session: &mut Session,
     id: u32,
     request: ps::ApplicationServiceSendMessageRequest,
@@ -33,6 +33,7 @@ pub(crate) fn application_service_send_message(
 ) -> Result<Option<ResponseType>, Reject> {
     let Some(binding) = session.relay else {
         let joined = ctx
+            .hub
             .relays
             .join(&request.token, session.link(), id, now.instant)
             .map_err(|refusal| refused(ctx, refusal))?;
@@ -43,12 +44,13 @@ pub(crate) fn application_service_send_message(
             }
             Joined::Open(binding, effects) => {
                 session.relay = Some(binding);
-                carry_out(&ctx.relays, effects);
+                carry_out(&ctx.hub.relays, effects);
                 Some(sent(request.token))
             }
         });
     };
     let peer = ctx
+        .hub
         .relays
         .route(binding, &request.token)
         .map_err(|refusal| refused(ctx, refusal))?;
@@ -71,7 +73,7 @@ pub(crate) fn application_service_send_message(
     );
     if peer.outbox.try_push(deliver).is_err() {
         // The recipient is gone or not keeping up: the relay ends (spec §5.5 limits).
-        carry_out(&ctx.relays, ctx.relays.end(binding.relay, true));
+        carry_out(&ctx.hub.relays, ctx.hub.relays.end(binding.relay, true));
         return Err(Reject::status(Status::ErrorNotFound).and_close());
     }
     Ok(None)
@@ -84,7 +86,7 @@ pub(crate) fn sent(token: Vec<u8>) -> ResponseType {
 
 /// CloseCallRequest: a party of the call ends it; NOT_FOUND for unknown tokens or strangers.
 pub(crate) fn close_call(
-    ctx: &Ctx,
+    ctx: &View,
     session: &Session,
     request: ps::CloseCallRequest,
 ) -> Result<ResponseType, Reject> {
@@ -93,10 +95,11 @@ pub(crate) fn close_call(
         Conversation::None | Conversation::Started { .. } => None,
     };
     let effects = ctx
+        .hub
         .relays
         .close_call(&request.token, requester)
         .ok_or(Reject::status(Status::ErrorNotFound))?;
-    carry_out(&ctx.relays, effects);
+    carry_out(&ctx.hub.relays, effects);
     Ok(ResponseType::CloseCall(ps::CloseCallResponse {
         token: request.token,
     }))
@@ -119,7 +122,7 @@ mod tests {
             token: vec![2; 16],
             message: b"hello".to_vec(),
         };
-        let budget = ctx.inflight.nothing().expect("budget");
+        let budget = ctx.budgets.inflight.nothing().expect("budget");
         let answer = application_service_send_message(&ctx, &mut stranger, 7, send, budget, now());
         let refused = answer.expect_err("no relay has that token");
         assert_eq!(refused.status, Status::ErrorNotFound);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::reject::Reject;
 use crate::clock::Now;
-use crate::context::Ctx;
+use crate::context::View;
 use crate::search::index::Hit;
 use crate::search::wildcard::Wildcard;
 use crate::search::{Query, regex_type};
@@ -78,34 +78,37 @@ fn query(request: &ps::ProfileSearchRequest) -> Result<Query, Reject> {
 
 /// Checks the request and runs it on the blocking pool, one search per runtime worker at a
 /// time: compiling a pattern and scanning every profile can take milliseconds of CPU, which
-/// must not hold up the runtime thread that serves other connections.
+/// must not hold up the runtime thread that serves other connections. The blocking task reads
+/// only the in-memory index (the profiles are loaded from the database afterwards, in the
+/// connection's own task), so shutdown need not wait for it.
 async fn run_off_runtime(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     request: ps::ProfileSearchRequest,
 ) -> Result<(Vec<Hit>, bool), Reject> {
     let internal = |_| Reject::status(Status::ErrorInternal);
-    let slot = Arc::clone(&ctx.search_slots)
+    let slot = Arc::clone(&ctx.budgets.search_slots)
         .acquire_owned()
         .await
         .map_err(internal)?;
-    let shared = Arc::clone(ctx);
-    ctx.tasks
-        .spawn_blocking(move || {
-            let _slot = slot;
-            // A measurement for the operator's metrics, not a decision: the real clock.
-            let started = std::time::Instant::now();
-            let query = query(&request)?;
-            let found = shared.catalog.search().run(&query);
-            shared.metrics.search_latency.observe(started.elapsed());
-            Ok(found)
-        })
-        .await
-        .map_err(|_| Reject::status(Status::ErrorInternal))?
+    let search = Arc::clone(ctx.catalog.search());
+    let (found, took) = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        // A measurement for the operator's metrics, not a decision: the real clock.
+        let started = std::time::Instant::now();
+        let found = query(&request).map(|query| search.run(&query));
+        (found, started.elapsed())
+    })
+    .await
+    .map_err(|_| Reject::status(Status::ErrorInternal))?;
+    if found.is_ok() {
+        ctx.metrics.search_latency.observe(took);
+    }
+    found
 }
 
 /// ProfileSearchRequest: runs the query, answers the first slice, caches the rest.
 pub(crate) async fn profile_search(
-    ctx: &Arc<Ctx>,
+    ctx: &View,
     session: &mut Session,
     request: ps::ProfileSearchRequest,
     now: Now,
@@ -144,9 +147,10 @@ pub(crate) async fn profile_search(
 }
 
 /// Keeps the results for ProfileSearchPart if the global cache budget allows.
-fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool, now: Now) {
+fn cache(ctx: &View, session: &mut Session, hits: Vec<Hit>, thumbnails: bool, now: Now) {
     let bytes = u32::try_from(hits.len() * CACHED_HIT_BYTES).unwrap_or(u32::MAX);
-    let Ok(permit) = std::sync::Arc::clone(&ctx.search_cache_bytes).try_acquire_many_owned(bytes)
+    let Ok(permit) =
+        std::sync::Arc::clone(&ctx.budgets.search_cache_bytes).try_acquire_many_owned(bytes)
     else {
         tracing::debug!("search cache budget exhausted; results not kept");
         return;
@@ -162,7 +166,7 @@ fn cache(ctx: &Ctx, session: &mut Session, hits: Vec<Hit>, thumbnails: bool, now
 
 /// ProfileSearchPartRequest: a slice of the cached results (spec §4.18).
 pub(crate) async fn profile_search_part(
-    ctx: &Ctx,
+    ctx: &View,
     session: &mut Session,
     request: &ps::ProfileSearchPartRequest,
     now: Now,
@@ -200,7 +204,7 @@ pub(crate) async fn profile_search_part(
 
 /// Builds the answer entries for `hits` from the store and the presence registry.
 async fn load(
-    ctx: &Ctx,
+    ctx: &View,
     hits: &[Hit],
     thumbnails: bool,
 ) -> Result<Vec<ps::ProfileQueryInformation>, Reject> {
@@ -210,7 +214,7 @@ async fn load(
     for (hit, stored) in hits.iter().zip(stored) {
         let Some(stored) = stored else { continue };
         let is_online =
-            hit.server.is_none() && ctx.registry.is_online(crate::crypto::NetworkId(hit.id));
+            hit.server.is_none() && ctx.hub.registry.is_online(crate::crypto::NetworkId(hit.id));
         profiles.push(ps::ProfileQueryInformation {
             is_hosted: hit.server.is_none(),
             hosting_server_network_id: hit.server.map(|s| s.to_vec()).unwrap_or_default(),

@@ -157,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Eof) => return End::PeerClosed,
                 Ok(Step::Header(len)) => {
-                    let Some(nothing) = self.ctx.inflight.nothing() else {
+                    let Some(nothing) = self.ctx.budgets.inflight.nothing() else {
                         return End::Shutdown;
                     };
                     match reader.begin_body(len, nothing) {
@@ -169,6 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     let slot = self.engine.address_slot();
                     let reserved = self
                         .ctx
+                        .budgets
                         .inflight
                         .reserve_arriving(slot, &mut self.share_held, bytes, self.idle)
                         .await;
@@ -219,12 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut out = Output::default();
         let extra = decode_cost::repeated_cost(&body);
         if extra > 0 {
-            if !self.ctx.inflight.could_hold(body.len(), extra) {
+            if !self.ctx.budgets.inflight.could_hold(body.len(), extra) {
                 tracing::debug!(extra, "message would decode beyond the in-flight budget");
                 out.violation(UNKNOWN_MESSAGE_ID);
                 return self.carry_out(out).await;
             }
-            match self.ctx.inflight.reserve(extra, self.idle).await {
+            match self.ctx.budgets.inflight.reserve(extra, self.idle).await {
                 Ok(more) => permit.merge(more),
                 Err(short) => return Some(ended(short)),
             }

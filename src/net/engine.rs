@@ -150,11 +150,14 @@ impl Engine {
         match self.pending.answer(id, answer) {
             Matched::Delivered => {}
             Matched::Relayed { ack, ok } => {
-                carry_out(&self.ctx.relays, self.ctx.relays.acknowledge(ack, ok));
+                carry_out(
+                    &self.ctx.hub.relays,
+                    self.ctx.hub.relays.acknowledge(ack, ok),
+                );
             }
             Matched::CallAnswered { relay, status } => {
-                let effects = self.ctx.relays.call_answered(relay, Some(status), now);
-                carry_out(&self.ctx.relays, effects);
+                let effects = self.ctx.hub.relays.call_answered(relay, Some(status), now);
+                carry_out(&self.ctx.hub.relays, effects);
             }
             Matched::Violation => {
                 tracing::debug!(id, "response to no pending request");
@@ -182,7 +185,10 @@ impl Engine {
                     }
                     // Spec §1.4: no 21st pending request; for a relay that ends it (§5.5).
                     Err((_, reply)) => {
-                        carry_out(&self.ctx.relays, self.ctx.relays.unanswered(reply, now));
+                        carry_out(
+                            &self.ctx.hub.relays,
+                            self.ctx.hub.relays.unanswered(reply, now),
+                        );
                     }
                 }
             }
@@ -197,15 +203,19 @@ impl Engine {
         let ctx = Arc::clone(&self.ctx);
         let connection = self.session.connection;
         if let Conversation::Authenticated(peer) = &self.session.conversation {
-            ctx.registry.leave(peer.id, connection);
+            ctx.hub.registry.leave(peer.id, connection);
         }
         let pending = std::mem::replace(&mut self.pending, Pending::new(0));
         let mut effects = Vec::new();
         for reply in pending.into_unanswered() {
-            effects.extend(ctx.relays.unanswered(reply, now));
+            effects.extend(ctx.hub.relays.unanswered(reply, now));
         }
-        effects.extend(ctx.relays.connection_closed(connection, self.session.relay));
-        carry_out(&ctx.relays, effects);
+        effects.extend(
+            ctx.hub
+                .relays
+                .connection_closed(connection, self.session.relay),
+        );
+        carry_out(&ctx.hub.relays, effects);
     }
 }
 

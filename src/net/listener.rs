@@ -61,7 +61,7 @@ pub(crate) async fn accept_loop(
         let ip = peer.ip().to_canonical();
         let address_slot = if ctx.config.limits.exempt_loopback && ip.is_loopback() {
             None
-        } else if let Some(slot) = ctx.addresses.connect(ip, Instant::now()) {
+        } else if let Some(slot) = ctx.hub.addresses.connect(ip, Instant::now()) {
             Some(slot)
         } else {
             if let Some(held_back) = OVER_ADDRESS_LIMIT.pass(Instant::now()) {
@@ -80,7 +80,7 @@ pub(crate) async fn accept_loop(
         // port can serve all max_connections.
         let permit = tokio::select! {
             () = shutdown.cancelled() => return,
-            permit = Arc::clone(&ctx.connections).acquire_owned() => match permit {
+            permit = Arc::clone(&ctx.budgets.connections).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },

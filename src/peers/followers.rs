@@ -57,8 +57,8 @@ pub async fn run(ctx: Arc<Ctx>) {
             () = ctx.shutdown.cancelled() => return,
             _ = tick.tick() => {}
             () = ctx.catalog.deliveries_wanted() => {}
-            () = ctx.peer_health.signs_given(Side::Follower) => {
-                for id in ctx.peer_health.take_signs(Side::Follower) {
+            () = ctx.peers.health.signs_given(Side::Follower) => {
+                for id in ctx.peers.health.take_signs(Side::Follower) {
                     backoff.remove(&id);
                 }
             }
@@ -96,7 +96,7 @@ async fn deliver_round(
     let followers = ctx.store.followers().await?;
     backoff.retain(|id, _| followers.iter().any(|(f, _)| f == id));
     let ids: Vec<[u8; 32]> = followers.iter().map(|(id, _)| *id).collect();
-    ctx.peer_health.keep_only(Side::Follower, &ids);
+    ctx.peers.health.keep_only(Side::Follower, &ids);
     let due: Vec<([u8; 32], PeerServer)> = followers
         .into_iter()
         .filter(|(id, record)| record.initialized && backoff.get(id).is_none_or(|b| b.0 <= now))
@@ -120,14 +120,14 @@ async fn deliver_round(
         match outcome {
             Delivered::Done | Delivered::Dropped => {
                 backoff.remove(&id);
-                ctx.peer_health.answered(Side::Follower, id);
+                ctx.peers.health.answered(Side::Follower, id);
             }
             Delivered::Retry => {
                 let now = Now::read();
                 let steps = backoff.get(&id).map_or(0, |b| b.1);
                 let delay = retry_delay(steps, ctx.config.neighborhood.action_retry);
                 backoff.insert(id, (now.instant + delay, steps.saturating_add(1)));
-                ctx.peer_health.failed(Side::Follower, id, now.unix_ms);
+                ctx.peers.health.failed(Side::Follower, id, now.unix_ms);
             }
         }
     }

@@ -117,11 +117,11 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
                 }
             }
             _ = expiry.tick() => expire(&ctx, &mut schedule).await,
-            () = ctx.peer_health.signs_given(Side::Neighbor) => {
-                for id in ctx.peer_health.take_signs(Side::Neighbor) {
+            () = ctx.peers.health.signs_given(Side::Neighbor) => {
+                for id in ctx.peers.health.take_signs(Side::Neighbor) {
                     hasten(&mut schedule, id);
                 }
-                for candidate in ctx.peer_health.take_candidates() {
+                for candidate in ctx.peers.health.take_candidates() {
                     if let Err(error) = follower_as_neighbor(&ctx, &mut schedule, candidate).await {
                         tracing::warn!(%error, "cannot take a follower as neighbour");
                     }
@@ -136,7 +136,7 @@ pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
 async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
     let result = match report {
         LocEvent::Attached { nodes } => {
-            ctx.links.set_loc(true, crate::clock::unix_ms());
+            ctx.peers.links.set_loc(true, crate::clock::unix_ms());
             known(ctx, schedule, nodes).await
         }
         LocEvent::Upsert(node) => {
@@ -158,7 +158,7 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
             }
         }
         LocEvent::Detached => {
-            ctx.links.set_loc(false, crate::clock::unix_ms());
+            ctx.peers.links.set_loc(false, crate::clock::unix_ms());
             Ok(())
         }
     };
@@ -275,7 +275,7 @@ async fn remove(
 ) -> Result<(), StoreError> {
     schedule.due.remove(&id);
     schedule.failures.remove(&id);
-    ctx.peer_health.answered(Side::Neighbor, id);
+    ctx.peers.health.answered(Side::Neighbor, id);
     schedule.nodes.retain(|_, neighbor| *neighbor != id);
     if let Some(handle) = schedule.handles.remove(&id) {
         handle.abort();
@@ -347,7 +347,7 @@ async fn finished(
     let failure = match outcome {
         Ok(()) => {
             schedule.failures.remove(&id);
-            ctx.peer_health.answered(Side::Neighbor, id);
+            ctx.peers.health.answered(Side::Neighbor, id);
             return tracing::info!(%neighbor, "neighbour initialised");
         }
         Err(failure) => failure,
@@ -372,7 +372,7 @@ async fn finished(
                 tracing::debug!(%neighbor, why, "neighbour initialisation failed again");
             }
             let now = Now::read();
-            ctx.peer_health.failed(Side::Neighbor, id, now.unix_ms);
+            ctx.peers.health.failed(Side::Neighbor, id, now.unix_ms);
             schedule.due.insert(id, now.instant + delay);
         }
     }

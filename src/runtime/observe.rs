@@ -149,7 +149,7 @@ fn peers(rows: &[([u8; 32], crate::store::records::PeerServer)], failing: Failin
 pub(crate) async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
     let limits = &ctx.config.limits;
     let (hosted, cancelled) = ctx.store.hosted_counts().await?;
-    let can_error = ctx.links.can_last_error();
+    let can_error = ctx.peers.links.can_last_error();
     let ports = ctx
         .config
         .listeners
@@ -171,34 +171,37 @@ pub(crate) async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
         ports,
         connections: usage(
             limits.max_connections as usize,
-            ctx.connections.available_permits(),
+            ctx.budgets.connections.available_permits(),
         ),
-        inflight_bytes: usage(ctx.inflight.limit(), ctx.inflight.available()),
+        inflight_bytes: usage(
+            ctx.budgets.inflight.limit(),
+            ctx.budgets.inflight.available(),
+        ),
         hosted,
-        online: ctx.registry.online_count() as u64,
+        online: ctx.hub.registry.online_count() as u64,
         cancelled,
         relays: Usage {
-            used: ctx.relays.count() as u64,
-            limit: ctx.relays.max() as u64,
+            used: ctx.hub.relays.count() as u64,
+            limit: ctx.hub.relays.max() as u64,
         },
         search_cache_bytes: usage(
             limits.search_cache_bytes as usize,
-            ctx.search_cache_bytes.available_permits(),
+            ctx.budgets.search_cache_bytes.available_permits(),
         ),
         neighbours: peers(
             &ctx.store.neighbors().await?,
-            ctx.peer_health.failing(Side::Neighbor),
+            ctx.peers.health.failing(Side::Neighbor),
         ),
         followers: peers(
             &ctx.store.followers().await?,
-            ctx.peer_health.failing(Side::Follower),
+            ctx.peers.health.failing(Side::Follower),
         ),
         queued_actions: ctx.store.queued_actions().await?,
-        loc: link(ctx.links.loc(crate::clock::unix_ms())),
-        loc_changed_unix_ms: ctx.links.loc_changed_ms(),
-        can: link(ctx.links.can()),
-        can_changed_unix_ms: ctx.links.can_changed_ms(),
-        can_published_unix_ms: ctx.links.can_published_ms(),
+        loc: link(ctx.peers.links.loc(crate::clock::unix_ms())),
+        loc_changed_unix_ms: ctx.peers.links.loc_changed_ms(),
+        can: link(ctx.peers.links.can()),
+        can_changed_unix_ms: ctx.peers.links.can_changed_ms(),
+        can_published_unix_ms: ctx.peers.links.can_published_ms(),
         can_last_error: can_error
             .as_ref()
             .map(|e| format!("{}: {}", e.command, e.message)),

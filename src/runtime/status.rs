@@ -45,10 +45,10 @@ pub fn line(id: NetworkId, headline: &Headline) -> String {
 async fn headline(ctx: &Ctx) -> Result<Headline, StoreError> {
     Ok(Headline {
         hosted: ctx.store.hosted_count().await?,
-        online: ctx.registry.online_count(),
+        online: ctx.hub.registry.online_count(),
         neighbours: ctx.store.neighbors().await?.len(),
-        loc: ctx.links.loc(crate::clock::unix_ms()),
-        can: ctx.links.can(),
+        loc: ctx.peers.links.loc(crate::clock::unix_ms()),
+        can: ctx.peers.links.can(),
     })
 }
 

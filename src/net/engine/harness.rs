@@ -90,7 +90,13 @@ impl Party {
 
     /// Sends a frame whose body (the bytes after the 5-byte header) is `body` at `now`; returns the messages written back.
     pub(crate) async fn send_body(&mut self, body: Vec<u8>, now: Now) -> Vec<ps::Message> {
-        let budget = self.engine.ctx.inflight.nothing().expect("budget open");
+        let budget = self
+            .engine
+            .ctx
+            .budgets
+            .inflight
+            .nothing()
+            .expect("budget open");
         let mut out = Output::default();
         self.engine.frame(body, budget, now, &mut out).await;
         self.written(&out)

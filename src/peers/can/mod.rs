@@ -103,7 +103,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         match outcome {
             Ok(()) if publishing => {
                 task.recovered();
-                ctx.links.can_published(Now::read().unix_ms);
+                ctx.peers.links.can_published(Now::read().unix_ms);
             }
             Ok(()) => task.recovered(),
             Err(failure) => task.failed(&failure, Now::read()),
