@@ -118,7 +118,7 @@ async fn initialise(b: ([u8; 32], u16), environment: &[(String, String)]) -> Ini
     let pid = a.child.id();
     let before = rss_kib(pid);
     let started = Instant::now();
-    loc.add_neighbour(announcement(&b.0, b.1)).await;
+    loc.add_neighbor(announcement(&b.0, b.1)).await;
     let mut client = Client::tls(a.tls).await;
     while searchable(&mut client).await < PROFILES {
         tokio::time::sleep(Duration::from_millis(50)).await;

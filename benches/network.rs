@@ -81,7 +81,7 @@ fn main() {
     let lists = mesh.map(|mesh| mesh.lists).unwrap_or_default();
     let knowable = &lists.knowable;
     println!(
-        "neighbour relations: {} (each node has {} to {}); pairs LOC lists without giving \
+        "neighbor relations: {} (each node has {} to {}); pairs LOC lists without giving \
          either side the other's service: {}",
         knowable.iter().map(BTreeSet::len).sum::<usize>() / 2,
         knowable.iter().map(BTreeSet::len).min().unwrap_or(0),
@@ -269,7 +269,7 @@ fn nearest(node: usize, count: usize) -> BTreeSet<usize> {
 /// The nodes a LOC at `node` keeps as neighbours: a full LOC accepts (and renews) only nodes
 /// closer than its farthest neighbour, so two nodes are neighbours when each is among the
 /// other's nearest.
-fn neighbourhood(node: usize, count: usize) -> BTreeSet<usize> {
+fn neighborhood(node: usize, count: usize) -> BTreeSet<usize> {
     nearest(node, count)
         .into_iter()
         .filter(|&other| nearest(other, count).contains(&node))
@@ -381,18 +381,18 @@ impl Network {
             node.services.clear();
         }
         let stand_ins = self.stand_ins.as_mut().expect("stand-ins");
-        for listener in neighbourhood(index, count) {
+        for listener in neighborhood(index, count) {
             let loc = &stand_ins.locs[listener - 1];
             stand_ins
                 .runtime
-                .block_on(loc.update_neighbour(node.clone()));
+                .block_on(loc.update_neighbor(node.clone()));
             stand_ins.listed[listener - 1].insert(index);
         }
     }
 
     /// What every node's LOC lists now, as node numbers, each with whether LOC gives its
     /// profile service; `None` for a LOC that did not answer.
-    fn neighbour_lists(&self) -> Vec<Option<BTreeMap<usize, bool>>> {
+    fn neighbor_lists(&self) -> Vec<Option<BTreeMap<usize, bool>>> {
         if let Some(stand_ins) = &self.stand_ins {
             let served = |list: &BTreeSet<usize>| list.iter().map(|&n| (n, true)).collect();
             return stand_ins.listed.iter().map(|l| Some(served(l))).collect();
@@ -404,7 +404,7 @@ impl Network {
             .nodes
             .iter()
             .map(|node| {
-                let listed = node.loc_neighbours()?;
+                let listed = node.loc_neighbors()?;
                 let known = listed
                     .into_iter()
                     .filter_map(|(id, served)| numbers.get(&id).map(|&number| (number, served)));
@@ -416,7 +416,7 @@ impl Network {
     /// Every node's relations as the LOCs give them now; `None` when a LOC did not answer.
     fn all_lists(&self) -> Option<Lists> {
         let listed: Vec<BTreeMap<usize, bool>> =
-            self.neighbour_lists().into_iter().collect::<Option<_>>()?;
+            self.neighbor_lists().into_iter().collect::<Option<_>>()?;
         let mut lists = Lists {
             knowable: vec![BTreeSet::new(); listed.len()],
             listed: vec![BTreeSet::new(); listed.len()],

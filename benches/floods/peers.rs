@@ -11,7 +11,7 @@ use super::Pinger;
 use crate::common::kit::lab::NodePorts;
 use crate::common::kit::loc::{Generation, LocStandIn, announcement};
 use crate::common::kit::{
-    Follower, Hosted, Identity, Images, Neighbour, SimServer, finish_request,
+    Follower, Hosted, Identity, Images, Neighbor, SimServer, finish_request,
     random_profiles_with_images, update_request,
 };
 use crate::common::{Seeded, Server, seed_hosted, spawn_server};
@@ -95,12 +95,12 @@ pub async fn refresh_flood() -> Outcome {
     let mut simulated = SimServer::start(key.clone(), sut_id.to_vec()).await;
     loc.wait_attached(1).await;
     let id: [u8; 32] = key.network_id().try_into().expect("32 bytes");
-    loc.add_neighbour(announcement(&id, simulated.primary_port))
+    loc.add_neighbor(announcement(&id, simulated.primary_port))
         .await;
     let mut link = simulated.handover(Duration::from_secs(30)).await;
     let finished = link.call(finish_request()).await;
     assert_eq!(finished.status, Status::Ok as i32, "{}", finished.details);
-    let neighbour = Neighbour { identity: key };
+    let neighbor = Neighbor { identity: key };
     let outcome = measured(&server, &pinger, async {
         let refresh = ps::SharedProfileUpdateItem {
             action_type: Some(ActionType::Refresh(ps::SharedProfileRefreshAllItem {})),
@@ -108,7 +108,7 @@ pub async fn refresh_flood() -> Outcome {
         let started = Instant::now();
         let mut senders = Vec::new();
         for _ in 0..2 {
-            let mut client = neighbour.verify(&server).await;
+            let mut client = neighbor.verify(&server).await;
             let items = vec![refresh.clone(); 30_000];
             senders.push(tokio::spawn(async move {
                 let mut frames = 0u32;
@@ -149,7 +149,7 @@ pub async fn initialisation_churn() -> Outcome {
             attackers.push(tokio::spawn(async move {
                 let (mut accepted, mut refused) = (0u32, 0u32);
                 while started.elapsed() < FLOOD {
-                    let (follower, answer) = Neighbour::random().start(&ports, 1, 2).await;
+                    let (follower, answer) = Neighbor::random().start(&ports, 1, 2).await;
                     if answer.status == Status::Ok as i32 {
                         accepted += 1;
                     } else {
@@ -194,13 +194,13 @@ pub async fn slow_followers() -> Outcome {
     let outcome = measured(&server, &pinger, async {
         let mut slow = Vec::new();
         for _ in 0..10 {
-            let mut follower = Neighbour::random().initialise(&ports, 1, 2).await;
+            let mut follower = Neighbor::random().initialise(&ports, 1, 2).await;
             follower.answer_delay = Duration::from_secs(SERVER_IDLE_SECS - 1);
             slow.push(tokio::spawn(async move { follower.until_finish().await }));
         }
         let started = Instant::now();
         let waited = loop {
-            let (_, answer) = Neighbour::random().start(&ports, 1, 2).await;
+            let (_, answer) = Neighbor::random().start(&ports, 1, 2).await;
             if answer.status == Status::Ok as i32 || started.elapsed() > Duration::from_secs(300) {
                 break started.elapsed();
             }

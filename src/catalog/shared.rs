@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Catalog;
 use crate::clock::Now;
-use crate::neighborhood::items::{self, Action, Applier, Phase, Prepared, Progress};
+use crate::neighborhood::receiving::{self as items, Action, Applier, Phase, Prepared, Progress};
 use crate::store::neighbors::SharedEditor;
 use crate::store::{Durability, StoreError};
 use crate::wire::ps;
@@ -34,7 +34,7 @@ pub(crate) enum Received {
 
 impl Catalog {
     /// Checks and applies the items neighbour `server` sent, in order (see
-    /// [`crate::neighborhood::items`]); live changes become searchable as they commit.
+    /// [`crate::neighborhood::receiving`]); live changes become searchable as they commit.
     pub(crate) async fn receive_shared(
         &self,
         server: [u8; 32],

@@ -13,8 +13,8 @@ use prost::Message as _;
 
 use super::Catalog;
 use crate::crypto::{NetworkId, ServerKey, sha256, verify};
-use crate::neighborhood::batches::profile_item;
-use crate::neighborhood::delivery;
+use crate::neighborhood::sharing::batches::profile_item;
+use crate::neighborhood::sharing::delivery;
 use crate::search::Search;
 use crate::store::Store;
 use crate::store::followers::{Snapshot, StartOutcome};

@@ -427,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn neighbour_expiration_floor() {
+    fn neighbor_expiration_floor() {
         let text = "[neighborhood]\nneighbor_expiration_secs = 60\n";
         let found = problems(text);
         assert_eq!(found[0].key, "neighborhood.neighbor_expiration_secs");

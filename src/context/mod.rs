@@ -384,7 +384,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loc_is_ok_only_while_it_gave_the_neighbourhood_recently() {
+    fn loc_is_ok_only_while_it_gave_the_neighborhood_recently() {
         let links = LinkHealth::new(Some(Duration::from_secs(60)), None);
         assert_eq!(links.loc(0), LinkState::Down);
         links.set_loc(true, 1_000);

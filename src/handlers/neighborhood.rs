@@ -12,7 +12,7 @@ use crate::context::{NewFollower, View};
 use crate::hub::addresses::Quota;
 use crate::hub::{Candidate, Side};
 use crate::log_gate::LogGate;
-use crate::neighborhood::items::Phase;
+use crate::neighborhood::receiving::Phase;
 use crate::session::{Peer, Session};
 use crate::store::followers::StartOutcome;
 use crate::store::records::PeerServer;

@@ -2,6 +2,5 @@
 //! are valid and what they change, and how a snapshot is cut into frames. Pure: the handlers and
 //! the `peers` tasks load what the decisions need, then store what they return.
 
-pub(crate) mod batches;
-pub(crate) mod delivery;
-pub(crate) mod items;
+pub(crate) mod receiving;
+pub(crate) mod sharing;

@@ -6,10 +6,9 @@
 
 pub mod can;
 pub(crate) mod client;
-pub(crate) mod followers;
 pub mod loc;
-pub(crate) mod neighbors;
-pub(crate) mod snapshot;
+pub(crate) mod receiving;
+pub(crate) mod sharing;
 
 use std::time::Duration;
 

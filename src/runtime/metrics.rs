@@ -235,7 +235,7 @@ fn gauges(snapshot: &Snapshot, out: &mut Exposition) {
         out,
         "iop_neighbours",
         "Servers whose profiles this server keeps, by state.",
-        snapshot.neighbours,
+        snapshot.neighbors,
     );
     peer_gauges(
         out,
@@ -249,7 +249,7 @@ fn gauges(snapshot: &Snapshot, out: &mut Exposition) {
         "Neighbours and followers whose last attempt to reach them failed.",
     );
     for (side, peers) in [
-        ("neighbours", snapshot.neighbours),
+        ("neighbours", snapshot.neighbors),
         ("followers", snapshot.followers),
     ] {
         out.sample(

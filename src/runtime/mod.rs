@@ -213,16 +213,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::clone(&ctx),
         shutdown.clone(),
     ));
-    tasks.spawn(crate::peers::followers::run(Arc::clone(&ctx)));
-    tasks.spawn(crate::peers::snapshot::run(
+    tasks.spawn(crate::peers::sharing::followers::run(Arc::clone(&ctx)));
+    tasks.spawn(crate::peers::sharing::snapshot::run(
         Arc::clone(&ctx),
         followers_to_share,
     ));
-    let (reports, neighbourhood) = tokio::sync::mpsc::channel(LOC_EVENTS);
-    tasks.spawn(crate::peers::neighbors::run(
-        Arc::clone(&ctx),
-        neighbourhood,
-    ));
+    let (reports, neighborhood) = tokio::sync::mpsc::channel(LOC_EVENTS);
+    tasks.spawn(crate::peers::receiving::run(Arc::clone(&ctx), neighborhood));
     start_loc(&ctx, &tasks, &shutdown, reports);
     start_can_and_observers(&ctx, &tasks, metrics_listener);
     let network_id = ctx.key.network_id();

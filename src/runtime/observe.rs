@@ -92,8 +92,9 @@ pub struct Snapshot {
     pub relays: Usage,
     /// Cached search results against `limits.search_cache_bytes`.
     pub search_cache_bytes: Usage,
-    /// Servers whose profiles we keep.
-    pub neighbours: Peers,
+    /// Servers whose profiles we keep (`neighbours` in the JSON operators read).
+    #[serde(rename = "neighbours")]
+    pub neighbors: Peers,
     /// Servers that receive our profiles.
     pub followers: Peers,
     /// Neighbourhood actions waiting for delivery.
@@ -188,7 +189,7 @@ pub(crate) async fn snapshot(ctx: &Ctx) -> Result<Snapshot, StoreError> {
             limits.search_cache_bytes as usize,
             ctx.budgets.search_cache_bytes.available_permits(),
         ),
-        neighbours: peers(
+        neighbors: peers(
             &ctx.store.neighbors().await?,
             ctx.peers.health.failing(Side::Neighbor),
         ),
@@ -348,7 +349,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         ("identities", identities),
         ("relays", of(snapshot.relays)),
         ("search cache", of(snapshot.search_cache_bytes)),
-        ("neighbours", peers(snapshot.neighbours)),
+        ("neighbours", peers(snapshot.neighbors)),
         ("followers", peers(snapshot.followers)),
         ("queued actions", snapshot.queued_actions.to_string()),
         (

@@ -15,7 +15,7 @@ pub struct Headline {
     /// Identities checked in now.
     pub online: usize,
     /// Neighbour servers known.
-    pub neighbours: usize,
+    pub neighbors: usize,
     /// The LOC link.
     pub loc: LinkState,
     /// The CAN link.
@@ -36,7 +36,7 @@ pub fn line(id: NetworkId, headline: &Headline) -> String {
         "serving as {id}: {} hosted, {} online, {} neighbours, {}, {}",
         headline.hosted,
         headline.online,
-        headline.neighbours,
+        headline.neighbors,
         link_text("LOC", headline.loc),
         link_text("CAN", headline.can)
     )
@@ -46,7 +46,7 @@ async fn headline(ctx: &Ctx) -> Result<Headline, StoreError> {
     Ok(Headline {
         hosted: ctx.store.hosted_count().await?,
         online: ctx.hub.registry.online_count(),
-        neighbours: ctx.store.neighbors().await?.len(),
+        neighbors: ctx.store.neighbors().await?.len(),
         loc: ctx.peers.links.loc(crate::clock::unix_ms()),
         can: ctx.peers.links.can(),
     })
@@ -78,7 +78,7 @@ mod tests {
         let headline = Headline {
             hosted: 12,
             online: 3,
-            neighbours: 5,
+            neighbors: 5,
             loc: LinkState::Up,
             can: LinkState::Down,
         };

@@ -263,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_neighbours_profiles_are_found_only_while_it_is_initialised() {
+    fn a_neighbors_profiles_are_found_only_while_it_is_initialised() {
         let mut index = SearchIndex::default();
         index.upsert_neighbor([9; 32], [2; 32], &profile("T", "Far", 0, 0, ""));
         assert!(
@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn hosted_come_first_then_neighbours_with_their_server() {
+    fn hosted_come_first_then_neighbors_with_their_server() {
         let mut index = SearchIndex::default();
         index.upsert_neighbor([9; 32], [2; 32], &profile("T", "Far", 0, 0, ""));
         index.add_server([9; 32]);

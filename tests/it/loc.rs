@@ -37,7 +37,7 @@ async fn assert_ping(server: &TestServer) {
 }
 
 /// A neighbour node running a profile server registered with `r#type`.
-fn neighbour(name: &str, r#type: ServiceType, id_byte: u8) -> loc::NodeInfo {
+fn neighbor(name: &str, r#type: ServiceType, id_byte: u8) -> loc::NodeInfo {
     let service = profile_service(r#type, 16987, &[id_byte; 32]);
     loc_node(name, 16980, SEED_LOCATION, vec![service])
 }
@@ -74,16 +74,16 @@ async fn registers_subscribes_and_deregisters_in_both_generations() {
 #[tokio::test]
 async fn every_push_is_acked_with_its_id_whatever_the_service_encoding() {
     let loc = LocStandIn::start(Generation::V2).await;
-    loc.add_neighbour(neighbour("Listed", ServiceType::profile_code(), 1))
+    loc.add_neighbor(neighbor("Listed", ServiceType::profile_code(), 1))
         .await;
     let _server = attached_server(&loc, "string").await;
-    loc.add_neighbour(neighbour("V1", ServiceType::profile_code(), 2))
+    loc.add_neighbor(neighbor("V1", ServiceType::profile_code(), 2))
         .await;
-    loc.update_neighbour(neighbour("V2", ServiceType::profile_name(), 3))
+    loc.update_neighbor(neighbor("V2", ServiceType::profile_name(), 3))
         .await;
     // LOC repeats removals.
-    loc.remove_neighbour(b"V1").await;
-    loc.remove_neighbour(b"V1").await;
+    loc.remove_neighbor(b"V1").await;
+    loc.remove_neighbor(b"V1").await;
     let seen = loc.wait_for("4 acks", |seen| seen.acks.len() == 4).await;
     for (ack, id) in seen.acks.iter().zip(1..) {
         assert_eq!((ack.connection, ack.id), (1, id));
@@ -110,7 +110,7 @@ async fn a_restarted_loc_gets_registered_and_read_again() {
     assert_eq!(seen.connections, 2);
     assert_eq!(seen.registrations[0], seen.registrations[1]);
     // The new connection numbers its pushes from 1 again.
-    loc.add_neighbour(neighbour("After", ServiceType::profile_name(), 4))
+    loc.add_neighbor(neighbor("After", ServiceType::profile_name(), 4))
         .await;
     let seen = loc.wait_for("an ack", |seen| !seen.acks.is_empty()).await;
     assert_eq!((seen.acks[0].connection, seen.acks[0].id), (2, 1));
@@ -150,7 +150,7 @@ async fn a_notification_stalled_midway_is_given_up_after_its_timeout() {
     let loc = LocStandIn::start(Generation::V2).await;
     let server = attached_server(&loc, "string").await;
     loc.fail_next(Fault::Stall);
-    loc.add_neighbour(neighbour("Cut", ServiceType::profile_name(), 5))
+    loc.add_neighbor(neighbor("Cut", ServiceType::profile_name(), 5))
         .await;
     loc.wait_for("the stall", |seen| seen.stalls == 1).await;
     assert_ping(&server).await;

@@ -38,7 +38,7 @@ fn register(id: u32, r#type: ServiceType, port: u16, network_id: &[u8]) -> loc::
     )
 }
 
-fn get_neighbours(id: u32) -> loc::Message {
+fn get_neighbors(id: u32) -> loc::Message {
     loc_request(
         id,
         LocalRequest::GetNeighbourNodes(loc::GetNeighbourNodesByDistanceLocalRequest {
@@ -97,8 +97,8 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
                 }),
             ),
         ),
-        ("get_neighbours", get_neighbours(3)),
-        ("no_neighbours", loc_neighbours(3, Vec::new())),
+        ("get_neighbours", get_neighbors(3)),
+        ("no_neighbours", loc_neighbors(3, Vec::new())),
         (
             "second_node_updated",
             loc_notification(1, ChangeType::UpdatedNodeInfo(second_node)),
@@ -112,7 +112,7 @@ fn appendix() -> Vec<(&'static str, loc::Message)> {
                 LocalResponse::DeregisterService(loc::DeregisterServiceResponse {}),
             ),
         ),
-        ("seed_list", loc_neighbours(3, vec![seed_node()])),
+        ("seed_list", loc_neighbors(3, vec![seed_node()])),
         (
             "seed_updated",
             loc_notification(1, ChangeType::UpdatedNodeInfo(seed_node())),
@@ -174,8 +174,8 @@ async fn the_servers_frames_on_the_wire_are_the_appendix_frames() {
         .await
         .expect("write");
     // Ids continue from 2 here: this server sends no GetNodeInfo.
-    assert_eq!(read_raw(&mut loc).await, frame::encode(&get_neighbours(2)));
-    loc.write_all(&frame::encode(&loc_neighbours(2, Vec::new())))
+    assert_eq!(read_raw(&mut loc).await, frame::encode(&get_neighbors(2)));
+    loc.write_all(&frame::encode(&loc_neighbors(2, Vec::new())))
         .await
         .expect("write");
     loc.write_all(&hex::decode(golden("seed_updated")).expect("hex"))

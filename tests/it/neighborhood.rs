@@ -24,14 +24,14 @@ async fn assert_serving(server: &TestServer) {
 async fn a_follower_that_stops_reading_is_dropped_and_may_start_again() {
     let server = TestServer::start(&options("")).await;
     create_all(&server, random_profiles_with_images(20, &Images::jpeg())).await;
-    let neighbour = Neighbour::random();
+    let neighbor = Neighbor::random();
     // Starts, then neither reads nor answers anything the server sends.
-    let stalled = neighbour.initialise(&server, 1, 1).await;
+    let stalled = neighbor.initialise(&server, 1, 1).await;
     assert_serving(&server).await;
     // The server's idle and write timeouts end the connection; the follower goes with it.
     tokio::time::sleep(Duration::from_secs(301)).await;
     assert_serving(&server).await;
-    let (again, answer) = neighbour.start(&server, 1, 1).await;
+    let (again, answer) = neighbor.start(&server, 1, 1).await;
     assert_status(&answer, Status::Ok);
     drop((stalled, again));
 }
@@ -103,8 +103,8 @@ async fn two_servers_follow_each_other_through_loc() {
     let (a, b) = (Node::start().await, Node::start().await);
     let on_a = create_all(&a.server, random_profiles_with_images(2, &Images::jpeg())).await;
     let mut on_b = create_all(&b.server, random_profiles_with_images(3, &Images::jpeg())).await;
-    a.loc.add_neighbour(b.announcement()).await;
-    b.loc.add_neighbour(a.announcement()).await;
+    a.loc.add_neighbor(b.announcement()).await;
+    b.loc.add_neighbor(a.announcement()).await;
     // Each initialises from the other and serves the other's profiles in its searches.
     a.until_shared(&b, &keys(&on_b)).await;
     b.until_shared(&a, &keys(&on_a)).await;
@@ -114,12 +114,12 @@ async fn two_servers_follow_each_other_through_loc() {
     on_b[0].cancel(&b.server).await;
     a.until_shared(&b, &keys(&on_b)).await;
     // LOC removes B: A forgets B's profiles.
-    a.loc.remove_neighbour(&b.server.network_id()).await;
+    a.loc.remove_neighbor(&b.server.network_id()).await;
     a.until_shared(&b, &BTreeSet::new()).await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_neighbour_that_sends_garbage_is_retried_while_clients_are_served() {
+async fn a_neighbor_that_sends_garbage_is_retried_while_clients_are_served() {
     let node = Node::start().await;
     // The announced primary port answers every connection with bytes that are no frame.
     let garbage = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -141,7 +141,7 @@ async fn a_neighbour_that_sends_garbage_is_retried_while_clients_are_served() {
     announcement.node_id = vec![9; 32];
     announcement.services[0].service_data = vec![9; 32];
     announcement.services[0].port = u32::from(port);
-    node.loc.add_neighbour(announcement).await;
+    node.loc.add_neighbor(announcement).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_serving(&node.server).await;
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -152,7 +152,7 @@ async fn a_neighbour_that_sends_garbage_is_retried_while_clients_are_served() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_neighbour_that_disconnects_mid_initialisation_leaves_nothing_and_is_tried_again() {
+async fn a_neighbor_that_disconnects_mid_initialisation_leaves_nothing_and_is_tried_again() {
     let mut setup = Setup::start().await;
     let profiles = signed_all(standard_set(&Images::jpeg()));
     let items: Vec<_> = profiles.iter().map(add_item).collect();
@@ -178,14 +178,14 @@ async fn a_neighbour_that_disconnects_mid_initialisation_leaves_nothing_and_is_t
 /// Issue 23: LOC 2.0 renews a peer without its services, so after a reconnect its list may show
 /// a neighbour without its Profile service: the neighbour stays, with its profiles.
 #[tokio::test(start_paused = true)]
-async fn issue23_a_neighbour_listed_without_its_profile_service_after_a_loc_reconnect_stays() {
+async fn issue23_a_neighbor_listed_without_its_profile_service_after_a_loc_reconnect_stays() {
     let (a, b) = (Node::start().await, Node::start().await);
     let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
-    a.loc.add_neighbour(b.announcement()).await;
+    a.loc.add_neighbor(b.announcement()).await;
     a.until_shared(&b, &keys(&on_b)).await;
     let mut bare = b.announcement();
     bare.services.clear();
-    a.loc.update_neighbour(bare).await;
+    a.loc.update_neighbor(bare).await;
     a.loc.kill_connections();
     a.loc.wait_attached(2).await;
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -197,14 +197,14 @@ async fn issue23_a_neighbour_listed_without_its_profile_service_after_a_loc_reco
 /// Issue 23: LOC 2.0 notifies only the first session it ever accepted; a server on a later
 /// session learns a new neighbour by reading the list again, within a minute by default.
 #[tokio::test(start_paused = true)]
-async fn issue23_a_server_on_a_later_loc_session_learns_a_new_neighbour_within_a_minute() {
+async fn issue23_a_server_on_a_later_loc_session_learns_a_new_neighbor_within_a_minute() {
     let (a, b) = (Node::start().await, Node::start().await);
     a.loc.notify_first_session_only();
     a.loc.kill_connections();
     a.loc.wait_attached(2).await;
     let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
     // The push goes to the first session only, which is gone.
-    a.loc.add_neighbour(b.announcement()).await;
+    a.loc.add_neighbor(b.announcement()).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     a.until_shared(&b, &keys(&on_b)).await;
 }
@@ -221,7 +221,7 @@ async fn issue23_an_update_for_a_follower_that_was_down_arrives_seconds_after_it
     let a = Node::start_with(&defaults).await;
     let mut b = Node::start_with(&defaults).await;
     let mut on_a = create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await;
-    b.loc.add_neighbour(a.announcement()).await;
+    b.loc.add_neighbor(a.announcement()).await;
     b.until_shared(&a, &keys(&on_a)).await;
     b.server.stop().await;
     on_a.extend(create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await);
@@ -239,12 +239,12 @@ async fn issue23_an_update_for_a_follower_that_was_down_arrives_seconds_after_it
 /// often only one side of a pair learns of the other; the other side takes the server that
 /// starts following it as a neighbour too.
 #[tokio::test(start_paused = true)]
-async fn issue23_a_server_that_starts_following_us_becomes_our_neighbour() {
+async fn issue23_a_server_that_starts_following_us_becomes_our_neighbor() {
     let (a, b) = (Node::start().await, Node::start().await);
     let on_a = create_all(&a.server, random_profiles_with_images(1, &Images::jpeg())).await;
     let on_b = create_all(&b.server, random_profiles_with_images(2, &Images::jpeg())).await;
     // Only B's LOC knows A.
-    b.loc.add_neighbour(a.announcement()).await;
+    b.loc.add_neighbor(a.announcement()).await;
     b.until_shared(&a, &keys(&on_a)).await;
     a.until_shared(&b, &keys(&on_b)).await;
 }

@@ -230,7 +230,7 @@ async fn ps01018_remove_related_identity_on_primary_is_bad_role() {
 }
 
 #[tokio::test]
-async fn ps01019_neighbourhood_requests_on_primary_are_bad_role() {
+async fn ps01019_neighborhood_requests_on_primary_are_bad_role() {
     let (_server, mut client) = primary().await;
     let requests = [
         Conv::StartNeighborhoodInitialization(ps::StartNeighborhoodInitializationRequest {

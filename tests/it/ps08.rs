@@ -94,35 +94,35 @@ fn at<'a>(hosted: &'a [Hosted], indices: &[usize]) -> Vec<&'a Hosted> {
 }
 
 /// The SUT with hosted identities (set P0 in some tests), N, and S with N's key.
-pub(crate) struct Neighbourhood {
+pub(crate) struct Neighborhood {
     pub(crate) server: TestServer,
     images: Images,
     pub(crate) hosted: Vec<Hosted>,
-    neighbour: Neighbour,
+    neighbor: Neighbor,
     pub(crate) simulated: SimServer,
 }
 
-impl Neighbourhood {
+impl Neighborhood {
     /// Step 1 of the tests with S: ListRoles, `count` identities with random profiles, S.
-    pub(crate) async fn new(count: usize, images: Images) -> Neighbourhood {
+    pub(crate) async fn new(count: usize, images: Images) -> Neighborhood {
         let server = sut("").await;
         let hosted = create(&server, count, &images).await;
-        let neighbour = Neighbour::random();
+        let neighbor = Neighbor::random();
         let sut_id = server.network_id().to_vec();
-        let simulated = SimServer::start(neighbour.identity.clone(), sut_id).await;
-        Neighbourhood {
+        let simulated = SimServer::start(neighbor.identity.clone(), sut_id).await;
+        Neighborhood {
             server,
             images,
             hosted,
-            neighbour,
+            neighbor,
             simulated,
         }
     }
 
     /// Steps 1–2 of PS08005, PS08016 and PS08028: [`Neighbourhood::new`], then N's first
     /// initialisation completes, exactly once over the identities; N answers Finish and closes.
-    async fn followed(count: usize, images: Images) -> Neighbourhood {
-        let set = Neighbourhood::new(count, images).await;
+    async fn followed(count: usize, images: Images) -> Neighborhood {
+        let set = Neighborhood::new(count, images).await;
         let items = set.initialise().await.complete().await;
         assert_exactly_once(&items, Kind::Add, &all(&[&set.hosted]));
         set
@@ -137,7 +137,7 @@ impl Neighbourhood {
     /// Verify N; Start(BasePort, `neighbor_port`) (id 3) → OK.
     async fn start_claiming(&self, neighbor_port: u32) -> Follower {
         let primary = self.simulated.primary_port.into();
-        self.neighbour
+        self.neighbor
             .initialise(&self.server, primary, neighbor_port)
             .await
     }
@@ -170,7 +170,7 @@ async fn expect_statuses(client: &mut Client, first: u32, requests: Vec<(Conv, S
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08001_neighbourhood_requests_before_verification() {
+async fn ps08001_neighborhood_requests_before_verification() {
     let server = sut("").await;
     let mut client = Client::tls(server.port(Role::SrNeighbor)).await;
     let unauthorized = vec![
@@ -185,7 +185,7 @@ async fn ps08001_neighbourhood_requests_before_verification() {
 #[tokio::test(start_paused = true)]
 async fn ps08002_initialisation_with_an_empty_database() {
     let server = sut("").await;
-    let mut follower = Neighbour::random().initialise(&server, 1, 1).await;
+    let mut follower = Neighbor::random().initialise(&server, 1, 1).await;
     follower.until_finish().await;
     assert_eq!(follower.batches, 0, "no update request before Finish");
     follower.answer_finish().await.expect("answer Finish");
@@ -194,9 +194,9 @@ async fn ps08002_initialisation_with_an_empty_database() {
 #[tokio::test(start_paused = true)]
 async fn ps08003_initialisation_shares_a_small_set() {
     let server = sut("").await;
-    let neighbour = Neighbour::random();
+    let neighbor = Neighbor::random();
     let hosted = create_all(&server, standard_set(&Images::jpeg())).await;
-    let mut follower = neighbour.initialise(&server, 1, 1).await;
+    let mut follower = neighbor.initialise(&server, 1, 1).await;
     follower.until_finish().await;
     assert_eq!(follower.batches, 1, "all seven in one update request");
     assert_exactly_once(&follower.items, Kind::Add, &all(&[&hosted]));
@@ -211,7 +211,7 @@ async fn ps08004_initialisation_shares_a_large_set_in_several_batches() {
     let thumbnails: usize = hosted.iter().map(|h| h.thumbnail.len()).sum();
     assert!(thumbnails > 1 << 20, "thumbnails add up to more than 1 MiB");
     let expected = all(&[&hosted]);
-    let mut follower = Neighbour::random().initialise(&server, 1, 1).await;
+    let mut follower = Neighbor::random().initialise(&server, 1, 1).await;
     follower.until_arrived(&expected).await;
     follower.until_finish().await;
     assert!(
@@ -224,7 +224,7 @@ async fn ps08004_initialisation_shares_a_large_set_in_several_batches() {
 
 #[tokio::test(start_paused = true)]
 async fn ps08005_updates_to_a_follower_stop_and_an_abandoned_re_initialisation() {
-    let mut f = Neighbourhood::followed(50, Images::jpeg()).await;
+    let mut f = Neighborhood::followed(50, Images::jpeg()).await;
     f.create_and_expect_adds(15).await;
 
     let cancelled = cancel_some(&f.server, &mut f.hosted, 15).await;
@@ -233,7 +233,7 @@ async fn ps08005_updates_to_a_follower_stop_and_an_abandoned_re_initialisation()
     let changed = change_some(&f.server, &mut f.hosted, 25, change_recipe).await;
     expect_updates(&f.simulated, Kind::Change, &at(&f.hosted, &changed)).await;
 
-    let mut stopping = f.neighbour.verify(&f.server).await;
+    let mut stopping = f.neighbor.verify(&f.server).await;
     let answer = stopping.conversation(3, Vec::new(), stop_request()).await;
     assert_status(&answer, Status::Ok);
     drop(stopping);
@@ -265,13 +265,13 @@ async fn ps08005_updates_to_a_follower_stop_and_an_abandoned_re_initialisation()
 async fn ps08006_follower_limit_reached() {
     let server = sut("max_follower_servers = 1").await;
     let hosted = create(&server, 10, &Images::png()).await;
-    let items = Neighbour::random()
+    let items = Neighbor::random()
         .initialise(&server, 1, 1)
         .await
         .complete()
         .await;
     assert_exactly_once(&items, Kind::Add, &all(&[&hosted]));
-    let (_, answer) = Neighbour::random().start(&server, 2, 2).await;
+    let (_, answer) = Neighbor::random().start(&server, 2, 2).await;
     assert_status(&answer, Status::ErrorRejected);
 }
 
@@ -279,7 +279,7 @@ async fn ps08006_follower_limit_reached() {
 async fn ps08008_parallel_initialisation_limit() {
     let server = sut("neighborhood_init_parallelism = 1").await;
     let hosted = create(&server, 10, &Images::png()).await;
-    let (n1, n2) = (Neighbour::random(), Neighbour::random());
+    let (n1, n2) = (Neighbor::random(), Neighbor::random());
     let first = n1.initialise(&server, 1, 1).await;
     let (refused, answer) = n2.start(&server, 2, 2).await;
     assert_status(&answer, Status::ErrorBusy);
@@ -292,7 +292,7 @@ async fn ps08008_parallel_initialisation_limit() {
 #[tokio::test(start_paused = true)]
 async fn ps08009_invalid_start_neighborhood_initialization_values() {
     let server = sut("").await;
-    let mut client = Neighbour::random().verify(&server).await;
+    let mut client = Neighbor::random().verify(&server).await;
     let cases: [(u32, u32, &[u8], &str); 8] = [
         (0, 1, &LOOPBACK, "primaryPort"),
         (1, 0, &LOOPBACK, "srNeighborPort"),
@@ -319,7 +319,7 @@ async fn ps08009_invalid_start_neighborhood_initialization_values() {
 
 #[tokio::test(start_paused = true)]
 async fn ps08011_profiles_created_during_initialisation_arrive_as_updates_after_finish() {
-    let f = Neighbourhood::new(10, Images::png()).await;
+    let f = Neighborhood::new(10, Images::png()).await;
     let mut follower = f.initialise().await;
     let set_a = f.create(5).await;
     follower.until_arrived(&all(&[&f.hosted])).await;
@@ -340,7 +340,7 @@ async fn ps08011_profiles_created_during_initialisation_arrive_as_updates_after_
 
 #[tokio::test(start_paused = true)]
 async fn ps08012_follower_claimed_a_dead_sr_neighbor_port() {
-    let f = Neighbourhood::new(10, Images::png()).await;
+    let f = Neighborhood::new(10, Images::png()).await;
     let items = f.start_claiming(1).await.complete().await;
     assert_exactly_once(&items, Kind::Add, &all(&[&f.hosted]));
     assert_no_updates(&f.simulated);
@@ -363,8 +363,8 @@ async fn ps08014_stalled_initialisation_times_out_and_a_fresh_one_succeeds() {
     let server = sut("neighborhood_init_parallelism = 1").await;
     let hosted = create(&server, 10, &Images::png()).await;
     let expected = all(&[&hosted]);
-    let neighbour = Neighbour::random();
-    let mut stalled = neighbour.initialise(&server, 1, 1).await;
+    let neighbor = Neighbor::random();
+    let mut stalled = neighbor.initialise(&server, 1, 1).await;
     stalled.until_arrived(&expected).await;
     stalled.until_finish().await;
     assert_exactly_once(&stalled.items, Kind::Add, &expected);
@@ -375,13 +375,13 @@ async fn ps08014_stalled_initialisation_times_out_and_a_fresh_one_succeeds() {
     );
     let _late = stalled.answer_finish().await;
     drop(stalled);
-    let items = neighbour.initialise(&server, 1, 1).await.complete().await;
+    let items = neighbor.initialise(&server, 1, 1).await.complete().await;
     assert_exactly_once(&items, Kind::Add, &expected);
 }
 
 #[tokio::test(start_paused = true)]
 async fn ps08016_follower_rejects_an_update_and_the_sut_stops_sending() {
-    let mut f = Neighbourhood::followed(10, Images::png()).await;
+    let mut f = Neighborhood::followed(10, Images::png()).await;
     f.create_and_expect_adds(5).await;
 
     f.simulated.set_rejecting(true);
@@ -398,9 +398,9 @@ async fn ps08016_follower_rejects_an_update_and_the_sut_stops_sending() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08017_neighbourhood_requests_without_a_relationship() {
+async fn ps08017_neighborhood_requests_without_a_relationship() {
     let server = sut("").await;
-    let mut client = Neighbour::random().verify(&server).await;
+    let mut client = Neighbor::random().verify(&server).await;
     let requests = vec![
         (finish_request(), Status::ErrorRejected),
         (update_request(Vec::new()), Status::ErrorRejected),
@@ -411,7 +411,7 @@ async fn ps08017_neighbourhood_requests_without_a_relationship() {
 
 #[tokio::test(start_paused = true)]
 async fn ps08025_initialisation_abandoned_before_finish_then_retried() {
-    let f = Neighbourhood::new(10, Images::png()).await;
+    let f = Neighborhood::new(10, Images::png()).await;
     let mut abandoned = f.initialise().await;
     let set_a = f.create(5).await;
     abandoned.until_finish().await;
@@ -429,15 +429,15 @@ async fn ps08025_initialisation_abandoned_before_finish_then_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08026_second_start_from_the_same_neighbour_while_its_initialisation_is_open() {
-    let f = Neighbourhood::new(10, Images::png()).await;
+async fn ps08026_second_start_from_the_same_neighbor_while_its_initialisation_is_open() {
+    let f = Neighborhood::new(10, Images::png()).await;
     let mut first = f.initialise().await;
     first.until_finish().await;
     assert_exactly_once(&first.items, Kind::Add, &all(&[&f.hosted]));
     let set_a = f.create(5).await;
 
     let (p, s) = (f.simulated.primary_port, f.simulated.neighbor_port);
-    let (mut second, answer) = f.neighbour.start(&f.server, p.into(), s.into()).await;
+    let (mut second, answer) = f.neighbor.start(&f.server, p.into(), s.into()).await;
     assert_status(&answer, Status::ErrorAlreadyExists);
     second.assert_nothing_before_ping(4).await;
     drop(second);
@@ -450,7 +450,7 @@ async fn ps08026_second_start_from_the_same_neighbour_while_its_initialisation_i
 
 #[tokio::test(start_paused = true)]
 async fn ps08028_changes_flagged_no_propagation_are_not_forwarded() {
-    let mut f = Neighbourhood::followed(50, Images::jpeg()).await;
+    let mut f = Neighborhood::followed(50, Images::jpeg()).await;
     f.create_and_expect_adds(15).await;
 
     f.simulated.drain();

@@ -64,7 +64,7 @@ impl Loc {
     async fn add(&self, simulated: &SimServer, sid_s: &[u8]) {
         let acks = self.stand_in.seen().acks.len();
         self.stand_in
-            .add_neighbour(node_info(simulated, sid_s, self.stand_in.port()))
+            .add_neighbor(node_info(simulated, sid_s, self.stand_in.port()))
             .await;
         self.wait_ack(acks).await;
     }
@@ -72,7 +72,7 @@ impl Loc {
     /// Pushes a remove for S and waits for the SUT's ack.
     async fn remove(&self, sid_s: &[u8]) {
         let acks = self.stand_in.seen().acks.len();
-        self.stand_in.remove_neighbour(sid_s).await;
+        self.stand_in.remove_neighbor(sid_s).await;
         self.wait_ack(acks).await;
     }
 
@@ -238,7 +238,7 @@ fn assert_covered(found: &ps::ProfileSearchResponse, setup: &Setup) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08018_loc_announces_a_neighbour_with_no_profiles() {
+async fn ps08018_loc_announces_a_neighbor_with_no_profiles() {
     let mut setup = Setup::start().await;
     let mut link = setup.announce().await;
     finish(&mut link).await;
@@ -250,7 +250,7 @@ async fn ps08018_loc_announces_a_neighbour_with_no_profiles() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08019_loc_neighbour_shares_7_profiles_and_search_returns_them() {
+async fn ps08019_loc_neighbor_shares_7_profiles_and_search_returns_them() {
     let mut setup = Setup::start().await;
     let profiles = signed_all(standard_set(&Images::jpeg()));
     let mut link = setup.announce().await;
@@ -336,7 +336,7 @@ const ANCHORS: [(f64, f64); 15] = [
 ];
 
 #[tokio::test(start_paused = true)]
-async fn ps08020_loc_neighbour_shares_600_profiles_and_location_search_is_exact() {
+async fn ps08020_loc_neighbor_shares_600_profiles_and_location_search_is_exact() {
     let mut setup = Setup::start().await;
     let r2 = radius(20_000, 150_000);
     let r1 = radius(5_000, r2 * 4 / 5);
@@ -428,7 +428,7 @@ fn check_circle(
 }
 
 #[tokio::test(start_paused = true)]
-async fn ps08021_loc_neighbour_exceeds_20000_profiles() {
+async fn ps08021_loc_neighbor_exceeds_20000_profiles() {
     const CAP: usize = 20_000;
     let mut setup = Setup::start().await;
     let profiles = signed_all(random_profiles(20_500, &Images::png()));

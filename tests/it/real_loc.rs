@@ -62,7 +62,7 @@ fn mesh(lab: &Lab) -> Duration {
                 eprintln!(
                     "== {} (its LOC lists {:?} nodes) {:?}\n{}",
                     node.address,
-                    node.loc_neighbours().map(|listed| listed.len()),
+                    node.loc_neighbors().map(|listed| listed.len()),
                     node.status(),
                     tail.join("\n")
                 );

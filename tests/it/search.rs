@@ -85,7 +85,7 @@ fn names(result: &ps::ProfileSearchResponse) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn neighbour_profiles_follow_hosted_ones() {
+async fn neighbor_profiles_follow_hosted_ones() {
     let server = TestServer::start_in(seeded_dir().await, &Options::default()).await;
     let mut local = new_customer(&server).await;
     let mut update = Update::new(&local.identity);

@@ -11,7 +11,7 @@ use iop_profile_server::wire::ps::{self, shared_profile_update_item::ActionType}
 use tokio::time::sleep;
 
 use crate::kit::*;
-use crate::ps08::{Neighbourhood, W_UPD};
+use crate::ps08::{Neighborhood, W_UPD};
 use crate::ps08_loc::{Setup, finish, send_batch, signed_all};
 
 /// The protocol's limit on profiles one neighbour shares (spec §4.19).
@@ -67,7 +67,7 @@ fn verified(signed: Option<&ps::SignedProfileInformation>) -> (Vec<u8>, ps::Prof
 #[tokio::test(start_paused = true)]
 async fn issue22_a_profile_renamed_and_cancelled_while_its_add_is_queued_never_reaches_a_follower_unsigned()
  {
-    let mut set = Neighbourhood::new(5, Images::jpeg()).await;
+    let mut set = Neighborhood::new(5, Images::jpeg()).await;
     // The follower's snapshot goes out; until it answers, changes wait in its queue.
     let initialising = set.initialise().await;
     let mut more = set.create(10).await;
@@ -94,12 +94,12 @@ async fn issue22_a_profile_renamed_and_cancelled_while_its_add_is_queued_never_r
 
 /// The SUT with an initialised neighbour S sharing `count` profiles; S's own key, for its
 /// connections as a neighbour, and the profiles.
-async fn neighbour_sharing(count: usize) -> (Setup, Neighbour, Vec<Hosted>) {
-    neighbour_sharing_with(count, "").await
+async fn neighbor_sharing(count: usize) -> (Setup, Neighbor, Vec<Hosted>) {
+    neighbor_sharing_with(count, "").await
 }
 
-/// [`neighbour_sharing`] with `extra` configuration tables for the SUT.
-async fn neighbour_sharing_with(count: usize, extra: &str) -> (Setup, Neighbour, Vec<Hosted>) {
+/// [`neighbor_sharing`] with `extra` configuration tables for the SUT.
+async fn neighbor_sharing_with(count: usize, extra: &str) -> (Setup, Neighbor, Vec<Hosted>) {
     let mut setup = Setup::start_with(extra).await;
     let mut link = setup.announce().await;
     let held = signed_all(random_profiles(count, &Images::png()));
@@ -108,20 +108,20 @@ async fn neighbour_sharing_with(count: usize, extra: &str) -> (Setup, Neighbour,
     }
     finish(&mut link).await;
     link.close();
-    let neighbour = Neighbour {
+    let neighbor = Neighbor {
         identity: setup.identity.clone(),
     };
-    (setup, neighbour, held)
+    (setup, neighbor, held)
 }
 
 #[tokio::test(start_paused = true)]
-async fn issue22_simultaneous_updates_from_one_neighbour_never_pass_the_cap() {
-    let (setup, neighbour, _) = neighbour_sharing(CAP - 1_000).await;
+async fn issue22_simultaneous_updates_from_one_neighbor_never_pass_the_cap() {
+    let (setup, neighbor, _) = neighbor_sharing(CAP - 1_000).await;
     // Eight connections offer 250 new profiles each at once; only 1,000 fit.
     let offered = signed_all(random_profiles(8 * 250, &Images::png()));
     let mut sending = Vec::new();
     for batch in offered.chunks(250) {
-        let mut client = neighbour.verify(&setup.server).await;
+        let mut client = neighbor.verify(&setup.server).await;
         let items: Vec<_> = batch.iter().map(add_item).collect();
         sending.push(tokio::spawn(async move {
             client
@@ -144,10 +144,10 @@ async fn issue22_simultaneous_updates_from_one_neighbour_never_pass_the_cap() {
 
 #[tokio::test(start_paused = true)]
 async fn issue22_deletes_earlier_in_an_update_make_room_for_later_adds_at_the_cap() {
-    let (setup, neighbour, held) = neighbour_sharing(CAP).await;
+    let (setup, neighbor, held) = neighbor_sharing(CAP).await;
     // 40 deletes, then 40 changes, then 40 adds in one request all apply, in transactions of
     // 100 items, because the deletes come first (spec §5.7: items apply in order).
-    let mut client = neighbour.verify(&setup.server).await;
+    let mut client = neighbor.verify(&setup.server).await;
     let mut items: Vec<_> = held[..40]
         .iter()
         .map(|h| ps::SharedProfileUpdateItem {
@@ -193,8 +193,8 @@ async fn write_batches(metrics_port: u16) -> u64 {
 async fn issue25_a_flood_of_refresh_items_costs_no_commit_per_message() {
     let port = free_port();
     let metrics = format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n");
-    let (setup, neighbour, _) = neighbour_sharing_with(10, &metrics).await;
-    let mut client = neighbour.verify(&setup.server).await;
+    let (setup, neighbor, _) = neighbor_sharing_with(10, &metrics).await;
+    let mut client = neighbor.verify(&setup.server).await;
     let refresh = ps::SharedProfileUpdateItem {
         action_type: Some(ActionType::Refresh(ps::SharedProfileRefreshAllItem {})),
     };

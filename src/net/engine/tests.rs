@@ -51,16 +51,16 @@ async fn the_role_gate_answers_before_the_conversation_gate() {
 }
 
 #[tokio::test]
-async fn a_verified_identity_is_what_the_neighbour_requests_are_admitted_with() {
+async fn a_verified_identity_is_what_the_neighbor_requests_are_admitted_with() {
     let server = Server::new();
-    let mut neighbour = server.connect(&[Role::SrNeighbor]);
+    let mut neighbor = server.connect(&[Role::SrNeighbor]);
     let stop = || Conv::StopNeighborhoodUpdates(ps::StopNeighborhoodUpdatesRequest {});
-    let answer = neighbour.conversation(Vec::new(), stop(), server.now).await;
+    let answer = neighbor.conversation(Vec::new(), stop(), server.now).await;
     assert_eq!(answer.status, Status::ErrorUnauthorized as i32);
-    assert_eq!(neighbour.start_conversation(server.now).await.status, 0);
-    assert_eq!(neighbour.verify_identity(server.now).await.status, 0);
+    assert_eq!(neighbor.start_conversation(server.now).await.status, 0);
+    assert_eq!(neighbor.verify_identity(server.now).await.status, 0);
     // Admitted: the proven identity is no follower, which is the handler's answer.
-    let answer = neighbour.conversation(Vec::new(), stop(), server.now).await;
+    let answer = neighbor.conversation(Vec::new(), stop(), server.now).await;
     assert_eq!(answer.status, Status::ErrorNotFound as i32);
 }
 

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{LocEvent, MAX_NODES, NeighbourNode};
+use super::{LocEvent, MAX_NODES, NeighborNode};
 use crate::config::LocServiceType;
 use crate::crypto::NetworkId;
 use crate::log_gate::peer_text;
@@ -75,7 +75,7 @@ pub(super) enum Answer {
     /// RegisterService: where the LOC node stands, when it says.
     Registered(Option<GpsLocation>),
     /// GetNeighbourNodes: the neighbours that run a profile server, at most [`MAX_NODES`].
-    Neighbours(Vec<NeighbourNode>),
+    Neighbors(Vec<NeighborNode>),
     /// DeregisterService.
     Deregistered,
     /// An answer the profile server never asks for.
@@ -173,10 +173,10 @@ fn answer(response: loc::Response) -> Result<Answer, LocError> {
     };
     Ok(match local.local_service_response_type {
         Some(LocalResponse::RegisterService(registered)) => Answer::Registered(registered.location),
-        Some(LocalResponse::GetNeighbourNodes(list)) => Answer::Neighbours(
+        Some(LocalResponse::GetNeighbourNodes(list)) => Answer::Neighbors(
             list.nodes
                 .iter()
-                .filter_map(neighbour)
+                .filter_map(neighbor)
                 .take(MAX_NODES)
                 .collect(),
         ),
@@ -201,7 +201,7 @@ fn notification(request: loc::Request) -> Result<Vec<LocEvent>, LocError> {
         .into_iter()
         .filter_map(|change| match change.change_type? {
             ChangeType::AddedNodeInfo(node) | ChangeType::UpdatedNodeInfo(node) => {
-                neighbour(&node).map(LocEvent::Upsert)
+                neighbor(&node).map(LocEvent::Upsert)
             }
             ChangeType::RemovedNodeId(id) => Some(LocEvent::Removed(id)),
         })
@@ -211,14 +211,14 @@ fn notification(request: loc::Request) -> Result<Vec<LocEvent>, LocError> {
 
 /// The neighbour a node stands for (spec §7): its first profile service, which must have a
 /// port and a 32-byte network id, on a 4- or 16-byte IP address at a valid location.
-fn neighbour(node: &NodeInfo) -> Option<NeighbourNode> {
+fn neighbor(node: &NodeInfo) -> Option<NeighborNode> {
     let service = node.services.iter().find(|s| s.r#type.is_profile())?;
     let primary_port = u16::try_from(service.port).ok().filter(|p| *p != 0)?;
     let id = <[u8; 32]>::try_from(service.service_data.as_slice()).ok()?;
     let address = ip_address(&node.contact.as_ref()?.ip_address)?;
     let location = node.location?;
     let valid = is_valid_latitude(location.latitude) && is_valid_longitude(location.longitude);
-    valid.then_some(NeighbourNode {
+    valid.then_some(NeighborNode {
         node_id: node.node_id.clone(),
         id,
         address,
@@ -252,8 +252,8 @@ mod tests {
         parse(&bytes[frame::HEADER_LEN..]).expect("parses")
     }
 
-    fn seed() -> NeighbourNode {
-        NeighbourNode {
+    fn seed() -> NeighborNode {
+        NeighborNode {
             node_id: b"SeedNode01".to_vec(),
             id: golden_id().0,
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -287,9 +287,9 @@ mod tests {
         };
         let cases = [
             ("registered", 1, Answer::Registered(Some(location))),
-            ("no_neighbours", 3, Answer::Neighbours(Vec::new())),
+            ("no_neighbours", 3, Answer::Neighbors(Vec::new())),
             ("deregistered", 4, Answer::Deregistered),
-            ("seed_list", 3, Answer::Neighbours(vec![seed()])),
+            ("seed_list", 3, Answer::Neighbors(vec![seed()])),
             ("node_info", 2, Answer::Other),
         ];
         for (name, id, answer) in cases {
@@ -337,16 +337,16 @@ mod tests {
     }
 
     #[test]
-    fn neighbour_rules_of_spec_7() {
+    fn neighbor_rules_of_spec_7() {
         let good = profile(ServiceType::profile_code(), 1, 32);
         let v6 = node(vec![good.clone()], vec![0; 16], 2);
         assert_eq!(
-            neighbour(&v6).map(|n| n.address),
+            neighbor(&v6).map(|n| n.address),
             Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
         );
         let other = profile(ServiceType::Name(b"Chat".to_vec()), 5, 3);
         let second = node(vec![other, good.clone()], vec![1, 2, 3, 4], 2);
-        assert_eq!(neighbour(&second).map(|n| n.primary_port), Some(1));
+        assert_eq!(neighbor(&second).map(|n| n.primary_port), Some(1));
         let rejected = [
             node(
                 vec![profile(ServiceType::profile_name(), 0, 32), good.clone()],
@@ -372,7 +372,7 @@ mod tests {
             },
         ];
         for rejected in rejected {
-            assert_eq!(neighbour(&rejected), None, "{rejected:?}");
+            assert_eq!(neighbor(&rejected), None, "{rejected:?}");
         }
     }
 

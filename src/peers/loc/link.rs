@@ -25,7 +25,7 @@ pub(super) const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Request {
     Register,
-    Neighbours,
+    Neighbors,
     Deregister,
 }
 
@@ -175,11 +175,11 @@ impl Link {
                     self.phase = Phase::Subscribing;
                     output.location = location;
                 }
-                let id = self.expect(Request::Neighbours, now, RESPONSE_TIMEOUT);
+                let id = self.expect(Request::Neighbors, now, RESPONSE_TIMEOUT);
                 output.send = Some(codec::get_neighbour_nodes(id));
             }
             // C#: an unexpected list counts as a refresh, once the neighbourhood is known.
-            (Some(Request::Neighbours) | None, Answer::Neighbours(nodes))
+            (Some(Request::Neighbors) | None, Answer::Neighbors(nodes))
                 if request.is_some() || attached =>
             {
                 if request.is_some() {
@@ -263,7 +263,7 @@ mod tests {
         )
     }
 
-    fn neighbours(id: u32, nodes: Vec<NodeInfo>) -> Vec<u8> {
+    fn neighbors(id: u32, nodes: Vec<NodeInfo>) -> Vec<u8> {
         answer(
             id,
             LocalResponse::GetNeighbourNodes(loc::GetNeighbourNodesByDistanceResponse { nodes }),
@@ -303,7 +303,7 @@ mod tests {
     fn attached(now: Instant) -> Link {
         let (mut link, _) = Link::new(&settings(), now);
         link.on_frame(now, &registered(1)).expect("registered");
-        link.on_frame(now, &neighbours(2, Vec::new()))
+        link.on_frame(now, &neighbors(2, Vec::new()))
             .expect("attached");
         link
     }
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(out.send, Some(codec::get_neighbour_nodes(2)));
         assert!(link.is_registered() && out.events.is_empty());
         let out = link
-            .on_frame(now, &neighbours(2, vec![profile_node(1)]))
+            .on_frame(now, &neighbors(2, vec![profile_node(1)]))
             .expect("list");
         assert!(out.attached);
         let [LocEvent::Attached { nodes }] = out.events.as_slice() else {
@@ -342,9 +342,7 @@ mod tests {
             .expect("early change");
         assert_eq!(early.send, Some(codec::neighbourhood_updated(1)));
         assert!(early.events.is_empty());
-        let out = link
-            .on_frame(now, &neighbours(2, Vec::new()))
-            .expect("list");
+        let out = link.on_frame(now, &neighbors(2, Vec::new())).expect("list");
         let expected = vec![
             LocEvent::Attached { nodes: Vec::new() },
             LocEvent::Removed(b"gone".to_vec()),
@@ -373,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn each_refresh_registers_again_then_reads_the_neighbourhood() {
+    fn each_refresh_registers_again_then_reads_the_neighborhood() {
         let now = Instant::now();
         let mut link = attached(now);
         let due = now + REFRESH_INTERVAL;
@@ -386,7 +384,7 @@ mod tests {
         assert_eq!(out.send, Some(codec::get_neighbour_nodes(4)));
         assert!(!out.attached && out.events.is_empty());
         let out = link
-            .on_frame(due, &neighbours(4, vec![profile_node(2)]))
+            .on_frame(due, &neighbors(4, vec![profile_node(2)]))
             .expect("list");
         assert!(!out.attached);
         assert!(
@@ -394,7 +392,7 @@ mod tests {
         );
         // An unasked-for list counts as a refresh too.
         let out = link
-            .on_frame(due, &neighbours(77, Vec::new()))
+            .on_frame(due, &neighbors(77, Vec::new()))
             .expect("list");
         assert_eq!(out.events, vec![LocEvent::Attached { nodes: Vec::new() }]);
         assert_eq!(link.next_wakeup(), Some(due + REFRESH_INTERVAL));
@@ -406,14 +404,14 @@ mod tests {
         let (mut link, _) = Link::new(&settings(), now);
         // Before attaching, a list nobody asked for is ignored; a late answer too.
         assert_eq!(
-            link.on_frame(now, &neighbours(9, Vec::new())).expect("ok"),
+            link.on_frame(now, &neighbors(9, Vec::new())).expect("ok"),
             Output::default()
         );
         assert_eq!(
             link.on_frame(now, &registered(5)).expect("ok"),
             Output::default()
         );
-        let wrong = link.on_frame(now, &neighbours(1, Vec::new()));
+        let wrong = link.on_frame(now, &neighbors(1, Vec::new()));
         assert!(matches!(wrong, Err(LocError::Unexpected(_))));
     }
 

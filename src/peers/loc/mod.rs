@@ -39,7 +39,7 @@ pub(crate) struct LocSettings {
 /// A neighbour profile server as LOC reports it (spec §7: derived from a node's first `Profile`
 /// service). Its srNeighbor port is learned later through ListRoles.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct NeighbourNode {
+pub(crate) struct NeighborNode {
     /// LOC's id of the node, which a removal names (LOC keeps it at most 1 KB per message).
     pub node_id: Vec<u8>,
     /// The neighbour's network id: the service data of its profile service.
@@ -62,10 +62,10 @@ pub(crate) enum LocEvent {
     /// node it has not learnt the services of yet.
     Attached {
         /// The neighbours, at most [`MAX_NODES`].
-        nodes: Vec<NeighbourNode>,
+        nodes: Vec<NeighborNode>,
     },
     /// A neighbour was added or updated (LOC sends `updated_node_info` for new nodes too).
-    Upsert(NeighbourNode),
+    Upsert(NeighborNode),
     /// LOC removed a node; the id as LOC sent it.
     Removed(Vec<u8>),
     /// The link to LOC is down; a reconnect is scheduled. Sent once when an attached link

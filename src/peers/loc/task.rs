@@ -247,8 +247,8 @@ impl Health {
         self.failing = true;
     }
 
-    fn attached(&mut self, neighbours: usize) {
-        tracing::info!(neighbours, "attached to LOC");
+    fn attached(&mut self, neighbors: usize) {
+        tracing::info!(neighbors, "attached to LOC");
         self.failing = false;
         self.attached = true;
     }

@@ -353,9 +353,9 @@ impl Node {
 
     /// Whether the server has `neighbours` initialised neighbours and `followers` initialised
     /// followers.
-    pub fn initialised(&self, neighbours: usize, followers: usize) -> bool {
+    pub fn initialised(&self, neighbors: usize, followers: usize) -> bool {
         self.status().is_some_and(|status| {
-            status["neighbours"]["initialized"] == neighbours
+            status["neighbours"]["initialized"] == neighbors
                 && status["followers"]["initialized"] == followers
         })
     }
@@ -383,7 +383,7 @@ impl Node {
 
     /// The node ids this node's LOC lists as neighbours, each with whether LOC gives its
     /// profile service, or `None` when it does not answer.
-    pub fn loc_neighbours(&self) -> Option<Vec<(Vec<u8>, bool)>> {
+    pub fn loc_neighbors(&self) -> Option<Vec<(Vec<u8>, bool)>> {
         let port = self.loc_port;
         self.with_client(async move || {
             let ask = async {

@@ -96,7 +96,7 @@ struct State {
     first_session_only: bool,
     location: GpsLocation,
     services: BTreeMap<ServiceType, ServiceInfo>,
-    neighbours: Vec<NodeInfo>,
+    neighbors: Vec<NodeInfo>,
     links: Vec<Link>,
     fault: Option<Fault>,
     delay: Duration,
@@ -168,7 +168,7 @@ impl LocStandIn {
             first_session_only: false,
             location: SEED_LOCATION,
             services: BTreeMap::new(),
-            neighbours: Vec::new(),
+            neighbors: Vec::new(),
             links: Vec::new(),
             fault: None,
             delay: Duration::ZERO,
@@ -246,25 +246,25 @@ impl LocStandIn {
     }
 
     /// Adds a neighbour and pushes it as `updated_node_info`, as the real LOC does for new ones.
-    pub async fn add_neighbour(&self, node: NodeInfo) {
-        self.update_neighbour(node).await;
+    pub async fn add_neighbor(&self, node: NodeInfo) {
+        self.update_neighbor(node).await;
     }
 
     /// Replaces (or adds) the neighbour with the same node id and pushes `updated_node_info`.
-    pub async fn update_neighbour(&self, node: NodeInfo) {
+    pub async fn update_neighbor(&self, node: NodeInfo) {
         let change = ChangeType::UpdatedNodeInfo(node.clone());
         let inboxes = self.shared.update(|state| {
-            state.neighbours.retain(|n| n.node_id != node.node_id);
-            state.neighbours.push(node);
+            state.neighbors.retain(|n| n.node_id != node.node_id);
+            state.neighbors.push(node);
             state.subscribed_inboxes()
         });
         push(inboxes, change).await;
     }
 
     /// Removes a neighbour and pushes `removed_node_id`.
-    pub async fn remove_neighbour(&self, node_id: &[u8]) {
+    pub async fn remove_neighbor(&self, node_id: &[u8]) {
         let inboxes = self.shared.update(|state| {
-            state.neighbours.retain(|n| n.node_id != node_id);
+            state.neighbors.retain(|n| n.node_id != node_id);
             state.subscribed_inboxes()
         });
         push(inboxes, ChangeType::RemovedNodeId(node_id.to_vec())).await;
@@ -567,7 +567,7 @@ impl Connection {
                     state.seen.subscriptions += 1;
                 }
                 LocalResponse::GetNeighbourNodes(loc::GetNeighbourNodesByDistanceResponse {
-                    nodes: state.neighbours.clone(),
+                    nodes: state.neighbors.clone(),
                 })
             }
             Some(LocalRequest::GetNodeInfo(_)) if state.generation == Generation::V2 => {

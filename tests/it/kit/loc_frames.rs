@@ -49,7 +49,7 @@ pub fn loc_notification(id: u32, change: ChangeType) -> loc::Message {
 }
 
 /// A GetNeighbourNodes response with `nodes`.
-pub fn loc_neighbours(id: u32, nodes: Vec<NodeInfo>) -> loc::Message {
+pub fn loc_neighbors(id: u32, nodes: Vec<NodeInfo>) -> loc::Message {
     loc_response(
         id,
         LocalResponse::GetNeighbourNodes(loc::GetNeighbourNodesByDistanceResponse { nodes }),

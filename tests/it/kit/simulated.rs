@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Identity, now_ms};
-use super::neighbour::T_READ;
+use super::neighbor::T_READ;
 
 /// How often [`SimServer::wait_until`] looks at the log.
 const POLL: Duration = Duration::from_millis(50);

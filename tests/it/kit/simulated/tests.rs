@@ -4,7 +4,7 @@
 use super::super::client::{Client, assert_status};
 use super::super::customer::Hosted;
 use super::super::items::{Kind, add_item, all, assert_exactly_once};
-use super::super::neighbour::{
+use super::super::neighbor::{
     Follower, LOOPBACK, finish_request, neighbor_role, start_request, stop_request, update_request,
 };
 use super::super::profiles::{Images, random_profiles};

@@ -82,15 +82,15 @@ impl Client {
 }
 
 /// The impersonated neighbour N.
-pub struct Neighbour {
+pub struct Neighbor {
     /// N's key pair; S uses the same key where a test has both.
     pub identity: Identity,
 }
 
-impl Neighbour {
+impl Neighbor {
     /// N with a fresh key.
-    pub fn random() -> Neighbour {
-        Neighbour {
+    pub fn random() -> Neighbor {
+        Neighbor {
             identity: Identity::random(),
         }
     }

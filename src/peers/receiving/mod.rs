@@ -24,7 +24,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{PeerClient, PeerError, sr_neighbor_port};
-use super::loc::{LocEvent, NeighbourNode};
+use super::loc::{LocEvent, NeighborNode};
 use super::retry_delay;
 use crate::catalog::Received;
 use crate::clock::{self, Now};
@@ -32,7 +32,7 @@ use crate::config::is_public;
 use crate::context::Ctx;
 use crate::crypto::{NetworkId, random_bytes};
 use crate::hub::{Candidate, Side};
-use crate::neighborhood::items::Phase;
+use crate::neighborhood::receiving::Phase;
 use crate::role::Role;
 use crate::store::StoreError;
 use crate::store::records::PeerServer;
@@ -172,7 +172,7 @@ async fn handle(ctx: &Arc<Ctx>, schedule: &mut Schedule, report: LocEvent) {
 async fn known(
     ctx: &Arc<Ctx>,
     schedule: &mut Schedule,
-    nodes: Vec<NeighbourNode>,
+    nodes: Vec<NeighborNode>,
 ) -> Result<(), StoreError> {
     for node in nodes {
         upsert(ctx, schedule, node).await?;
@@ -191,7 +191,7 @@ async fn follower_as_neighbor(
         hasten(schedule, candidate.id);
         return Ok(());
     }
-    let node = NeighbourNode {
+    let node = NeighborNode {
         node_id: Vec::new(),
         id: candidate.id,
         address: candidate.address,
@@ -211,7 +211,7 @@ fn hasten(schedule: &mut Schedule, id: [u8; 32]) {
     }
 }
 
-async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighbourNode) -> Result<(), StoreError> {
+async fn upsert(ctx: &Ctx, schedule: &mut Schedule, node: NeighborNode) -> Result<(), StoreError> {
     // Loopback and private addresses only in labs (spec §4.19), and never ourselves.
     let reachable = ctx.config.test_mode || is_public(node.address);
     if node.id == ctx.key.network_id().0 || !reachable {

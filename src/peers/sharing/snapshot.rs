@@ -16,7 +16,7 @@ use crate::context::{Ctx, NewFollower};
 use crate::crypto::NetworkId;
 use crate::hub::{Command, Outbox, Reply, ServerRequestKind};
 use crate::log_gate::LogGate;
-use crate::neighborhood::batches::{Batch, profile_item};
+use crate::neighborhood::sharing::batches::{Batch, profile_item};
 use crate::store::StoreError;
 use crate::store::followers::{SharedProfile, Snapshot};
 use crate::wire::ps::{self, conversation_request};

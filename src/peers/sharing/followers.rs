@@ -3,7 +3,7 @@
 //! the server there is the follower.
 //!
 //! Runs when actions are queued and every `action_interval_secs`; a follower that cannot be
-//! reached is tried again after [`super::FIRST_RETRY`], the wait doubling up to `action_retry_secs`,
+//! reached is tried again after [`crate::peers::FIRST_RETRY`], the wait doubling up to `action_retry_secs`,
 //! and at once when it shows life (it sends us a neighbourhood request); one that refuses an
 //! update or turns out to be someone else is dropped with its queue.
 
@@ -15,13 +15,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::client::{PeerClient, PeerError, sr_neighbor_port};
-use super::retry_delay;
 use crate::clock::{self, Now};
 use crate::context::Ctx;
 use crate::crypto::NetworkId;
 use crate::hub::Side;
-use crate::neighborhood::delivery;
+use crate::neighborhood::sharing::delivery;
+use crate::peers::client::{PeerClient, PeerError, sr_neighbor_port};
+use crate::peers::retry_delay;
 use crate::role::Role;
 use crate::store::StoreError;
 use crate::store::records::PeerServer;
