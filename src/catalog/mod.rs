@@ -38,7 +38,12 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     /// A catalog over `store` whose search index is `search`, built from the same store.
-    pub fn new(store: Store, search: Search, max_shared: u32, check_threads: usize) -> Catalog {
+    pub(crate) fn new(
+        store: Store,
+        search: Search,
+        max_shared: u32,
+        check_threads: usize,
+    ) -> Catalog {
         Catalog {
             store,
             search: Arc::new(search),

@@ -31,7 +31,7 @@ pub(crate) struct Budget {
 
 impl Budget {
     /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Budget {
+    pub(crate) fn new(limit: usize) -> Budget {
         Budget {
             bytes: Arc::new(Semaphore::new(limit)),
             limit,

@@ -147,7 +147,7 @@ pub(crate) struct LinkHealth {
 impl LinkHealth {
     /// LOC down, or off when not configured (`loc_refresh`: how often it gives the
     /// neighbourhood); CAN as the calls to `can` find it (off without).
-    pub fn new(loc_refresh: Option<Duration>, can: Option<Arc<CanHealth>>) -> LinkHealth {
+    pub(crate) fn new(loc_refresh: Option<Duration>, can: Option<Arc<CanHealth>>) -> LinkHealth {
         let loc = if loc_refresh.is_some() {
             LinkState::Down
         } else {
@@ -180,7 +180,7 @@ impl LinkHealth {
 
     /// The LOC link's state at `now_ms`: up only while the neighbourhood was given recently
     /// (a connection that stays open but stops answering counts as down).
-    pub fn loc(&self, now_ms: i64) -> LinkState {
+    pub(crate) fn loc(&self, now_ms: i64) -> LinkState {
         let state = decode_state(self.loc.load(Ordering::Relaxed));
         let read = self.loc_read_ms.load(Ordering::Relaxed);
         if state == LinkState::Up && now_ms.saturating_sub(read) > self.loc_fresh_ms {
@@ -190,7 +190,7 @@ impl LinkHealth {
     }
 
     /// The CAN link's state: up while the node answered the last call.
-    pub fn can(&self) -> LinkState {
+    pub(crate) fn can(&self) -> LinkState {
         match self.can.as_ref().map(|can| can.answers()) {
             None => LinkState::Off,
             Some(Some(true)) => LinkState::Up,
@@ -281,7 +281,7 @@ pub(crate) struct Parts {
 impl Ctx {
     /// The shared state of a server made of `parts`, with the limits of its configuration;
     /// also the receiving end of [`Ctx::new_followers`], for the task that streams snapshots.
-    pub fn new(parts: Parts) -> (Ctx, tokio::sync::mpsc::Receiver<NewFollower>) {
+    pub(crate) fn new(parts: Parts) -> (Ctx, tokio::sync::mpsc::Receiver<NewFollower>) {
         let Parts {
             key,
             store,
@@ -349,7 +349,7 @@ impl Ctx {
 
     /// Runs `task` under the server's tracker. It must end soon after [`Ctx::shutdown`] is
     /// cancelled, because the database closes only after every task ended.
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -359,7 +359,7 @@ impl Ctx {
 
 impl View {
     /// The port serving `role` (0 when no port serves it).
-    pub fn port_of(&self, role: Role) -> u16 {
+    pub(crate) fn port_of(&self, role: Role) -> u16 {
         self.role_ports
             .iter()
             .find(|(r, _)| *r == role)

@@ -14,7 +14,7 @@ use crate::wire::{MAX_PUBLIC_KEY_LEN, Status, VERSION_1_0_0};
 const CHALLENGE_LEN: usize = 32;
 
 /// StartConversationRequest (spec §3.2): validates, negotiates 1.0.0, signs the client challenge.
-pub fn start(
+pub(crate) fn start(
     ctx: &View,
     session: &mut Session,
     request: ps::StartConversationRequest,

@@ -5,8 +5,8 @@
 pub(crate) mod app_service;
 pub(crate) mod basic;
 pub(crate) mod call;
-pub mod can;
-pub mod conversation;
+pub(crate) mod can;
+pub(crate) mod conversation;
 pub(crate) mod hosting;
 pub(crate) mod neighborhood;
 pub(crate) mod profile;

@@ -27,7 +27,7 @@ impl Reject {
     }
 
     /// A rejection with no details.
-    pub fn status(status: Status) -> Reject {
+    pub(crate) fn status(status: Status) -> Reject {
         Reject::new(status, Cow::Borrowed(""))
     }
 

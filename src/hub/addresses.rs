@@ -105,7 +105,7 @@ impl Drop for AddressSlot {
 
 impl Addresses {
     /// An empty table.
-    pub fn new(limits: AddressLimits) -> Arc<Addresses> {
+    pub(crate) fn new(limits: AddressLimits) -> Arc<Addresses> {
         Arc::new(Addresses {
             limits,
             table: Mutex::new(HashMap::new()),

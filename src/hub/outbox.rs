@@ -23,7 +23,7 @@ pub(crate) enum Command {
 
 impl Command {
     /// A server-initiated request of `kind`, whose answer goes to `reply`.
-    pub fn request(
+    pub(crate) fn request(
         kind: ServerRequestKind,
         message: ps::Message,
         reply: Reply,

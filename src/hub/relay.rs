@@ -158,7 +158,7 @@ pub(crate) struct Relays {
 
 impl Relays {
     /// An empty set holding at most `max` relays.
-    pub fn new(max: usize, timeouts: RelayTimeouts) -> Relays {
+    pub(crate) fn new(max: usize, timeouts: RelayTimeouts) -> Relays {
         Relays {
             inner: Mutex::default(),
             max,

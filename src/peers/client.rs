@@ -128,7 +128,7 @@ impl PeerClient {
     }
 
     /// Sends a single request and waits for its answer; an error status is an error.
-    pub async fn single(
+    pub(crate) async fn single(
         &mut self,
         body: single_request::RequestType,
     ) -> Result<single_response::ResponseType, PeerError> {
@@ -143,7 +143,7 @@ impl PeerClient {
     }
 
     /// Sends a conversation request signed with `signature` and waits for its answer.
-    pub async fn conversation(
+    pub(crate) async fn conversation(
         &mut self,
         signature: Vec<u8>,
         body: conversation_request::RequestType,
@@ -161,7 +161,7 @@ impl PeerClient {
     }
 
     /// What TLS negotiated; `None` on a plain connection.
-    pub fn tls(&self) -> Option<&TlsInfo> {
+    pub(crate) fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
     }
 
@@ -172,7 +172,11 @@ impl PeerClient {
 
     /// StartConversation and VerifyIdentity with our key; the other server must prove it owns
     /// a key whose SHA-256 is `expected` (spec §5.7 A.7, B.2).
-    pub async fn verify(&mut self, key: &ServerKey, expected: NetworkId) -> Result<(), PeerError> {
+    pub(crate) async fn verify(
+        &mut self,
+        key: &ServerKey,
+        expected: NetworkId,
+    ) -> Result<(), PeerError> {
         let (network_id, challenge) = self.start_conversation(key).await?;
         if network_id != expected {
             return Err(PeerError::WrongIdentity);

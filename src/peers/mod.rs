@@ -4,9 +4,9 @@
 //! Each peer runs as a task started by `runtime` under the server's tracker, reconnects with a
 //! pause after failures, and puts a timeout on every wait. Nothing here serves a client socket.
 
-pub mod can;
+pub(crate) mod can;
 pub(crate) mod client;
-pub mod loc;
+pub(crate) mod loc;
 pub(crate) mod receiving;
 pub(crate) mod sharing;
 

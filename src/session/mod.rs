@@ -49,7 +49,7 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// The peer owning `public_key`.
-    pub fn new(public_key: Vec<u8>) -> Peer {
+    pub(crate) fn new(public_key: Vec<u8>) -> Peer {
         let id = NetworkId::of_key(&public_key);
         Peer { public_key, id }
     }
@@ -67,7 +67,7 @@ impl Conversation {
     }
 
     /// Moves a started conversation to Verified; any other state is left alone.
-    pub fn verify(&mut self) {
+    pub(crate) fn verify(&mut self) {
         *self = match std::mem::take(self) {
             Conversation::Started { peer, .. } => Conversation::Verified(peer),
             other => other,
@@ -151,7 +151,7 @@ pub(crate) struct SearchCache {
 impl Session {
     /// A fresh session of connection number `connection` on a port serving `roles`; other
     /// tasks may queue up to `queue_capacity` commands for it.
-    pub fn new(roles: RoleSet, connection: u64, queue_capacity: usize) -> Session {
+    pub(crate) fn new(roles: RoleSet, connection: u64, queue_capacity: usize) -> Session {
         Session {
             roles,
             conversation: Conversation::None,

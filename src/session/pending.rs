@@ -67,7 +67,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// An empty table whose ids start at `first_id` (spec §1.4 uses `(role mask << 24) + 1`).
-    pub fn new(first_id: u32) -> Pending {
+    pub(crate) fn new(first_id: u32) -> Pending {
         Pending {
             entries: None,
             next_id: first_id,
@@ -135,13 +135,13 @@ impl Pending {
 
     /// Number of unanswered requests.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, |entries| entries.len())
     }
 
     /// Whether no request is pending.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

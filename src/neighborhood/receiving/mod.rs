@@ -248,7 +248,7 @@ pub(crate) struct Applier {
 
 impl Applier {
     /// Starts at the first of `items`, with the neighbour allowed `max` profiles.
-    pub fn new(items: Arc<[Prepared]>, max: u32) -> Applier {
+    pub(crate) fn new(items: Arc<[Prepared]>, max: u32) -> Applier {
         Applier {
             items,
             next: 0,

@@ -40,7 +40,7 @@ const UNPIN_BATCH: usize = 16;
 const NEWER_RECORD: &str = "There is already a newer IPNS record with sequence number: ";
 
 /// Keeps the contact record published until shutdown; returns at once without `[can]`.
-pub async fn run(ctx: Arc<Ctx>) {
+pub(crate) async fn run(ctx: Arc<Ctx>) {
     let Some(can) = ctx.can.as_ref() else {
         tracing::info!("no [can] configured: clients cannot find this server again through CAN");
         return;

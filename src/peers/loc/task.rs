@@ -34,7 +34,11 @@ const LOCATION_MISMATCH_M: f64 = 10_000.0;
 
 /// Keeps the server attached to LOC until `shutdown`, reporting to `events`; deregisters on the
 /// way out. Ends early only if the receiver of `events` is dropped.
-pub async fn run(settings: LocSettings, events: Sender<LocEvent>, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    settings: LocSettings,
+    events: Sender<LocEvent>,
+    shutdown: CancellationToken,
+) {
     let span = tracing::info_span!("loc", address = %settings.address);
     async move {
         let mut health = Health::default();

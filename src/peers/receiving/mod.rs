@@ -85,7 +85,7 @@ struct Schedule {
 
 /// Follows LOC's reports until shutdown; without LOC (`reports` closed) it only expires
 /// neighbours.
-pub async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
+pub(crate) async fn run(ctx: Arc<Ctx>, mut reports: mpsc::Receiver<LocEvent>) {
     let mut schedule = Schedule {
         due: HashMap::new(),
         failures: HashMap::new(),

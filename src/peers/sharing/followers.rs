@@ -47,7 +47,7 @@ enum Delivered {
 }
 
 /// Delivers queued actions to followers until shutdown.
-pub async fn run(ctx: Arc<Ctx>) {
+pub(crate) async fn run(ctx: Arc<Ctx>) {
     let settings = &ctx.config.neighborhood;
     let mut tick = tokio::time::interval(settings.action_interval);
     let mut refresh = tokio::time::interval(REFRESH_CHECK);

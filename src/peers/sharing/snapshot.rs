@@ -34,7 +34,7 @@ const FIRST_BATCH_ITEMS: usize = 8;
 const SNAPSHOT_PAGE: usize = 256;
 
 /// Streams the snapshot to every follower the handlers accept, until shutdown.
-pub async fn run(ctx: Arc<Ctx>, mut followers: mpsc::Receiver<NewFollower>) {
+pub(crate) async fn run(ctx: Arc<Ctx>, mut followers: mpsc::Receiver<NewFollower>) {
     loop {
         let follower = tokio::select! {
             () = ctx.shutdown.cancelled() => return,
