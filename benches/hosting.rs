@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use iop_profile_server::crypto::random_bytes;
 use iop_profile_server::net::tls;
-use iop_profile_server::store::keys::load_or_create_tls;
+use iop_profile_server::store::load_or_create_tls;
 use iop_profile_server::wire::ps::{self, conversation_request::RequestType as Conv};
 use iop_profile_server::wire::request;
 use prost::Message as _;

@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 
 use iop_profile_server::crypto::random_bytes;
 use iop_profile_server::runtime::{build_search_index, search_index_of};
-use iop_profile_server::search::geo::distance_m;
-use iop_profile_server::search::wildcard::Wildcard;
-use iop_profile_server::search::{Query, decode_profile, regex_type};
+use iop_profile_server::search::{Query, Wildcard, compile_regex, decode_profile, distance_m};
 use iop_profile_server::store::Store;
 use iop_profile_server::store::records::PeerServer;
 use iop_profile_server::store::records::{HostedIdentity, NeighborIdentity};
-use iop_profile_server::store::tables::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES, NEIGHBORS};
+use iop_profile_server::store::{HOSTED_IDENTITIES, NEIGHBOR_IDENTITIES, NEIGHBORS};
 use iop_profile_server::wire::ps;
 use prost::Message as _;
 
@@ -112,7 +110,7 @@ fn query(name: &str, kind: &str, location: Option<(i32, i32, u32)>, regex: &str)
         kind: Wildcard::new(kind),
         name: Wildcard::new(name),
         location,
-        extra_data: (!regex.is_empty()).then(|| regex_type::compile(regex).expect("valid regex")),
+        extra_data: (!regex.is_empty()).then(|| compile_regex(regex).expect("valid regex")),
         hosted_only: false,
         max_total: 10_000,
     }
@@ -127,7 +125,7 @@ struct Plain {
 }
 
 /// Every readable profile of `records`, ready for the plain scan.
-fn plain_rows(records: &[iop_profile_server::store::index_load::IndexRecord]) -> Vec<Plain> {
+fn plain_rows(records: &[iop_profile_server::store::IndexRecord]) -> Vec<Plain> {
     records
         .iter()
         .filter_map(|record| decode_profile(&record.profile))

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use iop_profile_server::config::{Config, Problem};
 use iop_profile_server::runtime::{self, logging, observe, shutdown, systemd};
-use iop_profile_server::store::data_dir;
+use iop_profile_server::store::inspect_data_dir;
 
 use args::{Command, Request};
 
@@ -170,7 +170,7 @@ fn main() -> ExitCode {
     match command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(checked) => {
-                if let Err(error) = data_dir::inspect(&checked.data_dir) {
+                if let Err(error) = inspect_data_dir(&checked.data_dir) {
                     eprintln!("{}: data_dir: {error}", config.display());
                     return ExitCode::from(EXIT_USAGE);
                 }

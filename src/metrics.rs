@@ -46,7 +46,7 @@ pub(crate) struct Histogram {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&self, took: Duration) {
+    pub(crate) fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         let slot = LATENCY_BUCKETS
             .iter()
@@ -92,7 +92,7 @@ pub(crate) struct Requests {
 
 impl Requests {
     /// A table for the request types `names`, all zero.
-    pub fn new(names: &'static [&'static str]) -> Requests {
+    pub(crate) fn new(names: &'static [&'static str]) -> Requests {
         let counts = (0..(names.len() + 1) * STATUS_SLOTS)
             .map(|_| Counter::default())
             .collect();
@@ -101,7 +101,7 @@ impl Requests {
 
     /// Counts an answer with status `code` to a request of type `kind` (an index into the
     /// names; `None` or out of range for a message of no admissible type).
-    pub fn record(&self, kind: Option<usize>, code: i32) {
+    pub(crate) fn record(&self, kind: Option<usize>, code: i32) {
         let row = kind
             .filter(|kind| *kind < self.names.len())
             .unwrap_or(self.names.len());
@@ -145,7 +145,7 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// All zero, with the request types `request_names` and the reasons a connection ends
     /// `close_reasons`.
-    pub fn new(
+    pub(crate) fn new(
         request_names: &'static [&'static str],
         close_reasons: &'static [&'static str],
     ) -> Metrics {
@@ -265,7 +265,13 @@ impl Exposition {
     }
 
     /// A family of one unlabelled sample.
-    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    pub(crate) fn single(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl std::fmt::Display,
+    ) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }

@@ -112,11 +112,12 @@ pub struct Seeded {
 pub fn seed_hosted(dir: &Path, identities: &[Seeded]) -> [u8; 32] {
     use iop_profile_server::crypto::sha256;
     use iop_profile_server::store::records::HostedIdentity;
-    use iop_profile_server::store::tables::{HOSTED_IDENTITIES, IMAGES};
-    use iop_profile_server::store::{DATABASE_FILE, Store, images, keys};
+    use iop_profile_server::store::{
+        DATABASE_FILE, HOSTED_IDENTITIES, IMAGES, Store, image_path, load_or_create_identity,
+    };
     use prost::Message as _;
 
-    let key = keys::load_or_create_identity(dir).expect("identity");
+    let key = load_or_create_identity(dir).expect("identity");
     drop(Store::open(dir, 64 << 20).expect("store"));
     let db = redb::Database::create(dir.join(DATABASE_FILE)).expect("db");
     let txn = db.begin_write().expect("txn");
@@ -127,7 +128,7 @@ pub fn seed_hosted(dir: &Path, identities: &[Seeded]) -> [u8; 32] {
             let mut thumbnail_image_hash = Vec::new();
             if !seeded.thumbnail.is_empty() {
                 let hash = sha256(&seeded.thumbnail);
-                let path = images::image_path(dir, &hash);
+                let path = image_path(dir, &hash);
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
                 std::fs::write(&path, &seeded.thumbnail).expect("image");
                 refs.insert(hash, 1).expect("ref");

@@ -55,7 +55,7 @@ fn bytes(out: &mut Vec<u8>, value: &[u8]) {
 
 impl RecordData {
     /// The canonical DAG-CBOR encoding.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(96 + self.value.len() + self.validity.len());
         head(&mut out, MAP, 5);
         text(&mut out, "TTL");

@@ -10,10 +10,16 @@
 pub(crate) mod cbor;
 pub(crate) mod health;
 pub(crate) mod http;
-pub mod multibase;
-pub mod record;
-pub mod time;
-pub mod verify;
+pub(crate) mod multibase;
+pub(crate) mod record;
+pub(crate) mod time;
+pub(crate) mod verify;
+
+// What other crates (the tests that play IPFS nodes and check our records) use.
+pub use multibase::{base58, from_base58, from_multibase};
+pub use record::{RecordFields, ipns_name, peer_id};
+pub use time::format_validity;
+pub use verify::{key_of_name, verify as verify_record};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -23,7 +29,7 @@ use serde::Deserialize;
 
 use self::health::{Health, MAX_ERROR_CHARS};
 use self::http::{HttpError, Post};
-use self::multibase::{base58, base64url_padded, from_base58};
+use self::multibase::base64url_padded;
 use crate::clock;
 use crate::crypto::random_bytes;
 use crate::log_gate::peer_text;
@@ -145,7 +151,7 @@ enum Quiet {
 impl CanApi {
     /// A client of the node at `api_url` (`http://HOST:PORT`, checked by the configuration),
     /// giving each call `timeout`.
-    pub fn new(api_url: &str, timeout: Duration) -> CanApi {
+    pub(crate) fn new(api_url: &str, timeout: Duration) -> CanApi {
         let host_port = api_url
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -284,7 +290,7 @@ impl CanApi {
 
     /// What `/ipns/<name>` resolves to on the node (`name/resolve`), e.g. `/ipfs/Qm…`: past
     /// the node's cache where it allows that (js-ipfs offline refuses `nocache`).
-    pub async fn resolve(&self, name: &str) -> Result<String, CanError> {
+    pub(crate) async fn resolve(&self, name: &str) -> Result<String, CanError> {
         let cached = format!("arg=/ipns/{name}");
         let body = if self.learnt.refuses_nocache.load(Ordering::Relaxed) {
             self.call("name/resolve", &cached, None).await?

@@ -72,7 +72,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     /// A fresh connection from `peer`.
-    pub fn new(ctx: Arc<Ctx>, peer: Peer) -> Engine {
+    pub(crate) fn new(ctx: Arc<Ctx>, peer: Peer) -> Engine {
         let capacity =
             usize::try_from(ctx.config.limits.connection_queue_frames).unwrap_or(usize::MAX);
         let mut session = Session::new(peer.roles, ctx.connection_number(), capacity);
@@ -96,7 +96,7 @@ impl Engine {
     }
 
     /// A whole frame `body` arrived at `now`, its memory held by `budget`.
-    pub async fn frame(
+    pub(crate) async fn frame(
         &mut self,
         body: Vec<u8>,
         budget: OwnedSemaphorePermit,

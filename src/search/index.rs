@@ -144,7 +144,7 @@ impl SearchIndex {
     }
 
     /// Number of (hosted, neighbour) profiles.
-    pub fn len(&self) -> (usize, usize) {
+    pub(crate) fn len(&self) -> (usize, usize) {
         (self.hosted.len(), self.neighbors.len())
     }
 

@@ -1,17 +1,21 @@
 //! Profile search (spec §4.18): the in-memory index, the filter dialects, and query execution
 //! under time budgets. No sockets, no storage access: callers feed the index and load results.
 
-pub mod geo;
+pub(crate) mod geo;
 pub(crate) mod index;
-pub mod regex_type;
+pub(crate) mod regex_type;
 mod table;
-pub mod wildcard;
+pub(crate) mod wildcard;
+
+// What other crates (the search bench) use.
+pub use geo::distance_m;
+pub use regex_type::compile as compile_regex;
+pub use wildcard::Wildcard;
 
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use index::{Filter, Hit, SearchIndex};
-use wildcard::Wildcard;
 
 use crate::wire::ps;
 

@@ -70,7 +70,7 @@ impl Wildcard {
 
 impl Matcher<'_> {
     /// Whether `lowercase_text` (already lower-cased) matches.
-    pub fn matches(&self, lowercase_text: &str) -> bool {
+    pub(crate) fn matches(&self, lowercase_text: &str) -> bool {
         match self {
             Matcher::Plain(wildcard) => wildcard.matches(lowercase_text),
             Matcher::Contains(finder) => finder.find(lowercase_text.as_bytes()).is_some(),

@@ -4,22 +4,30 @@
 //! I/O thread. Nothing here knows about sessions or the wire protocol.
 
 pub(crate) mod actions;
-pub mod can;
-pub mod data_dir;
+pub(crate) mod can;
+pub(crate) mod data_dir;
 pub(crate) mod database;
 pub(crate) mod followers;
 pub(crate) mod group_commit;
-pub mod identities;
-pub mod images;
-pub mod index_load;
-pub mod keys;
+pub(crate) mod identities;
+pub(crate) mod images;
+pub(crate) mod index_load;
+pub(crate) mod keys;
 pub(crate) mod neighbors;
 pub(crate) mod relations;
 pub(crate) mod servers;
-pub mod tables;
+pub(crate) mod tables;
 
 /// The records stored in the tables (protobuf, generated from `proto/store.proto`).
 pub use crate::wire::proto::iop::store as records;
+
+// What other crates (the binary, tests and benches that seed or inspect a data directory) use.
+pub use data_dir::inspect as inspect_data_dir;
+pub use identities::NewImage;
+pub use images::image_path;
+pub use index_load::IndexRecord;
+pub use keys::{TlsMaterial, load_or_create_identity, load_or_create_tls};
+pub use tables::{HOSTED_IDENTITIES, IMAGES, NEIGHBOR_IDENTITIES, NEIGHBORS};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

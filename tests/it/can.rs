@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use iop_profile_server::can::record::ipns_name;
+use iop_profile_server::can::ipns_name;
 use iop_profile_server::role::Role;
 use iop_profile_server::wire::Status;
 use iop_profile_server::wire::can::{CanIdentityData, CanProfileServerContact};
@@ -443,7 +443,7 @@ async fn a_js_ipfs_node_gets_the_contact_record_through_dht_put() {
 /// What the node resolves the server's name to, once it does (by its peer id: js-ipfs takes a
 /// `k…` name for a DNS name).
 async fn wait_until_resolved(can: &CanStandIn, key: &[u8]) -> String {
-    let arg = format!("/ipns/{}", iop_profile_server::can::record::peer_id(key));
+    let arg = format!("/ipns/{}", iop_profile_server::can::peer_id(key));
     for _ in 0..600 {
         let (status, body) = can.harness("name/resolve", &arg).await;
         if status == 200 {

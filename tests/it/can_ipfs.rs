@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use iop_profile_server::can::record::peer_id;
+use iop_profile_server::can::peer_id;
 use iop_profile_server::role::Role;
 use iop_profile_server::wire::Status;
 use iop_profile_server::wire::can::{CanIdentityData, CanKeyValue, CanProfileServerContact};

@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use iop_profile_server::can::multibase::from_multibase;
-use iop_profile_server::can::record::ipns_name;
+use iop_profile_server::can::{from_multibase, ipns_name};
 use iop_profile_server::role::Role;
 use iop_profile_server::wire::proto::ipns::IpnsEntry;
 use prost::Message as _;

@@ -4,8 +4,8 @@
 
 use iop_profile_server::crypto::sha256;
 use iop_profile_server::role::Role;
+use iop_profile_server::store::NewImage;
 use iop_profile_server::store::Store;
-use iop_profile_server::store::identities::NewImage;
 use iop_profile_server::store::records::NeighborIdentity;
 use iop_profile_server::wire::Status;
 use iop_profile_server::wire::ps::{
@@ -32,7 +32,7 @@ fn shared_profile(name: &str, kind: &str) -> ps::ProfileInformation {
 async fn seeded_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     // A database is only served beside its identity.
-    iop_profile_server::store::keys::load_or_create_identity(dir.path()).expect("identity");
+    iop_profile_server::store::load_or_create_identity(dir.path()).expect("identity");
     let store = Store::open(dir.path(), 1 << 20).expect("open store");
     let thumbnail = fixture("thumbnail.jpg");
     for (name, kind, with_thumbnail) in [

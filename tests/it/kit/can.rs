@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use iop_profile_server::can::multibase::{base58, from_base58, from_multibase};
-use iop_profile_server::can::record::ipns_name;
-use iop_profile_server::can::verify;
+use iop_profile_server::can::{
+    base58, from_base58, from_multibase, ipns_name, key_of_name, verify_record,
+};
 use iop_profile_server::crypto::{self, sha256};
 use iop_profile_server::wire::Status;
 use iop_profile_server::wire::can::{CanCryptoKey, CanIpnsEntry};
@@ -407,9 +407,9 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
                 .map(|(_, path)| path.clone())
                 .or_else(|| {
                     // Kubo resolves a name in either form (`k…` or `12D3KooW…`).
-                    let name = ipns_name(&verify::key_of_name(peer)?);
+                    let name = ipns_name(&key_of_name(peer)?);
                     let record = state.v2_records.get(&name)?;
-                    let value = verify::verify(&name, record, now).ok()?;
+                    let value = verify_record(&name, record, now).ok()?;
                     String::from_utf8(value).ok()
                 });
             match path {
@@ -432,7 +432,7 @@ fn handle(shared: &Shared, request: &Request) -> (u16, Vec<u8>) {
                 return (400, error_json("file argument 'value-file' is required"));
             };
             let now = iop_profile_server::clock::unix_ms();
-            match verify::verify(name, &record, now) {
+            match verify_record(name, &record, now) {
                 Ok(_) => {
                     state.v2_records.insert(name.to_owned(), record);
                     (200, b"{\"Extra\":\"\"}".to_vec())
@@ -470,7 +470,7 @@ fn js_ipfs(state: &mut CanState, request: &Request, arg: &str) -> Option<(u16, V
         }
         "dht/put" => {
             let name = arg.strip_prefix("/ipns/").unwrap_or(arg);
-            let key = verify::key_of_name(name)?;
+            let key = key_of_name(name)?;
             let record = file_part(&request.content_type, &request.body).unwrap_or_default();
             state.v2_records.insert(ipns_name(&key), record);
             Some((200, Vec::new()))
@@ -484,13 +484,13 @@ fn js_ipfs(state: &mut CanState, request: &Request, arg: &str) -> Option<(u16, V
                 let message = format!("queryTxt ENOTFOUND _dnslink.{name}");
                 return Some((500, error_json(&message)));
             }
-            let key = verify::key_of_name(name)?;
+            let key = key_of_name(name)?;
             let name = ipns_name(&key);
             let now = iop_profile_server::clock::unix_ms();
             let value = state
                 .v2_records
                 .get(&name)
-                .and_then(|record| verify::verify(&name, record, now).ok())
+                .and_then(|record| verify_record(&name, record, now).ok())
                 .and_then(|value| String::from_utf8(value).ok());
             Some(match value {
                 Some(path) => (200, format!("{{\"Path\":\"{path}\"}}").into_bytes()),
@@ -680,7 +680,7 @@ pub fn signed_record_v1_v2(
     validity: &str,
     sequence: u64,
 ) -> CanIpnsEntry {
-    let fields = iop_profile_server::can::record::RecordFields {
+    let fields = iop_profile_server::can::RecordFields {
         value: path.as_bytes().to_vec(),
         validity: validity.as_bytes().to_vec(),
         sequence,
@@ -693,7 +693,7 @@ pub fn signed_record_v1_v2(
 /// A validity one month ahead of the tester's clock, in the reference format.
 pub fn month_ahead() -> String {
     let now = super::now_ms();
-    iop_profile_server::can::time::format_validity(now + 31 * 86_400_000)
+    iop_profile_server::can::format_validity(now + 31 * 86_400_000)
 }
 
 /// PS09 "IPNS(n, path, seq)": CanPublishIpnsRecord with `record`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use iop_profile_server::crypto::{random_bytes, sha256, verify};
 use iop_profile_server::net::tls;
 use iop_profile_server::role::Role;
-use iop_profile_server::store::keys::TlsMaterial;
+use iop_profile_server::store::TlsMaterial;
 use iop_profile_server::wire::ps::{
     self, conversation_request::RequestType as Conv,
     conversation_response::ResponseType as ConvResp, single_request::RequestType as Single,
