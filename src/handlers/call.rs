@@ -89,6 +89,18 @@ mod tests {
     use crate::handlers::reject::Reject;
     use crate::handlers::testing::{customer, now, session};
 
+    /// The caller's refusal of `request`.
+    async fn refused(
+        ctx: &View,
+        caller: &mut Session,
+        peer: &Peer,
+        request: &ps::CallIdentityApplicationServiceRequest,
+    ) -> Option<Reject> {
+        call_identity_application_service(ctx, caller, peer.clone(), 1, request, now())
+            .await
+            .err()
+    }
+
     #[tokio::test]
     async fn a_call_is_checked_for_a_hosted_callee_then_its_presence_and_service() {
         let (_dir, ctx) = testing::ctx();
@@ -99,41 +111,20 @@ mod tests {
             service_name: service.into(),
         };
         let unknown = request(vec![1; 32], "chat");
-        let answer = call_identity_application_service(
-            &ctx,
-            &mut caller,
-            caller_peer.clone(),
-            1,
-            &unknown,
-            now(),
-        )
-        .await;
-        assert_eq!(answer.err(), Some(Reject::invalid("identityNetworkId")));
+        assert_eq!(
+            refused(&ctx, &mut caller, &caller_peer, &unknown).await,
+            Some(Reject::invalid("identityNetworkId"))
+        );
 
         let (callee_session, callee) = customer(&ctx, &ServerKey::generate(), "Callee").await;
         let no_service = request(callee.id.0.to_vec(), "chat");
-        let answer = call_identity_application_service(
-            &ctx,
-            &mut caller,
-            caller_peer.clone(),
-            2,
-            &no_service,
-            now(),
-        )
-        .await;
-        assert_eq!(answer.err(), Some(Reject::invalid("serviceName")));
-        ctx.hub.registry.leave(callee.id, callee_session.connection);
-        let answer = call_identity_application_service(
-            &ctx,
-            &mut caller,
-            caller_peer,
-            3,
-            &no_service,
-            now(),
-        )
-        .await;
         assert_eq!(
-            answer.err(),
+            refused(&ctx, &mut caller, &caller_peer, &no_service).await,
+            Some(Reject::invalid("serviceName"))
+        );
+        ctx.hub.registry.leave(callee.id, callee_session.connection);
+        assert_eq!(
+            refused(&ctx, &mut caller, &caller_peer, &no_service).await,
             Some(Reject::status(Status::ErrorNotAvailable))
         );
     }
